@@ -1,0 +1,247 @@
+"""Settings read from the environment: one place, validated, typed.
+
+Every variable of DESIGN section 6 is optional so that `make run` needs none of them; a value that
+is present but wrong stops start-up with a `ConfigError` naming the variable, because a service
+that starts with a half-understood configuration fails later in a way that is much harder to trace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class ConfigError(ValueError):
+    """A configuration value is present but unusable; the message names the variable."""
+
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated environment, with the embedded defaults filled in."""
+
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    imagekit_private_key: str | None = None
+    imagekit_public_key: str | None = None
+    imagekit_url_endpoint: str | None = None
+    imagekit_base_url: str | None = None
+    image_sharing: str = "share"
+    pool_master_target: int = 5
+    pool_user_target: int = 1
+    pool_low_watermark: int = 2
+    pool_fallback: str = "sync"
+    mail_server: str | None = None
+    mail_port: int = 25
+    mail_default_sender: str = "campaign-pool@localhost"
+    alert_emails: tuple[str, ...] = field(default_factory=tuple)
+    slack_webhook_url: str | None = None
+
+    @property
+    def embedded_queue(self) -> bool:
+        """No REDIS_URL: RQ, locks and pub/sub run on an in-process fakeredis."""
+        return self.redis_url is None
+
+    @property
+    def image_service(self) -> str:
+        """`imagekit` when ImageKit is configured, else the local file store."""
+        return "imagekit" if self.imagekit_private_key else "local"
+
+    def flask_config(self) -> dict[str, Any]:
+        """The Flask/extension configuration keys these settings translate to."""
+        is_sqlite = self.database_url.startswith("sqlite")
+        engine_options: dict[str, Any] = {"pool_pre_ping": True}
+        if is_sqlite:
+            engine_options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            engine_options.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+            "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+            "MAX_CONTENT_LENGTH": 1 * 1024 * 1024,
+            "WTF_CSRF_TIME_LIMIT": None,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "SETTINGS": self,
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings with secrets masked, safe to log or show in the portal."""
+        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url"}
+        out = asdict(self)
+        for name in secret_fields:
+            if out.get(name):
+                out[name] = "***"
+        out["database_url"] = _redact_url(self.database_url)
+        if self.redis_url:
+            out["redis_url"] = _redact_url(self.redis_url)
+        return out
+
+
+def _redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "***"
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def normalize_database_url(raw: str, name: str = "DATABASE_URL") -> str:
+    """Accept the URL spellings operators use and pin the PostgreSQL driver to psycopg 3."""
+    url = raw.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{name} is not a database URL: {raw!r}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername != "postgresql+psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed.render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return url
+    raise ConfigError(f"{name} must be a postgresql:// or sqlite:// URL, got {backend!r}")
+
+
+def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
+    raw = _blank_to_none(env.get("DATABASE_URL"))
+    if raw is None:
+        return f"sqlite:///{instance_path / 'campaign_pool.sqlite3'}"
+    return normalize_database_url(raw)
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = _blank_to_none(env.get("REDIS_URL"))
+    if raw is None:
+        return None
+    if urlparse(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+    return raw
+
+
+def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
+    """SECRET_KEY, or one generated once and kept in the instance folder (mode 0600)."""
+    raw = _blank_to_none(env.get("SECRET_KEY"))
+    if raw is not None:
+        if len(raw) < 16:
+            raise ConfigError("SECRET_KEY must be at least 16 characters long")
+        return raw
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return ()
+    emails = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for email in emails:
+        if not EMAIL_RE.match(email):
+            raise ConfigError(f"{name} holds an invalid email address: {email!r}")
+    return emails
+
+
+def load_settings(env: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
+    """Read and validate the environment; raise ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    instance_path = instance_path or Path.cwd() / "instance"
+    private_key = _blank_to_none(env.get("IMAGEKIT_PRIVATE_KEY"))
+    url_endpoint = _http_url(env, "IMAGEKIT_URL_ENDPOINT")
+    if private_key and not url_endpoint:
+        raise ConfigError("IMAGEKIT_URL_ENDPOINT must be set when IMAGEKIT_PRIVATE_KEY is set")
+    master_target = _int(env, "POOL_MASTER_TARGET", 5)
+    low_watermark = _int(env, "POOL_LOW_WATERMARK", min(2, master_target))
+    if low_watermark > master_target:
+        raise ConfigError(
+            f"POOL_LOW_WATERMARK ({low_watermark}) must not exceed POOL_MASTER_TARGET "
+            f"({master_target})"
+        )
+    mail_sender = _blank_to_none(env.get("MAIL_DEFAULT_SENDER")) or "campaign-pool@localhost"
+    if "@" not in mail_sender:
+        raise ConfigError(f"MAIL_DEFAULT_SENDER must be an email address, got {mail_sender!r}")
+    return Settings(
+        database_url=_database_url(env, instance_path),
+        redis_url=_redis_url(env),
+        secret_key=_secret_key(env, instance_path),
+        imagekit_private_key=private_key,
+        imagekit_public_key=_blank_to_none(env.get("IMAGEKIT_PUBLIC_KEY")),
+        imagekit_url_endpoint=url_endpoint,
+        imagekit_base_url=_http_url(env, "IMAGEKIT_BASE_URL"),
+        image_sharing=_choice(env, "IMAGE_SHARING", ("share", "copy"), "share"),
+        pool_master_target=master_target,
+        pool_user_target=_int(env, "POOL_USER_TARGET", 1),
+        pool_low_watermark=low_watermark,
+        pool_fallback=_choice(env, "POOL_FALLBACK", ("sync", "async"), "sync"),
+        mail_server=_blank_to_none(env.get("MAIL_SERVER")),
+        mail_port=_int(env, "MAIL_PORT", 25, minimum=1, maximum=65535),
+        mail_default_sender=mail_sender,
+        alert_emails=_emails(env, "ALERT_EMAILS"),
+        slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL"),
+    )

@@ -1,0 +1,60 @@
+"""Structured logging: one JSON object per line, so "what happened to campaign X" is a grep.
+
+Call sites log an event name as the message and the facts as `extra`, e.g.
+`log.info("campaign.seeded", extra={"campaign_id": str(cid), "duration_ms": 41.2})`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_SECRET_HINTS = ("password", "token", "secret", "private_key", "authorization")
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record and its `extra` fields as a JSON line; secret-looking fields are masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key in _STANDARD_ATTRS or key.startswith("_"):
+                continue
+            if any(hint in key.lower() for hint in _SECRET_HINTS):
+                value = "***"
+            payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def configure_logging(app: Flask) -> None:
+    """Send the `portal` and `jobs` loggers to stderr as JSON lines (once per process)."""
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    for name in ("portal", "jobs"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(getattr(h, "_campaign_pool", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(JsonFormatter())
+            handler._campaign_pool = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.propagate = True
+    app.logger.handlers.clear()
+    app.logger.parent = logging.getLogger("portal")

@@ -1,0 +1,56 @@
+"""All models, importable from one place (`from portal.models import Campaign`)."""
+
+from portal.models.base import Base, utcnow
+from portal.models.campaigns import POOL_STATUSES, POOL_TYPES, SEEDING_METHODS, Campaign
+from portal.models.content import (
+    Carry,
+    Character,
+    CharacterSchtick,
+    Faction,
+    ImagePosition,
+    Juncture,
+    Schtick,
+    Vehicle,
+    Weapon,
+)
+from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
+from portal.models.pool import POOL_EVENT_KINDS, PoolEvent, PoolSetting
+from portal.models.users import ApiToken, User
+
+# The polymorphic `record_type` / `positionable_type` values and the models they name.
+RECORD_TYPES: dict[str, type[Base]] = {
+    "Campaign": Campaign,
+    "Schtick": Schtick,
+    "Weapon": Weapon,
+    "Faction": Faction,
+    "Juncture": Juncture,
+    "Character": Character,
+    "Vehicle": Vehicle,
+}
+
+__all__ = [
+    "IMAGE_SERVICES",
+    "POOL_EVENT_KINDS",
+    "POOL_STATUSES",
+    "POOL_TYPES",
+    "RECORD_TYPES",
+    "SEEDING_METHODS",
+    "ApiToken",
+    "Base",
+    "Campaign",
+    "Carry",
+    "Character",
+    "CharacterSchtick",
+    "Faction",
+    "ImageAttachment",
+    "ImageBlob",
+    "ImagePosition",
+    "Juncture",
+    "PoolEvent",
+    "PoolSetting",
+    "Schtick",
+    "User",
+    "Vehicle",
+    "Weapon",
+    "utcnow",
+]

@@ -1,0 +1,123 @@
+"""Shared fixtures in the flaskr style: `app`, `client`, `runner`, `auth`.
+
+Every test gets its own database: an empty migrated one (`app`), or a copy of a database that
+already holds the generated master template (`template_app`). PostgreSQL and Redis are used when
+TEST_DATABASE_URL / TEST_REDIS_URL are set, SQLite and fakeredis otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from portal import create_app
+from tests.databases import TestDatabases
+
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("TEST_DATABASE_URL"):
+        return
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:
+    dbs = TestDatabases(tmp_path_factory.mktemp("databases"))
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (flushed before each test that uses it), or "" for fakeredis."""
+    return os.environ.get("TEST_REDIS_URL", "").strip()
+
+
+def make_app(database_url: str, redis_url: str = "", **overrides: Any) -> Flask:
+    """An application wired to the given database; the environment cannot leak into tests."""
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": TEST_SECRET,
+        "IMAGEKIT_PRIVATE_KEY": "",
+        "IMAGEKIT_BASE_URL": "",
+        "IMAGEKIT_URL_ENDPOINT": "",
+        "MAIL_SERVER": "",
+        "SLACK_WEBHOOK_URL": "",
+        "ALERT_EMAILS": "",
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+def migrate_database(url: str) -> None:
+    from flask_migrate import upgrade
+
+    app = make_app(url)
+    with app.app_context():
+        upgrade()
+        from portal.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_golden(databases: TestDatabases) -> str:
+    """A database at the newest revision and otherwise empty."""
+    return databases.golden("migrated", migrate_database)
+
+
+def _flush_redis(url: str) -> None:
+    if url:
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+
+
+def app_on(databases: TestDatabases, golden_url: str, redis_url: str, **overrides: Any) -> Iterator[Flask]:
+    url = databases.clone(golden_url)
+    _flush_redis(redis_url)
+    app = make_app(url, redis_url, **overrides)
+    with app.app_context():
+        yield app
+        from portal.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+    databases.drop(url)
+
+
+@pytest.fixture
+def app(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Iterator[Flask]:
+    """An app on a fresh, migrated, empty database, inside an app context."""
+    yield from app_on(databases, migrated_golden, redis_url)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """Where tests leave files worth looking at (screenshots, reports)."""
+    path = Path(__file__).parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path

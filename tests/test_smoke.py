@@ -1,0 +1,10 @@
+"""The application starts on a fresh database and answers /health."""
+
+
+def test_health_reports_database_and_redis(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["redis"]["ok"] is True
