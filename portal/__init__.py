@@ -43,8 +43,10 @@ ENV_KEYS = frozenset(
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application. `config` overrides environment variables (by their DESIGN names)
     and Flask config keys; tests use it to point at their own database and queue."""
-    app = Flask(__name__, instance_path=str(Path.cwd() / "instance"))
-    register_settings(app, config or {})
+    config = config or {}
+    instance_path = Path(config.get("INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+    app = Flask(__name__, instance_path=str(instance_path))
+    register_settings(app, config)
     register_logging(app)
     register_extensions(app)
     register_queue(app)

@@ -208,7 +208,9 @@ def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return emails
 
 
-def load_settings(env: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, instance_path: Path | None = None
+) -> Settings:
     """Read and validate the environment; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
     instance_path = instance_path or Path.cwd() / "instance"

@@ -36,6 +36,9 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase
     dbs = TestDatabases(tmp_path_factory.mktemp("databases"))
     yield dbs
     dbs.drop_all()
+    import shutil
+
+    shutil.rmtree(TEST_INSTANCE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +47,16 @@ def redis_url() -> str:
     return os.environ.get("TEST_REDIS_URL", "").strip()
 
 
+TEST_INSTANCE = Path(os.environ.get("PYTEST_INSTANCE_DIR", "/tmp")) / f"cp-test-{os.getpid()}"
+
+
 def make_app(database_url: str, redis_url: str = "", **overrides: Any) -> Flask:
-    """An application wired to the given database; the environment cannot leak into tests."""
+    """An application wired to the given database; the environment cannot leak into tests.
+
+    The instance folder (local image files, the secret key file) is private to the test run."""
     config: dict[str, Any] = {
         "TESTING": True,
+        "INSTANCE_PATH": str(TEST_INSTANCE),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SECRET_KEY": TEST_SECRET,
@@ -86,7 +95,10 @@ def _flush_redis(url: str) -> None:
         redis.Redis.from_url(url).flushdb()
 
 
-def app_on(databases: TestDatabases, golden_url: str, redis_url: str, **overrides: Any) -> Iterator[Flask]:
+def app_on(
+    databases: TestDatabases, golden_url: str, redis_url: str, **overrides: Any
+) -> Iterator[Flask]:
+    """A fresh copy of `golden_url`, an app on it (inside an app context), dropped afterwards."""
     url = databases.clone(golden_url)
     _flush_redis(redis_url)
     app = make_app(url, redis_url, **overrides)
@@ -103,6 +115,32 @@ def app_on(databases: TestDatabases, golden_url: str, redis_url: str, **override
 def app(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Iterator[Flask]:
     """An app on a fresh, migrated, empty database, inside an app context."""
     yield from app_on(databases, migrated_golden, redis_url)
+
+
+def build_template_database(url: str) -> None:
+    """Migrate, then generate the full master template (DESIGN section 5)."""
+    migrate_database(url)
+    app = make_app(url)
+    with app.app_context():
+        from portal.extensions import db
+        from portal.services.image_store import get_image_store
+        from portal.services.template import generate_template
+
+        generate_template(db.session, get_image_store())
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_golden(databases: TestDatabases) -> str:
+    """A database holding the generated master template, built once per test session."""
+    return databases.golden("template", build_template_database)
+
+
+@pytest.fixture
+def template_app(databases: TestDatabases, template_golden: str, redis_url: str) -> Iterator[Flask]:
+    """An app on a private copy of the template database, inside an app context."""
+    yield from app_on(databases, template_golden, redis_url)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Thin HTTP layers. Each blueprint module exposes `bp`; `register_all` mounts them."""
+"""Thin HTTP layers. Each blueprint module (or package) exposes `bp`; `register_all` mounts them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask import Flask
 
 
 def register_all(app: Flask) -> None:
-    from portal.blueprints import health
+    from portal.blueprints import admin, api, auth, health, images
 
-    app.register_blueprint(health.bp)
+    for module in (health, auth, api, admin, images):
+        app.register_blueprint(module.bp)

@@ -1,4 +1,4 @@
-"""`flask --app app ...` commands, one module per command group."""
+"""`flask --app app ...` commands, one module per command group; each module exposes `cli`."""
 
 from __future__ import annotations
 
@@ -6,4 +6,7 @@ from flask import Flask
 
 
 def register_commands(app: Flask) -> None:
-    pass
+    from portal.cli import bench, campaigns, serve, template, users
+
+    for module in (users, template, campaigns, bench, serve):
+        app.cli.add_command(module.cli)

@@ -153,4 +153,3 @@ class ImagePosition(TimestampMixin, Base):
     x_position: Mapped[float] = mapped_column(default=0.0, server_default="0")
     y_position: Mapped[float] = mapped_column(default=0.0, server_default="0")
     style_overrides: Mapped[dict[str, Any] | None]
-

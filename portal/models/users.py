@@ -14,7 +14,9 @@ from portal.models.base import Base, TimestampMixin, utcnow, uuid_pk
 
 class User(UserMixin, TimestampMixin, Base):
     __tablename__ = "users"
-    __table_args__ = (sa.Index("uq_users_email_lower", sa.func.lower(sa.text("email")), unique=True),)
+    __table_args__ = (
+        sa.Index("uq_users_email_lower", sa.func.lower(sa.text("email")), unique=True),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     email: Mapped[str] = mapped_column(sa.String(320))

@@ -22,6 +22,7 @@ def _timed(check: Any) -> dict[str, Any]:
 
 def check_health() -> dict[str, Any]:
     """`down` when the database is unreachable, `degraded` when anything else is."""
+
     def ping_db() -> None:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -1,0 +1,5 @@
+"""`flask --app app campaigns ...`."""
+
+from flask.cli import AppGroup
+
+cli = AppGroup("campaigns", help="campaigns commands.")

@@ -1,0 +1,5 @@
+"""`flask --app app users ...`."""
+
+from flask.cli import AppGroup
+
+cli = AppGroup("users", help="users commands.")

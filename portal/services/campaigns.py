@@ -1,0 +1,47 @@
+"""Campaign rows themselves: creating the empty shell a seeder fills, and lookups."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.models import Campaign, User, utcnow
+
+
+class CampaignError(ValueError):
+    """A campaign cannot be created as asked; the message says why, for the user."""
+
+
+def find_master_template(session: Session) -> Campaign | None:
+    """The master template campaign, if one has been generated or imported."""
+    return session.scalars(
+        sa.select(Campaign).where(Campaign.is_master_template.is_(True)).limit(1)
+    ).first()
+
+
+def name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
+    stmt = sa.select(Campaign.id).where(Campaign.user_id == owner_id, Campaign.name == name)
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def create_campaign_shell(
+    session: Session, owner: User, name: str, description: str | None = None, **columns: object
+) -> Campaign:
+    """An empty campaign row (flushed, not committed) for a seeder to fill."""
+    if name_taken(session, owner.id, name):
+        raise CampaignError(f"{owner.email} already has a campaign named {name!r}")
+    now = utcnow()
+    campaign = Campaign(
+        id=uuid.uuid4(),
+        user_id=owner.id,
+        name=name,
+        description=description,
+        created_at=now,
+        updated_at=now,
+        **columns,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign

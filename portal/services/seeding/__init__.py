@@ -1,0 +1,6 @@
+"""Filling a campaign with a copy of the master template's content.
+
+Two seeders with one contract: `TraditionalSeeder` (per-record, the reference and last-resort
+fallback) and `CampaignBatchSeeder` (set-based SQL). Both take an existing, empty target
+campaign (see `portal.services.campaigns.create_campaign_shell`) and return a `SeedResult`.
+"""

@@ -1,0 +1,1 @@
+"""The master template: generate, import, export, stats (stubs until the template work lands)."""
