@@ -56,5 +56,8 @@ def configure_logging(app: Flask) -> None:
             handler._campaign_pool = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
         logger.propagate = True
-    app.logger.handlers.clear()
-    app.logger.parent = logging.getLogger("portal")
+    # The app is named "portal", so app.logger *is* the "portal" logger configured above;
+    # re-parenting it to itself would make every record propagate in an endless loop.
+    if app.logger is not logging.getLogger("portal"):
+        app.logger.handlers.clear()
+        app.logger.parent = logging.getLogger("portal")
