@@ -1,0 +1,43 @@
+"""gunicorn settings for the web process: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+One process, many threads. Flask-SocketIO runs in `threading` mode with simple-websocket, and a
+Socket.IO client must keep talking to the process that holds its session, so each gunicorn
+instance has exactly one worker process (`-w 1 --threads N`; gunicorn 27 has no eventlet worker).
+Scale out with more instances behind a load balancer with sticky sessions; they share REDIS_URL,
+which Socket.IO uses as its message queue. Each open WebSocket occupies one thread for its life,
+so WEB_THREADS must cover the portal's browser tabs plus the API's concurrent requests.
+
+Environment:
+  PORT            port to listen on (default 8000), on HOST (default 0.0.0.0)
+  WEB_THREADS     threads of the one worker process (default 32)
+  WEB_TIMEOUT     seconds a silent worker may block before it is restarted (default 60)
+  FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* headers are trusted (default 127.0.0.1)
+
+The app reads everything else (DATABASE_URL, REDIS_URL, SECRET_KEY ...) itself; the RQ workers
+(`rq worker --with-scheduler --url "$REDIS_URL" seeding default`) need the same environment.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = 1  # see the docstring: Socket.IO sessions live in one process
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "32"))
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+# Never recycle the worker on a request count: it would cut every open WebSocket.
+max_requests = 0
+
+# Access log to stdout, errors to stderr: the platform's log collector picks both up.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Heartbeat files in memory: a slow or full disk must not make gunicorn kill a healthy worker.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# gunicorn's control socket defaults to one fixed path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which a second instance on the same host would fight over; nothing here uses gunicornc.
+control_socket_disable = True

@@ -1,0 +1,87 @@
+"""How a job gets an application: the one already running, or one built from the environment.
+
+A job is executed in one of three places, and each needs a different app:
+
+* inside the embedded worker thread of a web process: the web process's own app, so the job
+  sees the same database and the same in-process fakeredis (a second `create_app()` would get a
+  fresh, empty fakeredis and could not report back);
+* inside code that already has an app context (a test running a job synchronously): that app;
+* inside a real `rq worker` process: an app built once per process from the environment, which
+  is why workers must be started with the same environment as the web process.
+
+Every job gets a fresh app context, hence its own database session, removed when the job ends:
+a job can never see, or leave behind, another job's half-finished transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+
+log = logging.getLogger("jobs.context")
+
+_lock = threading.Lock()
+_embedded_app: Flask | None = None
+_process_app: Flask | None = None
+
+
+def set_embedded_app(app: Flask | None) -> None:
+    """Declare (or clear, with None) the app whose embedded worker runs jobs in this process."""
+    global _embedded_app
+    _embedded_app = app
+
+
+def current_embedded_app() -> Flask | None:
+    """The app whose embedded worker runs in this process, if any."""
+    return _embedded_app
+
+
+def _app_for_process() -> Flask:
+    """The app of a standalone worker process, created on first use and then reused, because
+    building an app (settings, engine, extensions) per job would cost more than most jobs."""
+    global _process_app
+    with _lock:
+        if _process_app is None:
+            from portal import create_app
+
+            _process_app = create_app()
+            log.info("jobs.app_created", extra={"database": _redacted_db(_process_app)})
+        return _process_app
+
+
+def _redacted_db(app: Flask) -> str:
+    return app.config["SETTINGS"].redacted()["database_url"]
+
+
+def current_job_app() -> Flask:
+    """The app a job running here should use (see the module docstring for the order)."""
+    if has_app_context():
+        return current_app._get_current_object()  # type: ignore[attr-defined]
+    if _embedded_app is not None:
+        return _embedded_app
+    return _app_for_process()
+
+
+@contextmanager
+def app_context() -> Iterator[Flask]:
+    """`with app_context() as app:` — a fresh app context (and database session) for one job."""
+    app = current_job_app()
+    with app.app_context():
+        yield app
+
+
+def report_progress(**fields: Any) -> None:
+    """Record progress on the current RQ job's `meta` (visible in rq-dashboard and to whoever
+    polls the job); a no-op when the function is called outside a job, e.g. from the CLI."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        return
+    job.meta.update(fields)
+    job.save_meta()
