@@ -1,5 +1,137 @@
-"""Login and logout (stub until the auth work lands)."""
+"""Portal sign-in and sign-out (Flask-Login sessions), and the site root.
 
-from flask import Blueprint
+The login form is a CSRF-protected FlaskForm; the credentials are checked by the users service.
+After signing in the user goes to `next` when it is a path on this site, else to /admin/; an
+absolute or scheme-relative `next` is ignored so the login page cannot be used as an open
+redirect.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+
+from portal.extensions import db, login_manager
+from portal.forms import LoginForm
+from portal.models import User
+from portal.services.users import authenticate
+
+log = logging.getLogger("portal.auth")
 
 bp = Blueprint("auth", __name__)
+
+DEFAULT_AFTER_LOGIN = "/admin/"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """The session's user, re-read on every request so a deactivated account is signed out
+    at its next request rather than when its cookie expires."""
+    try:
+        key = uuid.UUID(user_id)
+    except (TypeError, ValueError):
+        return None
+    user = db.session.get(User, key)
+    if user is None or not user.active:
+        return None
+    return user
+
+
+# Request-scoped values that Flask-Login, Flask-WTF and our API decorator cache on `g`.
+REQUEST_SCOPED_G = ("_login_user", "user", "api_token_id")
+
+
+@bp.before_app_request
+def _forget_previous_request() -> None:
+    """Each request resolves its user and CSRF token from its own cookies and headers.
+
+    These values are cached on `g`, which belongs to the app context, not the request. In
+    production every request has its own app context, but whenever one app context outlives a
+    request (the test fixtures push one per test; an embedded runner may too) a cached user or
+    CSRF token from one request would leak into the next, e.g. a CSRF token whose session half
+    was cleared at sign-in."""
+    for name in (*REQUEST_SCOPED_G, current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
+        g.pop(name, None)
+
+
+def safe_next(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None.
+
+    Accepts only paths starting with a single `/`: rejects `//evil.example` and `/\\evil` (both
+    read as another host by browsers), anything with a scheme or host, and control characters."""
+    if not target or not isinstance(target, str) or len(target) > 2048:
+        return None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return None
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The site root: the portal when signed in, the login page otherwise."""
+    if current_user.is_authenticated:
+        return redirect(DEFAULT_AFTER_LOGIN)
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next")) or ""
+        if current_user.is_authenticated:
+            return redirect(form.next.data or DEFAULT_AFTER_LOGIN)
+        return render_template("auth/login.html", form=form)
+
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form), 400
+
+    user = authenticate(db.session, form.email.data or "", form.password.data or "")
+    if user is None:
+        log.warning(
+            "auth.login_failed",
+            extra={"email": (form.email.data or "")[:320], "remote_addr": request.remote_addr},
+        )
+        flash("Wrong email or password, or the account is disabled.", "error")
+        form.password.data = ""
+        return render_template("auth/login.html", form=form), 401
+
+    # A fresh session on sign-in, so a session id (and CSRF token) planted before login
+    # is worthless afterwards.
+    session.clear()
+    login_user(user, remember=bool(form.remember.data))
+    log.info("auth.login", extra={"user_id": str(user.id), "remote_addr": request.remote_addr})
+    flash(f"Signed in as {user.name}.", "success")
+    return redirect(safe_next(form.next.data) or DEFAULT_AFTER_LOGIN)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """POST only (with CSRF, checked by CSRFProtect before we get here)."""
+    if current_user.is_authenticated:
+        log.info("auth.logout", extra={"user_id": str(current_user.id)})
+        # Not session.clear(): logout_user leaves a marker in the session that makes
+        # Flask-Login delete the remember-me cookie; clearing it would keep that cookie alive.
+        logout_user()
+        flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,5 +1,105 @@
-"""`flask --app app users ...`."""
+"""`flask --app app users ...`: create users and manage their API tokens.
 
+Human-readable status goes to stderr and a token alone to stdout, so a script can capture it:
+`TOKEN=$(flask --app app users create gm@example.com --name GM --password - --token < pw)`.
+Any error rolls back and exits 1 with a message: a failed command writes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
 from flask.cli import AppGroup
 
-cli = AppGroup("users", help="users commands.")
+from portal.extensions import db
+from portal.services.tokens import TokenError, issue_token, revoke_all
+from portal.services.users import UserError, create_user, find_by_email
+
+cli = AppGroup("users", help="Create users and manage their API tokens.")
+
+
+def _read_password(value: str) -> str:
+    """`-` means "read it from stdin", which keeps the password out of shell history and ps."""
+    if value != "-":
+        return value
+    line = sys.stdin.readline()
+    return line.rstrip("\r\n")
+
+
+def _fail(message: str) -> None:
+    db.session.rollback()
+    raise click.ClickException(message)
+
+
+@cli.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="Display name.")
+@click.option(
+    "--password",
+    required=True,
+    help="At least 8 characters; `-` reads one line from stdin instead.",
+)
+@click.option("--admin", is_flag=True, help="May use the admin portal.")
+@click.option("--gamemaster", is_flag=True, help="May create campaigns through the API.")
+@click.option("--token", "with_token", is_flag=True, help="Also issue an API token and print it.")
+def create_command(
+    email: str, name: str, password: str, admin: bool, gamemaster: bool, with_token: bool
+) -> None:
+    """Create a user (and optionally its first API token)."""
+    try:
+        user = create_user(
+            db.session,
+            email,
+            name,
+            _read_password(password),
+            admin=admin,
+            gamemaster=gamemaster,
+        )
+        token = issue_token(db.session, user) if with_token else None
+    except (UserError, TokenError) as error:
+        _fail(str(error))
+        return
+    db.session.commit()
+    roles = [role for role, on in (("admin", admin), ("gamemaster", gamemaster)) if on]
+    click.echo(
+        f"Created user {user.email} ({', '.join(roles) or 'no roles'}) id={user.id}", err=True
+    )
+    if token:
+        click.echo("API token (shown once, store it now):", err=True)
+        click.echo(token)
+
+
+@cli.command("token")
+@click.argument("email")
+@click.option("--name", default="api", show_default=True, help="A label for the token.")
+def token_command(email: str, name: str) -> None:
+    """Issue a new API token for an existing user and print it."""
+    user = find_by_email(db.session, email)
+    if user is None:
+        _fail(f"no user with email {email!r}")
+        return
+    if not user.active:
+        _fail(f"user {user.email} is inactive; its tokens would be refused")
+        return
+    try:
+        token = issue_token(db.session, user, name)
+    except TokenError as error:
+        _fail(str(error))
+        return
+    db.session.commit()
+    click.echo(f"Issued token {name!r} for {user.email} (shown once, store it now):", err=True)
+    click.echo(token)
+
+
+@cli.command("revoke-tokens")
+@click.argument("email")
+def revoke_tokens_command(email: str) -> None:
+    """Revoke every API token of a user."""
+    user = find_by_email(db.session, email)
+    if user is None:
+        _fail(f"no user with email {email!r}")
+        return
+    count = revoke_all(db.session, user)
+    db.session.commit()
+    click.echo(f"Revoked {count} token(s) of {user.email}.")

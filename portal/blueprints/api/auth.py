@@ -1,0 +1,153 @@
+"""Bearer-token authentication for the JSON API.
+
+`POST /api/v2/auth/token` trades an email and password for a token (the only time the token is
+shown). Other views use `@token_required`, which reads `Authorization: Bearer <token>`, puts the
+user on `flask.g.user` (and the token's id on `g.api_token_id`) and answers 401 for a missing,
+unknown or revoked token and 403 for a user without the required role.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from flask import g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from portal.blueprints.api import bp, json_body, require_strings
+from portal.blueprints.errors import ApiError
+from portal.extensions import db
+from portal.models import User
+from portal.services.tokens import TokenError, issue_token, lookup_token, revoke_token
+from portal.services.users import authenticate
+
+log = logging.getLogger("portal.api")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REALM = 'Bearer realm="campaign-pool"'
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """The public view of a user in API responses."""
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "admin": user.admin,
+        "gamemaster": user.gamemaster,
+        "active": user.active,
+        "entity_class": "User",
+    }
+
+
+def _bearer_credentials() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> User:
+    """Resolve the bearer token of this request or raise 401/403 as an ApiError."""
+    token = _bearer_credentials()
+    if token is None:
+        raise ApiError(
+            401,
+            "authentication required: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": REALM},
+        )
+    found = lookup_token(db.session, token)
+    if found is None:
+        raise ApiError(
+            401,
+            "invalid, revoked or expired token",
+            headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+        )
+    if found.touched:
+        # last_used_at was written (at most once a minute per token); make it stick even if
+        # the view itself only reads.
+        db.session.commit()
+    user = found.user
+    if admin and not user.admin:
+        raise ApiError(403, "this action requires an admin")
+    if gamemaster and not (user.gamemaster or user.admin):
+        raise ApiError(403, "this action requires a gamemaster or admin")
+    g.user = user
+    g.api_token_id = found.token_id
+    return user
+
+
+@overload
+def token_required(view: F) -> F: ...
+@overload
+def token_required(*, gamemaster: bool = ..., admin: bool = ...) -> Callable[[F], F]: ...
+def token_required(
+    view: F | None = None, *, gamemaster: bool = False, admin: bool = False
+) -> F | Callable[[F], F]:
+    """Require a valid bearer token: `@token_required` or `@token_required(gamemaster=True)`
+    (admins pass a gamemaster check too)."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            authenticate_request(gamemaster=gamemaster, admin=admin)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(view) if view is not None else decorate
+
+
+def current_api_user() -> User:
+    """The user `token_required` authenticated for this request."""
+    return g.user
+
+
+@bp.post("/auth/token")
+def create_token() -> ResponseReturnValue:
+    """`{email, password[, name]}` -> 201 `{token, token_type, user}`."""
+    data = json_body(required=("email", "password"))
+    require_strings(data, "email", "password", "name")
+    user = authenticate(db.session, data["email"], data["password"])
+    if user is None:
+        log.warning(
+            "api.token_refused",
+            extra={"email": data["email"][:320], "remote_addr": request.remote_addr},
+        )
+        raise ApiError(
+            401,
+            "invalid email or password",
+            {"base": ["invalid email or password"]},
+            headers={"WWW-Authenticate": REALM},
+        )
+    try:
+        token = issue_token(db.session, user, (data.get("name") or "api"))
+    except TokenError as error:
+        db.session.rollback()
+        raise ApiError(400, str(error), {"name": [str(error)]}) from None
+    db.session.commit()
+    log.info("api.token_issued", extra={"user_id": str(user.id)})
+    body = {"token": token, "token_type": "Bearer", "user": user_json(user)}
+    return jsonify(body), 201
+
+
+@bp.get("/auth/me")
+@token_required
+def me() -> ResponseReturnValue:
+    """Who this token belongs to: lets a client check a stored token."""
+    return jsonify({"user": user_json(current_api_user())})
+
+
+@bp.delete("/auth/token")
+@token_required
+def delete_token() -> ResponseReturnValue:
+    """Revoke the token used for this request (sign out of the API)."""
+    token_id: uuid.UUID = g.api_token_id
+    revoke_token(db.session, token_id)
+    db.session.commit()
+    return "", 204
