@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from portal import create_app
+from tests.auth_helpers import AuthActions
 from tests.databases import TestDatabases
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
@@ -146,6 +147,12 @@ def template_app(databases: TestDatabases, template_golden: str, redis_url: str)
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    """Create users and log in/out through the real form (CSRF token scraped from the page)."""
+    return AuthActions(client)
 
 
 @pytest.fixture
