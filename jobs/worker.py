@@ -4,7 +4,9 @@ Without REDIS_URL the queue is an in-process fakeredis that no other process can
 web process must run its own jobs. RQ's normal `Worker` forks a work horse per job and installs
 signal handlers, neither of which works from a thread; `SimpleWorker` runs jobs in the calling
 thread, and `TimerDeathPenalty` enforces job timeouts with a timer instead of SIGALRM (signals
-can only be handled on the main thread).
+can only be handled on the main thread). The timer raises the timeout in the job's thread between
+Python bytecodes, so it interrupts a job's Python code but not a single long call into C (one
+slow SQL statement, a blocking socket read): those need their own timeouts.
 
 The thread loops `work(burst=True, with_scheduler=True)`: a burst drains the queues and returns,
 which lets the loop notice a stop request between jobs, and in burst mode RQ runs the scheduler
