@@ -6,6 +6,13 @@ defined (generator), checked (validation), written (writer), exchanged with oper
 """
 
 from portal.services.template.errors import TemplateError
+from portal.services.template.exchange import (
+    dump_template,
+    export_template,
+    import_template,
+    load_template_file,
+    parse_template,
+)
 from portal.services.template.generator import build_template_document, generate_template
 from portal.services.template.stats import template_stats
 from portal.services.template.validation import validate_template
@@ -15,7 +22,12 @@ __all__ = [
     "TEMPLATE_OWNER_EMAIL",
     "TemplateError",
     "build_template_document",
+    "dump_template",
+    "export_template",
     "generate_template",
+    "import_template",
+    "load_template_file",
+    "parse_template",
     "template_owner",
     "template_stats",
     "validate_template",
