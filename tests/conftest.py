@@ -20,6 +20,8 @@ from portal import create_app
 from tests.auth_helpers import AuthActions
 from tests.databases import TestDatabases
 
+pytest_plugins = ["tests.imagekit"]
+
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
 

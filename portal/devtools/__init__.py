@@ -1,0 +1,1 @@
+"""Developer and test tools that stand in for external services (never imported by the app)."""
