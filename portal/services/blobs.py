@@ -33,6 +33,22 @@ _CHUNK = 500
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+# Attribute names a LogRecord already has: an `extra` key among them makes logging raise.
+_RESERVED_LOG_KEYS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+def safe_log_extra(context: dict[str, Any] | None = None, **values: Any) -> dict[str, Any]:
+    """`extra` for a log call from a caller-supplied context plus our own fields.
+
+    Context comes from callers (seeders, jobs); a key like "name" or "filename" would make the
+    logging call itself raise, so such keys are prefixed instead of trusted."""
+    merged = {**(context or {}), **values}
+    return {(f"ctx_{k}" if k in _RESERVED_LOG_KEYS else k): v for k, v in merged.items()}
+
+
 class NotPersistedError(ValueError):
     """The record has no row yet: attaching now would reference a record that may never exist."""
 
@@ -137,7 +153,9 @@ def attach_image(
     session.flush()
     log.info(
         "image.attached",
-        extra={**ctx, "mode": mode, "blob_id": str(target.id), "attachment_id": str(attachment.id)},
+        extra=safe_log_extra(
+            ctx, mode=mode, blob_id=str(target.id), attachment_id=str(attachment.id)
+        ),
     )
     return attachment
 
@@ -249,13 +267,13 @@ def purge_unused_blobs(
         if service_name != store.service_name:
             error = f"blob is stored on {service_name!r}, not on {store.service_name!r}"
             file_errors.append({"blob_id": str(blob_id), "key": key, "error": error})
-            log.error("image.purge.file_failed", extra={**ctx, "error": error})
+            log.error("image.purge.file_failed", extra=safe_log_extra(ctx, error=error))
             continue
         try:
             store.delete(meta, context=ctx)
         except Exception as exc:  # any store failure: the row is gone, report the file
             file_errors.append({"blob_id": str(blob_id), "key": key, "error": str(exc)})
-            log.error("image.purge.file_failed", extra={**ctx, "error": str(exc)})
+            log.error("image.purge.file_failed", extra=safe_log_extra(ctx, error=str(exc)))
         else:
             files_deleted += 1
     result = {
