@@ -232,3 +232,46 @@ def test_with_worker_runs_jobs_on_a_real_redis(redis_app: Flask) -> None:
     finally:
         assert thread.stop(timeout=10)
         set_embedded_app(None)
+
+
+@pytest.mark.redis
+def test_a_real_rq_worker_process_builds_its_app_from_the_environment(redis_app: Flask) -> None:
+    """Production: `rq worker --with-scheduler --url $REDIS_URL seeding default`, started with
+    the web process's environment, runs the same job functions against the same database."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = redis_app.config["SETTINGS"]
+    queue = Queue("seeding", connection=redis_app.extensions["redis"])
+    job = queue.enqueue(record_event, "rq-worker-process")
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        SECRET_KEY=settings.secret_key,
+    )
+    rq = Path(sys.executable).with_name("rq")
+    result = subprocess.run(
+        [
+            str(rq),
+            "worker",
+            "--burst",
+            "--with-scheduler",
+            "--url",
+            settings.redis_url,
+            "seeding",
+            "default",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert job.get_status(refresh=True) == JobStatus.FINISHED, result.stderr
+    assert job.return_value() == settings.database_url
+    assert events("rq-worker-process") == 1
