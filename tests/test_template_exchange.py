@@ -348,3 +348,22 @@ def test_a_database_failure_after_storing_files_deletes_them(app):
     assert stored_files() == files
     assert row_counts() == before
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ImageBlob)) == 0
+
+
+# ------------------------------------------------------------------------------- the docs
+
+
+def test_the_documented_example_imports_and_round_trips(app):
+    doc = (Path(__file__).parent.parent / "docs" / "template-format.md").read_text("utf-8")
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    import_template(db.session, get_image_store(), parse_template(example, "docs example"))
+    stats = template_stats(db.session)
+    assert (stats["schticks"], stats["prerequisite_links"], stats["max_prerequisite_depth"]) == (
+        2,
+        1,
+        2,
+    )
+    assert (stats["image_blobs"], stats["distinct_images"]) == (2, 1)
+    exported = export_template(db.session)
+    assert exported["characters"][0]["schticks"] == ["schtick-0001", "schtick-0002"]
+    assert exported["image_positions"][0]["style_overrides"] == {"objectFit": "cover"}

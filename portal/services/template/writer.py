@@ -248,13 +248,16 @@ def write_template(
     started = time.perf_counter()
     stored: list[dict[str, Any]] = []
     try:
+        owner = template_owner(session)
+        # Serialize template writers on the owner row (PostgreSQL; SQLite serializes writes
+        # anyway) so two concurrent imports cannot both see "no master" and create two.
+        session.execute(sa.select(User.id).where(User.id == owner.id).with_for_update())
         existing = find_master_template(session)
         if existing is not None and not replace:
             raise TemplateError(
                 f"a master template already exists ({existing.name!r}, version "
                 f"{existing.template_version}); use replace to supersede it"
             )
-        owner = template_owner(session)
         version = _demote_master(session, existing) if existing is not None else 1
         name = template.campaign["name"]
         clash = session.scalar(
@@ -290,7 +293,8 @@ def write_template(
             "operation": operation,
             "campaign_id": str(campaign.id),
             "template_version": version,
-            "rows": {k: len(v) for k, v in plan.rows.items()},
+            "rows": {k: len(v) for k, v in plan.rows.items()}
+            | {"image_blobs": len(plan.uploads), "image_attachments": len(plan.uploads)},
             "files": len(stored),
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
