@@ -8,11 +8,12 @@ has every shape that makes copying hard.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,9 +32,13 @@ from portal.models import (
     User,
 )
 from portal.services.campaigns import create_campaign_shell, find_master_template
-from portal.services.image_store import ImageStoreError, LocalImageStore, get_image_store
+from portal.services.image_store import (
+    checksum_of,
+    get_image_store,
+)
 from portal.services.retry import is_connection_lost, run_unit_of_work
 from portal.services.seeding.traditional import SeedingError, TraditionalSeeder
+from portal.services.template import generate_template
 from portal.services.verify import verify_campaign
 from tests.small_template import build_small_template, content_counts, make_user
 
@@ -53,11 +58,6 @@ FULL_SHAPE = {
 
 def blob_count() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
-
-
-def stored_files(store: Any) -> set[Path]:
-    root = Path(store.root)
-    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
 def new_target(name: str = "My Campaign") -> Campaign:
@@ -91,18 +91,27 @@ def attachment_inserts_checked() -> Iterator[dict[str, Any]]:
 # ---------------------------------------------------------------------------- full template
 
 
+@pytest.fixture
+def imagekit_template(imagekit_app) -> Campaign:
+    """The full generated template, its 789 images stored on the local ImageKit server."""
+    return generate_template(db.session, get_image_store())
+
+
 @pytest.mark.parametrize("image_mode", ["share", "copy"])
-def test_full_template_is_copied_and_verifies(template_app, image_mode):
+def test_full_template_is_copied_and_verifies(imagekit_template, imagekit_server, image_mode):
     session, store = db.session, get_image_store()
-    template = find_master_template(session)
+    template = imagekit_template
     template_counts = content_counts(session, template.id)
-    blobs_before, files_before = blob_count(), stored_files(store)
+    blobs_before = blob_count()
+    calls_before, files_before = Counter(imagekit_server.calls), set(imagekit_server.files)
     target = new_target()
     owner_id, target_id = target.user_id, target.id
 
     with attachment_inserts_checked() as inserts:
         result = TraditionalSeeder(session, store, image_mode=image_mode).seed(target, template)
 
+    calls = Counter(imagekit_server.calls) - calls_before
+    new_files = set(imagekit_server.files) - files_before
     assert result.method == "traditional" and result.campaign_id == target_id
     assert {k: result.rows[k] for k in FULL_SHAPE} == FULL_SHAPE
     session.expire_all()
@@ -115,22 +124,28 @@ def test_full_template_is_copied_and_verifies(template_app, image_mode):
         sa.select(Character.user_id).where(Character.campaign_id == target_id).distinct()
     ).all()
     assert owners == [owner_id]
-
     # Every attachment was inserted after its record existed.
     assert inserts["inserted"] == 789 and inserts["orphans"] == []
-    new_files = stored_files(store) - files_before
-    if image_mode == "share":
-        assert blob_count() == blobs_before and result.rows["image_blobs"] == 0
-        assert new_files == set()
-    else:
-        # One new blob and one uploaded file per attachment, each with the source's content.
-        assert blob_count() == blobs_before + 789 == blobs_before + result.rows["image_blobs"]
-        assert len(new_files) == 789
 
-    report = verify_campaign(session, target_id, store=store if image_mode == "copy" else None)
+    if image_mode == "share":
+        assert calls["upload"] == calls["copy"] == 0 and new_files == set()
+        assert blob_count() == blobs_before and result.rows["image_blobs"] == 0
+    else:
+        # One server-side copy per attachment, no upload through us, one new blob each.
+        assert calls["upload"] == 0 and calls["copy"] == 789 and len(new_files) == 789
+        assert blob_count() == blobs_before + 789 == blobs_before + result.rows["image_blobs"]
+        copies = session.scalars(
+            sa.select(ImageBlob).where(ImageBlob.meta["fileId"].as_string().in_(new_files))
+        ).all()
+        assert len(copies) == 789
+        for blob in copies:
+            assert checksum_of(imagekit_server.files[blob.meta["fileId"]].content) == blob.checksum
+
+    report = verify_campaign(session, target_id)
     assert report.ok, report.differences[:10]
-    images = report.counts["image_attachments"]
-    assert images[{"share": "shared", "copy": "copied"}[image_mode]] == 789
+    assert (
+        report.counts["image_attachments"][{"share": "shared", "copy": "copied"}[image_mode]] == 789
+    )
 
 
 # ---------------------------------------------------------------------------- small template
@@ -208,52 +223,46 @@ def test_copy_mode_uploads_each_image_once_and_keeps_content(app):
     assert verify_campaign(session, target.id, store=store).ok
 
 
-class FailingCopyStore(LocalImageStore):
-    """A store whose Nth copy fails for good, like ImageKit answering 403 after its retries."""
-
-    def __init__(self, root: Path, fail_at: int) -> None:
-        super().__init__(root)
-        self.fail_at, self.copies, self.deleted = fail_at, 0, 0
-        self.failed_context: dict[str, Any] = {}
-
-    def copy(self, source_meta: dict[str, Any], key: str, *, context: dict[str, Any]):
-        self.copies += 1
-        if self.copies == self.fail_at:
-            self.failed_context = context
-            raise ImageStoreError("ImageKit copy failed: 403 Forbidden (after 3 attempts)")
-        return super().copy(source_meta, key, context=context)
-
-    def delete(self, meta: dict[str, Any], *, context: dict[str, Any]) -> None:
-        self.deleted += 1
-        super().delete(meta, context=context)
-
-
-def test_permanent_image_failure_rolls_everything_back_and_names_the_record(app):
-    session = db.session
-    store = FailingCopyStore(Path(get_image_store().root), fail_at=6)
+def test_permanent_imagekit_failure_rolls_everything_back_and_names_the_record(
+    imagekit_app, imagekit_server
+):
+    session, store = db.session, get_image_store()
     template = build_small_template(session, store)
-    blobs_before, files_before = blob_count(), stored_files(store)
+    blobs_before, files_before = blob_count(), set(imagekit_server.files)
+    calls_before = Counter(imagekit_server.calls)
     target = new_target("Doomed")
     target_id, owner_id = target.id, target.user_id
+    state = {"schticks": 0}
 
-    with pytest.raises(SeedingError) as failure:
-        TraditionalSeeder(session, store, image_mode="copy").seed(target, template)
+    def break_imagekit(_conn, _cursor, statement, *_args):
+        # Two factions and two junctures are copied first; ImageKit starts refusing every copy
+        # once the second schtick row exists, so its image is the one that fails.
+        if count_schtick_inserts(statement):
+            state["schticks"] += 1
+            if state["schticks"] == 2:
+                imagekit_server.fail_next("copy", status=403, times=100)
+
+    event.listen(db.engine, "after_cursor_execute", break_imagekit)
+    try:
+        with pytest.raises(SeedingError) as failure:
+            TraditionalSeeder(session, store, image_mode="copy").seed(target, template)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", break_imagekit)
 
     message = str(failure.value)
-    # Two factions and two junctures were copied first; the 6th copy is the second schtick.
-    assert "Schtick" in message and store.failed_context["record"] in message
-    assert "403 Forbidden" in message
+    assert re.search(r"could not copy the image 'image' of Schtick \('\w+', '[^']+'\)", message)
+    assert "403" in message
     session.rollback()
     assert session.get(Campaign, target_id) is None
     assert session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 1  # the template
     assert session.scalar(sa.select(sa.func.count()).select_from(Schtick)) == 6
     assert blob_count() == blobs_before
-    # The five files uploaded before the failure were deleted again: nothing orphaned.
-    assert store.deleted == 5 and stored_files(store) == files_before
+    # The five files copied before the failure were deleted again: nothing orphaned on ImageKit.
+    calls = Counter(imagekit_server.calls) - calls_before
+    assert calls["delete"] == 5 and set(imagekit_server.files) == files_before
     # The owner can try again with the same name: nothing of the failed run is left.
-    owner = session.get(User, owner_id)
-    retry = create_campaign_shell(session, owner, "Doomed")
-    TraditionalSeeder(session, get_image_store(), image_mode="share").seed(retry, template)
+    retry = create_campaign_shell(session, session.get(User, owner_id), "Doomed")
+    TraditionalSeeder(session, store, image_mode="share").seed(retry, template)
     assert verify_campaign(session, retry.id).ok
 
 
