@@ -132,8 +132,9 @@ class TraditionalSeeder:
                 context=context,
             )
         except BaseException as exc:
-            self._discard_uploads(target.id, context)
-            log.error("seeding.failed", extra={**context, "error": str(exc).splitlines()[0]})
+            self._discard_uploads(shell["id"], context)
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            log.error("seeding.failed", extra={**context, "error": first_line})
             raise
         self._uploaded = []
         log.info(
@@ -165,7 +166,7 @@ class TraditionalSeeder:
         try:
             return self._copy_all(target, template, started, context)
         except BaseException:
-            self._discard_uploads(target.id, context)
+            self._discard_uploads(shell["id"], context)
             raise
 
     def _recover_after_rollback(
@@ -177,7 +178,7 @@ class TraditionalSeeder:
         expunged from the session: re-create it with the captured values (same id). If the row is
         there and seeded, the previous COMMIT did reach the server before the connection died:
         the work is done, and doing it again would duplicate it."""
-        self._discard_uploads(target.id, context)
+        self._discard_uploads(shell["id"], context)
         row = self.session.execute(
             sa.select(Campaign.id, Campaign.seeded_at).where(Campaign.id == shell["id"])
         ).first()
