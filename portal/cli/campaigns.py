@@ -22,15 +22,25 @@ from portal.extensions import db
 from portal.models import User
 from portal.services.campaigns import CampaignError, create_campaign_shell, find_master_template
 from portal.services.image_store import ImageStore, get_image_store
+from portal.services.seeding.batch import CampaignBatchSeeder
 from portal.services.seeding.traditional import SeedingError, TraditionalSeeder
 from portal.services.verify import VerifyError, verify_campaign
 
 cli = AppGroup("campaigns", help="Seed campaigns from the master template and verify them.")
 
+
+def _batch_seeder(session: Session, _store: ImageStore, mode: str) -> CampaignBatchSeeder:
+    """Batch seeding always shares the template's image files: copy mode is refused, not ignored."""
+    if mode != "share":
+        raise SeedingError("batch seeding shares images; use --method traditional to copy them")
+    return CampaignBatchSeeder(session)
+
+
 # How each seeding method is built: (session, store, image_mode) -> an object with
 # `.seed(target, template) -> SeedResult`. Another method is one more entry here.
 SEEDERS: dict[str, Callable[[Session, ImageStore, str], Any]] = {
     "traditional": lambda session, store, mode: TraditionalSeeder(session, store, image_mode=mode),
+    "batch": _batch_seeder,
 }
 
 
