@@ -463,7 +463,8 @@ def _check_count(step: TableCopy, count: int, expected: Counter[str]) -> None:
     if step.kind is not None and count != expected[step.kind]:
         raise SeedingError(
             f"copied {count} of the template's {expected[step.kind]} {step.table_name}: some "
-            f"reference a record outside the template (prerequisite, faction or juncture)"
+            "reference a record outside the template (prerequisite, faction or juncture), or "
+            "the template changed while it was being copied"
         )
 
 
@@ -492,13 +493,14 @@ class CampaignBatchSeeder:
         already seeded is refused with SeedingError, also when another seeder got there first."""
         session = self.session
         started = time.perf_counter()
-        session.flush()  # pending changes to the shell (e.g. a pool status) go with the copy
-        target_id, owner_id, template_id = target.id, target.user_id, template.id
-        template_version = template.template_version
-        context = {"campaign_id": str(target_id), "template_id": str(template_id), "method": METHOD}
-        log.info("seeding.started", extra=context)
+        context: dict[str, Any] = {"method": METHOD}
         total_steps = len(ALL_TABLES) + 2
         try:
+            session.flush()  # pending changes to the shell (e.g. a pool status) go with the copy
+            target_id, owner_id, template_id = target.id, target.user_id, template.id
+            template_version = template.template_version
+            context.update(campaign_id=str(target_id), template_id=str(template_id))
+            log.info("seeding.started", extra=context)
             if target.seeded_at is not None:
                 raise SeedingError(f"campaign {target_id} is already seeded")
             if target_id == template_id:
