@@ -62,7 +62,7 @@ run: install
 
 worker: install
 	@test -n "$$REDIS_URL" || { echo "REDIS_URL is not set: without it, 'make run' runs jobs itself"; exit 1; }
-	$(BIN)/rq worker --with-scheduler --url "$$REDIS_URL" seeding default
+	$(BIN)/rq worker --with-scheduler --worker-class jobs.worker.AppWorker --url "$$REDIS_URL" seeding default
 
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -14,7 +14,8 @@ Environment:
   FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* headers are trusted (default 127.0.0.1)
 
 The app reads everything else (DATABASE_URL, REDIS_URL, SECRET_KEY ...) itself; the RQ workers
-(`rq worker --with-scheduler --url "$REDIS_URL" seeding default`) need the same environment.
+(`rq worker --with-scheduler --worker-class jobs.worker.AppWorker --url "$REDIS_URL" seeding
+default`) need the same environment.
 """
 
 import os

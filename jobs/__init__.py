@@ -12,8 +12,11 @@ Where jobs run:
 * production: any number of worker processes, on any host, with the environment of the web
   process (DATABASE_URL, REDIS_URL, SECRET_KEY, IMAGEKIT_* ...)::
 
-      rq worker --with-scheduler --url "$REDIS_URL" seeding default
+      rq worker --with-scheduler --worker-class jobs.worker.AppWorker \\
+          --url "$REDIS_URL" seeding default
 
-  `--with-scheduler` is required: retries (`Retry(max, interval)`) and scheduled jobs are moved
-  back onto the queues by the scheduler, which RQ runs inside one of the workers.
+  Plain `rq worker --with-scheduler --url "$REDIS_URL" seeding default` works too, but builds
+  the application again for every job. `--with-scheduler` is required: retries
+  (`Retry(max, interval)`) and scheduled jobs are moved back onto the queues by the scheduler,
+  which RQ runs inside one of the workers.
 """

@@ -16,6 +16,7 @@ a job can never see, or leave behind, another job's half-finished transaction.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ log = logging.getLogger("jobs.context")
 _lock = threading.Lock()
 _embedded_app: Flask | None = None
 _process_app: Flask | None = None
+_process_app_pid: int | None = None
 
 
 def set_embedded_app(app: Flask | None) -> None:
@@ -41,17 +43,27 @@ def current_embedded_app() -> Flask | None:
     return _embedded_app
 
 
-def _app_for_process() -> Flask:
+def process_app() -> Flask:
     """The app of a standalone worker process, created on first use and then reused, because
-    building an app (settings, engine, extensions) per job would cost more than most jobs."""
-    global _process_app
+    building an app (imports, settings, engine, extensions) costs more than most jobs.
+
+    RQ's default worker forks a work horse per job, and a cache filled inside a horse dies with
+    it; `jobs.worker.AppWorker` calls this in the worker process before it forks, so every horse
+    inherits the app."""
+    global _process_app, _process_app_pid
     with _lock:
         if _process_app is None:
             from portal import create_app
 
             _process_app = create_app()
+            _process_app_pid = os.getpid()
             log.info("jobs.app_created", extra={"database": _redacted_db(_process_app)})
         return _process_app
+
+
+def process_app_pid() -> int | None:
+    """The pid of the process that built `process_app()` (a horse's parent when inherited)."""
+    return _process_app_pid
 
 
 def _redacted_db(app: Flask) -> str:
@@ -64,7 +76,7 @@ def current_job_app() -> Flask:
         return current_app._get_current_object()  # type: ignore[attr-defined]
     if _embedded_app is not None:
         return _embedded_app
-    return _app_for_process()
+    return process_app()
 
 
 @contextmanager

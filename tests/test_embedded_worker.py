@@ -33,6 +33,16 @@ def record_event(note: str) -> str:
         return app.config["SQLALCHEMY_DATABASE_URI"]
 
 
+def where_am_i() -> list[object]:
+    """Which process built the job's app, which process runs the job, and on which database."""
+    import os
+
+    from jobs.context import process_app_pid
+
+    with app_context() as app:
+        return [process_app_pid(), os.getpid(), app.config["SQLALCHEMY_DATABASE_URI"]]
+
+
 def explode() -> None:
     raise RuntimeError("job failed on purpose")
 
@@ -275,3 +285,41 @@ def test_a_real_rq_worker_process_builds_its_app_from_the_environment(redis_app:
     assert job.get_status(refresh=True) == JobStatus.FINISHED, result.stderr
     assert job.return_value() == settings.database_url
     assert events("rq-worker-process") == 1
+
+
+@pytest.mark.redis
+def test_app_worker_builds_the_app_once_for_all_its_work_horses(redis_app: Flask) -> None:
+    """`--worker-class jobs.worker.AppWorker`: the forked horses inherit one app built by the
+    worker process, and still reach the database on connections of their own."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = redis_app.config["SETTINGS"]
+    queue = Queue("default", connection=redis_app.extensions["redis"])
+    probes = [queue.enqueue(where_am_i) for _ in range(2)]
+    writes = queue.enqueue(record_event, "app-worker")
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        SECRET_KEY=settings.secret_key,
+    )
+    rq = Path(sys.executable).with_name("rq")
+    command = [str(rq), "worker", "--burst", "--with-scheduler", "--url", settings.redis_url]
+    result = subprocess.run(
+        [*command, "--worker-class", "jobs.worker.AppWorker", "default"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert writes.get_status(refresh=True) == JobStatus.FINISHED, result.stderr
+    assert events("app-worker") == 1
+    (built_1, horse_1, db_1), (built_2, horse_2, db_2) = [p.return_value() for p in probes]
+    assert built_1 == built_2 is not None  # one app, built by the worker process ...
+    assert horse_1 != horse_2 and built_1 not in (horse_1, horse_2)  # ... used by two horses
+    assert db_1 == db_2 == settings.database_url

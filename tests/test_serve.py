@@ -303,7 +303,7 @@ def test_banner_shows_what_an_operator_needs_and_hides_db_passwords(tmp_path: Pa
     assert "admin@campaign-pool.local / demo-pass-123 (new account)" in text
     assert "db-secret" not in text and "redis-secret" not in text
     assert "postgresql+psycopg://app:***@db.internal/pool" in text
-    assert "rq worker --with-scheduler" in text  # no worker here: say how to start one
+    assert "make worker" in text  # no worker in this process: say how to start one
 
     lost = bootstrap.Prepared(
         template=bootstrap.TemplateStatus("generated", seconds=1.25),

@@ -43,7 +43,7 @@ log = logging.getLogger("portal.bootstrap")
 DEMO_ADMIN_EMAIL = "admin@campaign-pool.local"
 DEMO_ADMIN_NAME = "Demo Admin"
 DEMO_ADMIN_FILE = "demo-admin.txt"
-WORKER_COMMAND = 'rq worker --with-scheduler --url "$REDIS_URL" seeding default'
+WORKER_COMMAND = "make worker"
 RESET_HINT = (
     "Its password is not stored anywhere else. Create another admin with\n"
     "  flask --app app users create you@example.com --name 'Your Name' "
@@ -257,7 +257,7 @@ def describe_queue(settings: Settings, embedded_worker: bool) -> str:
     redis_url = settings.redacted()["redis_url"]
     if embedded_worker:
         return f"Redis {redis_url}; jobs also run by a worker thread in this process"
-    return f"Redis {redis_url}; no worker in this process: run `{WORKER_COMMAND}`"
+    return f"Redis {redis_url}; no worker here: start `{WORKER_COMMAND}` or serve --with-worker"
 
 
 def display_url(host: str, port: int) -> str:
