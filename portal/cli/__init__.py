@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_commands(app: Flask) -> None:
-    from portal.cli import bench, campaigns, serve, template, users
+    from portal.cli import bench, campaigns, pool, serve, template, users
 
-    for module in (users, template, campaigns, bench, serve):
+    for module in (users, template, campaigns, pool, bench, serve):
         app.cli.add_command(module.cli)

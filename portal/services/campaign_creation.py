@@ -1,0 +1,202 @@
+"""Creating a campaign for a user: from their pool, else the master pool, else by seeding.
+
+This is what `POST /api/v2/campaigns` does. The pool answers in milliseconds; when it is empty
+the campaign is batch-seeded inside the request (`POOL_FALLBACK=sync`, complete when returned) or
+created empty and seeded by a job (`async`, returned at once). Either way a refill is requested,
+and the outcome is recorded in `pool_events` for the hit-rate metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.config import Settings
+from portal.models import (
+    Campaign,
+    Character,
+    Faction,
+    ImageAttachment,
+    Juncture,
+    PoolEvent,
+    Schtick,
+    User,
+    Vehicle,
+    Weapon,
+)
+from portal.services.campaigns import (
+    CampaignError,
+    create_campaign_shell,
+    find_master_template,
+)
+from portal.services.pool import CampaignPoolService, NameTakenError
+from portal.services.replenish import enqueue_replenish
+from portal.services.seeding.batch import CampaignBatchSeeder
+
+log = logging.getLogger("portal.campaigns")
+
+SOURCES = ("user_pool", "master_pool", "seeded")
+
+
+class NoTemplateError(CampaignError):
+    """No master template exists, so nothing can be seeded (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class CreatedCampaign:
+    campaign_id: uuid.UUID
+    source: str
+    pending: bool  # True while an async seeding job has not filled it yet
+
+
+def create_campaign(
+    session: Session,
+    redis_client: redis.Redis,
+    settings: Settings,
+    user: User,
+    name: str,
+    description: str | None,
+) -> CreatedCampaign:
+    """Pool first, then the configured fallback. Raises NameTakenError / NoTemplateError."""
+    started = time.perf_counter()
+    assignment = CampaignPoolService(session).assign_pool_campaign(user, name, description)
+    if assignment is not None:
+        refill_owner = user.id if assignment.pool_type == "user" else None
+        enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
+        return CreatedCampaign(assignment.campaign_id, assignment.source, pending=False)
+
+    template = find_master_template(session)
+    if template is None:
+        raise NoTemplateError("no master template: run `flask --app app template generate`")
+    try:
+        shell = create_campaign_shell(session, user, name, description)
+    except CampaignError:
+        session.rollback()
+        raise NameTakenError("has already been taken") from None
+    campaign_id = shell.id
+    pending = False
+    try:
+        if settings.pool_fallback == "async" and _enqueue_seeding(session, redis_client, shell):
+            pending = True
+        else:
+            CampaignBatchSeeder(session).seed(shell, template)
+    except IntegrityError:
+        session.rollback()
+        raise NameTakenError("has already been taken") from None
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    session.add(
+        PoolEvent(
+            kind="fallback",
+            campaign_id=campaign_id,
+            user_id=user.id,
+            pool_type=None,
+            duration_ms=duration_ms,
+            detail={"mode": "async" if pending else "sync"},
+        )
+    )
+    session.commit()
+    log.info(
+        "campaign.created_by_fallback",
+        extra={
+            "campaign_id": str(campaign_id),
+            "user_id": str(user.id),
+            "mode": "async" if pending else "sync",
+            "duration_ms": duration_ms,
+        },
+    )
+    enqueue_replenish(redis_client, "master")
+    if user.gamemaster:
+        enqueue_replenish(redis_client, "user", user.id)
+    return CreatedCampaign(campaign_id, "seeded", pending=pending)
+
+
+def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaign) -> bool:
+    """Commit the empty campaign and queue its seeding; False (nothing queued, shell still
+    uncommitted-equivalent) when the queue is unreachable, so the caller seeds synchronously."""
+    from redis.exceptions import RedisError
+    from rq import Queue
+
+    session.commit()
+    try:
+        Queue("seeding", connection=redis_client).enqueue(
+            "jobs.seeding.seed_campaign_job",
+            str(shell.id),
+            job_id=f"seed-{shell.id}",
+            job_timeout=600,
+        )
+    except RedisError as exc:
+        log.warning(
+            "campaign.seed_enqueue_failed",
+            extra={"campaign_id": str(shell.id), "error": str(exc)[:200]},
+        )
+        return False
+    return True
+
+
+COUNTED = {
+    "schticks": Schtick,
+    "weapons": Weapon,
+    "factions": Faction,
+    "junctures": Juncture,
+    "characters": Character,
+    "vehicles": Vehicle,
+}
+
+
+def campaign_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
+    """Counts of a campaign's content in one round trip."""
+    columns = [
+        sa.select(sa.func.count())
+        .select_from(model)
+        .where(model.campaign_id == campaign_id)
+        .scalar_subquery()
+        .label(key)
+        for key, model in COUNTED.items()
+    ]
+    row = session.execute(sa.select(*columns)).one()
+    counts = dict(row._mapping)
+    counts["images"] = (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ImageAttachment)
+            .where(
+                ImageAttachment.record_type == "Campaign", ImageAttachment.record_id == campaign_id
+            )
+        )
+        or 0
+    )
+    return counts
+
+
+def campaign_json(
+    session: Session, campaign: Campaign, source: str | None = None, pending: bool = False
+) -> dict[str, object]:
+    """The API representation of a campaign (DESIGN section 6)."""
+
+    def iso(value: object) -> str | None:
+        return value.isoformat() if value is not None else None  # type: ignore[union-attr]
+
+    body: dict[str, object] = {
+        "id": str(campaign.id),
+        "name": campaign.name,
+        "description": campaign.description,
+        "gamemaster_id": str(campaign.user_id),
+        "active": campaign.active,
+        "created_at": iso(campaign.created_at),
+        "updated_at": iso(campaign.updated_at),
+        "activated_at": iso(campaign.activated_at),
+        "seeded_at": iso(campaign.seeded_at),
+        "entity_class": "Campaign",
+        "seeding_status": "pending" if pending or campaign.seeded_at is None else "complete",
+        "counts": campaign_counts(session, campaign.id),
+    }
+    if source is not None:
+        body["source"] = source
+    return body

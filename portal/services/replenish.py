@@ -1,0 +1,319 @@
+"""Refilling pools: build ready campaigns with the batch seeder until a pool reaches its target.
+
+A pool campaign is created in state `building` (committed, so the dashboard shows it and a reaper
+can find it if its builder dies) and becomes `ready` only in the same commit that writes its
+content, so a crash can never leave a half-built campaign marked ready. Refills of one pool are
+serialized by a Redis lock held for the whole refill and the level is counted inside the lock, so
+any number of concurrent triggers never overfill. A pool whose builds keep failing stops after its
+failure budget and reports it instead of burning the database in a retry loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import redis
+import sqlalchemy as sa
+from redis.exceptions import LockError, RedisError
+from sqlalchemy.orm import Session
+
+from portal.config import Settings
+from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.services.campaigns import find_master_template
+from portal.services.pool_config import PoolConfig, load_pool_config
+from portal.services.seeding.batch import CampaignBatchSeeder
+
+log = logging.getLogger("portal.pool")
+
+LOCK_TIMEOUT_S = 600
+BUILD_STALE_AFTER = timedelta(minutes=10)
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ReplenishReport:
+    pool_type: str
+    user_id: str | None
+    target: int
+    level_before: int = 0
+    built: list[str] = field(default_factory=list)
+    failed: int = 0
+    skipped: str | None = None  # why nothing was done: "locked", "halted", "no_template"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pool_type": self.pool_type,
+            "user_id": self.user_id,
+            "target": self.target,
+            "level_before": self.level_before,
+            "built": len(self.built),
+            "campaign_ids": self.built,
+            "failed": self.failed,
+            "skipped": self.skipped,
+        }
+
+
+def lock_name(pool_type: str, user_id: uuid.UUID | None) -> str:
+    return f"campaign-pool:refill:{pool_type}:{user_id or 'all'}"
+
+
+def pool_level(
+    session: Session, pool_type: str, version: int, user_id: uuid.UUID | None = None
+) -> int:
+    """Ready campaigns plus fresh builds of one pool at the current template version."""
+    stale_before = utcnow() - BUILD_STALE_AFTER
+    stmt = sa.select(sa.func.count()).where(
+        Campaign.is_pool.is_(True),
+        Campaign.pool_type == pool_type,
+        Campaign.template_version == version,
+        sa.or_(
+            Campaign.pool_status == "ready",
+            sa.and_(Campaign.pool_status == "building", Campaign.pool_created_at > stale_before),
+        ),
+    )
+    if user_id is not None:
+        stmt = stmt.where(Campaign.user_id == user_id)
+    return session.scalar(stmt) or 0
+
+
+def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | None) -> int:
+    """Failed builds of a pool since its last successful one."""
+    stmt = (
+        sa.select(PoolEvent.kind)
+        .where(
+            PoolEvent.pool_type == pool_type,
+            PoolEvent.kind.in_(("replenished", "replenish_failed")),
+        )
+        .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
+        .limit(100)
+    )
+    if pool_type == "user":
+        stmt = stmt.where(PoolEvent.user_id == user_id)
+    count = 0
+    for kind in session.scalars(stmt):
+        if kind != "replenish_failed":
+            break
+        count += 1
+    return count
+
+
+def build_pool_campaign(
+    session: Session, template: Campaign, pool_type: str, owner_id: uuid.UUID
+) -> Campaign:
+    """Create one pool campaign: a committed `building` row, then content + `ready` in one commit.
+
+    On failure the row is marked `failed` (content rolled back) and the error re-raised."""
+    now = utcnow()
+    campaign = Campaign(
+        id=uuid.uuid4(),
+        user_id=owner_id,
+        name=f"Pool campaign {uuid.uuid4().hex[:12]}",
+        description=template.description,
+        is_pool=True,
+        pool_type=pool_type,
+        pool_status="building",
+        pool_created_at=now,
+        template_version=template.template_version,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(campaign)
+    session.commit()
+    campaign_id = campaign.id
+    log.info("pool.build.started", extra={"campaign_id": str(campaign_id), "pool_type": pool_type})
+    try:
+        campaign.pool_status = "ready"
+        result = CampaignBatchSeeder(session).seed(campaign, template)
+    except Exception as exc:
+        session.rollback()
+        session.execute(
+            sa.update(Campaign).where(Campaign.id == campaign_id).values(pool_status="failed")
+        )
+        session.add(
+            PoolEvent(
+                kind="replenish_failed",
+                campaign_id=campaign_id,
+                user_id=owner_id if pool_type == "user" else None,
+                pool_type=pool_type,
+                detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+        )
+        session.commit()
+        log.error(
+            "pool.build.failed",
+            extra={
+                "campaign_id": str(campaign_id),
+                "pool_type": pool_type,
+                "error": str(exc)[:500],
+            },
+        )
+        raise
+    session.add(
+        PoolEvent(
+            kind="replenished",
+            campaign_id=campaign_id,
+            user_id=owner_id if pool_type == "user" else None,
+            pool_type=pool_type,
+            duration_ms=result.duration_ms,
+            detail={"method": result.method, "rows": result.total_rows},
+        )
+    )
+    session.commit()
+    log.info(
+        "pool.build.ready",
+        extra={
+            "campaign_id": str(campaign_id),
+            "pool_type": pool_type,
+            "duration_ms": result.duration_ms,
+        },
+    )
+    return campaign
+
+
+def replenish_pool(
+    session: Session,
+    redis_client: redis.Redis,
+    settings: Settings,
+    pool_type: str = "master",
+    user_id: uuid.UUID | None = None,
+    *,
+    progress: Progress | None = None,
+) -> ReplenishReport:
+    """Bring one pool up to its target, serialized with any other refill of the same pool."""
+    if pool_type not in ("master", "user"):
+        raise ValueError(f"unknown pool type {pool_type!r}")
+    if pool_type == "user" and user_id is None:
+        raise ValueError("a user pool needs a user_id")
+    config: PoolConfig = load_pool_config(session, settings)
+    target = config.target_for(pool_type)
+    report = ReplenishReport(pool_type, str(user_id) if user_id else None, target)
+    template = find_master_template(session)
+    if template is None or template.template_version is None:
+        report.skipped = "no_template"
+        return report
+    lock = redis_client.lock(lock_name(pool_type, user_id), timeout=LOCK_TIMEOUT_S)
+    if not lock.acquire(blocking=False):
+        report.skipped = "locked"
+        log.info("pool.replenish.skipped", extra={"pool_type": pool_type, "reason": "locked"})
+        return report
+    try:
+        owner_id = user_id if pool_type == "user" else template.user_id
+        report.level_before = level = pool_level(
+            session, pool_type, template.template_version, user_id
+        )
+        missing = max(0, target - level)
+        while level < target:
+            if consecutive_failures(session, pool_type, user_id) >= config.failure_budget:
+                report.skipped = "halted"
+                log.error(
+                    "pool.replenish.halted",
+                    extra={"pool_type": pool_type, "failure_budget": config.failure_budget},
+                )
+                break
+            try:
+                campaign = build_pool_campaign(session, template, pool_type, owner_id)
+            except Exception:
+                report.failed += 1
+                continue
+            report.built.append(str(campaign.id))
+            if progress:
+                progress(len(report.built), missing)
+            level = pool_level(session, pool_type, template.template_version, user_id)
+            lock.extend(LOCK_TIMEOUT_S, replace_ttl=True)
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("pool.replenish.lock_lost", extra={"pool_type": pool_type})
+    return report
+
+
+def gamemasters_needing_pools(
+    session: Session, config: PoolConfig, version: int, user_ids: list[uuid.UUID] | None = None
+) -> list[uuid.UUID]:
+    """Active gamemasters whose own pool is below the user target."""
+    if config.user_target <= 0:
+        return []
+    ready = (
+        sa.select(sa.func.count())
+        .where(
+            Campaign.user_id == User.id,
+            Campaign.is_pool.is_(True),
+            Campaign.pool_type == "user",
+            Campaign.pool_status.in_(("ready", "building")),
+            Campaign.template_version == version,
+        )
+        .scalar_subquery()
+    )
+    stmt = sa.select(User.id).where(
+        User.gamemaster.is_(True), User.active.is_(True), ready < config.user_target
+    )
+    if user_ids is not None:
+        stmt = stmt.where(User.id.in_(user_ids))
+    return list(session.scalars(stmt.order_by(User.created_at)))
+
+
+def replenish_all(
+    session: Session,
+    redis_client: redis.Redis,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+) -> list[ReplenishReport]:
+    """Refill the master pool, then every gamemaster's own pool that is short."""
+    reports = [replenish_pool(session, redis_client, settings, "master", progress=progress)]
+    version = find_master_template(session)
+    if version is None:
+        return reports
+    config = load_pool_config(session, settings)
+    for user_id in gamemasters_needing_pools(session, config, version.template_version or 0):
+        reports.append(
+            replenish_pool(session, redis_client, settings, "user", user_id, progress=progress)
+        )
+    return reports
+
+
+def enqueue_replenish(
+    redis_client: redis.Redis, pool_type: str = "master", user_id: uuid.UUID | None = None
+) -> str | None:
+    """Ask a worker to refill a pool; one queued refill per pool at a time (a unique job id).
+
+    Returns the job id, or None when a refill is already queued or Redis is unreachable (the
+    scheduled refill catches up; a request must never fail because the queue is down)."""
+    from rq import Queue
+    from rq.exceptions import DuplicateJobError
+
+    job_id = f"replenish-{pool_type}-{user_id or 'all'}"
+    queue = Queue("seeding", connection=redis_client)
+    started = time.perf_counter()
+    try:
+        queue.enqueue(
+            "jobs.pool.replenish_pool_job",
+            pool_type,
+            str(user_id) if user_id else None,
+            job_id=job_id,
+            unique=True,
+            job_timeout=LOCK_TIMEOUT_S,
+            # The job id is the per-pool guard: a finished job must not linger and block the
+            # next trigger, a failed one blocks re-enqueueing for a short back-off.
+            result_ttl=0,
+            failure_ttl=300,
+        )
+    except DuplicateJobError:
+        return None
+    except RedisError as exc:
+        log.warning(
+            "pool.replenish.enqueue_failed",
+            extra={"pool_type": pool_type, "error": str(exc)[:200]},
+        )
+        return None
+    log.debug(
+        "pool.replenish.enqueued",
+        extra={"job_id": job_id, "ms": round((time.perf_counter() - started) * 1000, 2)},
+    )
+    return job_id

@@ -1,0 +1,337 @@
+"""The campaign pool: claims, assignment, user pools first, stale versions, name clashes,
+fallback, and refills that never overfill."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import (
+    Campaign,
+    Character,
+    ImageAttachment,
+    ImagePosition,
+    PoolEvent,
+    Schtick,
+    Weapon,
+    utcnow,
+)
+from portal.services.campaign_creation import create_campaign
+from portal.services.campaigns import find_master_template
+from portal.services.pool import CampaignPoolService, NameTakenError
+from portal.services.pool_config import PoolConfigError, load_pool_config, set_pool_setting
+from portal.services.queue import get_redis
+from portal.services.replenish import pool_level, replenish_pool
+from portal.services.users import create_user
+from portal.services.verify import verify_campaign
+
+
+def settings_of(app):
+    return app.config["SETTINGS"]
+
+
+def make_user(email: str, *, gamemaster: bool = True):
+    user = create_user(db.session, email, email.split("@")[0], "password123", gamemaster=gamemaster)
+    db.session.commit()
+    return user
+
+
+def fill(app, pool_type: str = "master", count: int = 2, user=None) -> list[uuid.UUID]:
+    set_pool_setting(db.session, f"{pool_type}_target", count)
+    db.session.commit()
+    report = replenish_pool(
+        db.session, get_redis(app), settings_of(app), pool_type, user.id if user else None
+    )
+    assert report.failed == 0, report
+    return [uuid.UUID(cid) for cid in report.built]
+
+
+def pool_campaigns(status: str = "ready", pool_type: str = "master") -> list[Campaign]:
+    return db.session.scalars(
+        sa.select(Campaign).where(
+            Campaign.is_pool.is_(True),
+            Campaign.pool_status == status,
+            Campaign.pool_type == pool_type,
+        )
+    ).all()
+
+
+def test_replenish_builds_ready_campaigns_that_verify(template_app):
+    built = fill(template_app, count=2)
+    assert len(built) == 2
+    ready = pool_campaigns()
+    assert {c.id for c in ready} == set(built)
+    template = find_master_template(db.session)
+    for campaign in ready:
+        assert campaign.user_id == template.user_id
+        assert campaign.template_version == template.template_version
+        assert campaign.seeding_method == "batch"
+        assert campaign.pool_created_at is not None
+        report = verify_campaign(db.session, campaign.id)
+        assert report.ok, report.differences[:5]
+    assert db.session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "replenished")) == 2
+
+
+def test_assignment_renames_transfers_and_refreshes_every_child(template_app):
+    (pool_id,) = fill(template_app, count=1)
+    # Age the pool campaign and its children so "fresh" timestamps are distinguishable.
+    old = utcnow() - timedelta(days=3)
+    for model in (Campaign, Schtick, Weapon, Character):
+        column = model.id if model is Campaign else model.campaign_id
+        db.session.execute(
+            sa.update(model).where(column == pool_id).values(created_at=old, updated_at=old)
+        )
+    db.session.execute(
+        sa.update(Campaign).where(Campaign.id == pool_id).values(pool_created_at=old)
+    )
+    db.session.commit()
+    gm = make_user("gm@example.com")
+    before = utcnow()
+
+    assignment = CampaignPoolService(db.session).assign_pool_campaign(
+        gm, "Night of the <b>Jade</b> Dragon", "A campaign"
+    )
+
+    assert assignment is not None and assignment.campaign_id == pool_id
+    assert assignment.source == "master_pool"
+    db.session.expire_all()
+    campaign = db.session.get(Campaign, pool_id)
+    assert campaign.name == "Night of the <b>Jade</b> Dragon"
+    assert campaign.user_id == gm.id
+    assert (campaign.is_pool, campaign.pool_status) == (False, "assigned")
+    assert campaign.created_at >= before and campaign.activated_at >= before
+    assert campaign.pool_created_at == old  # the truth is kept
+    for model in (Schtick, Weapon, Character):
+        stale = db.session.scalar(
+            sa.select(sa.func.count()).where(
+                model.campaign_id == pool_id, model.created_at < before
+            )
+        )
+        assert stale == 0, model.__tablename__
+    owners = set(
+        db.session.scalars(sa.select(Character.user_id).where(Character.campaign_id == pool_id))
+    )
+    assert owners == {gm.id}
+    char_ids = sa.select(Character.id).where(Character.campaign_id == pool_id)
+    assert (
+        db.session.scalar(
+            sa.select(sa.func.count()).where(
+                ImagePosition.positionable_id.in_(char_ids), ImagePosition.updated_at < before
+            )
+        )
+        == 0
+    )
+    assert (
+        db.session.scalar(
+            sa.select(sa.func.count()).where(
+                ImageAttachment.record_id.in_(char_ids), ImageAttachment.created_at < before
+            )
+        )
+        == 0
+    )
+    event = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "assigned")).one()
+    assert event.campaign_id == pool_id and event.user_id == gm.id
+    assert event.duration_ms is not None and event.detail["pool_age_s"] > 3 * 86400 - 60
+    assert verify_campaign(db.session, pool_id).ok
+
+
+def test_user_pool_is_used_before_the_master_pool(template_app):
+    gm = make_user("gm@example.com")
+    master_ids = fill(template_app, "master", 1)
+    (own_id,) = fill(template_app, "user", 1, user=gm)
+    assert own_id not in master_ids
+
+    first = CampaignPoolService(db.session).assign_pool_campaign(gm, "First", None)
+    second = CampaignPoolService(db.session).assign_pool_campaign(gm, "Second", None)
+
+    assert (first.campaign_id, first.source) == (own_id, "user_pool")
+    assert (second.campaign_id, second.source) == (master_ids[0], "master_pool")
+
+
+def test_someone_elses_user_pool_is_never_handed_out(template_app):
+    owner = make_user("owner@example.com")
+    other = make_user("other@example.com")
+    fill(template_app, "user", 1, user=owner)
+    assert CampaignPoolService(db.session).assign_pool_campaign(other, "Mine", None) is None
+
+
+def test_campaigns_of_an_old_template_version_are_not_handed_out(template_app):
+    (pool_id,) = fill(template_app, count=1)
+    template = find_master_template(db.session)
+    template.template_version += 1
+    db.session.commit()
+    gm = make_user("gm@example.com")
+
+    assert CampaignPoolService(db.session).assign_pool_campaign(gm, "New", None) is None
+    assert db.session.get(Campaign, pool_id).pool_status == "ready"
+
+
+def test_name_clash_is_refused_and_the_pool_is_untouched(template_app):
+    gm = make_user("gm@example.com")
+    fill(template_app, count=2)
+    service = CampaignPoolService(db.session)
+    service.assign_pool_campaign(gm, "Taken", None)
+    ready_before = {c.id for c in pool_campaigns()}
+
+    with pytest.raises(NameTakenError):
+        service.assign_pool_campaign(gm, "Taken", None)
+
+    db.session.expire_all()
+    assert {c.id for c in pool_campaigns()} == ready_before
+    assert db.session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "assigned")) == 1
+
+
+def test_empty_pool_falls_back_to_seeding_a_complete_campaign(template_app):
+    gm = make_user("gm@example.com")
+    created = create_campaign(
+        db.session, get_redis(), settings_of(template_app), gm, "Fallback", None
+    )
+    assert created.source == "seeded" and not created.pending
+    campaign = db.session.get(Campaign, created.campaign_id)
+    assert campaign.user_id == gm.id and campaign.is_pool is False
+    assert campaign.seeding_method == "batch"
+    assert verify_campaign(db.session, campaign.id).ok
+    kinds = list(db.session.scalars(sa.select(PoolEvent.kind)))
+    assert kinds.count("fallback") == 1
+
+
+def test_pool_exhaustion_serves_the_pool_then_falls_back(template_app):
+    gm = make_user("gm@example.com")
+    fill(template_app, count=2)
+    sources = [
+        create_campaign(
+            db.session, get_redis(), settings_of(template_app), gm, f"C{i}", None
+        ).source
+        for i in range(3)
+    ]
+    assert sources == ["master_pool", "master_pool", "seeded"]
+
+
+def test_pool_settings_override_the_environment_and_are_validated(template_app):
+    settings = settings_of(template_app)
+    assert load_pool_config(db.session, settings).master_target == settings.pool_master_target
+    set_pool_setting(db.session, "master_target", "7")
+    db.session.commit()
+    assert load_pool_config(db.session, settings).master_target == 7
+    for key, value in (("master_target", "-1"), ("master_target", "lots"), ("nope", 1)):
+        with pytest.raises(PoolConfigError):
+            set_pool_setting(db.session, key, value)
+    db.session.rollback()
+    assert load_pool_config(db.session, settings).master_target == 7
+
+
+def test_concurrent_replenish_triggers_never_exceed_the_target(template_app):
+    set_pool_setting(db.session, "master_target", 3)
+    db.session.commit()
+    template = find_master_template(db.session)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(10)
+
+    def trigger() -> None:
+        try:
+            with template_app.app_context():
+                barrier.wait(timeout=60)
+                replenish_pool(db.session, get_redis(), settings_of(template_app), "master")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=trigger) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    db.session.expire_all()
+    assert pool_level(db.session, "master", template.template_version) <= 3
+    # Triggers that lost the race skipped; one more refill tops the pool up exactly.
+    replenish_pool(db.session, get_redis(), settings_of(template_app), "master")
+    assert len(pool_campaigns()) == 3
+
+
+def test_a_pool_whose_builds_keep_failing_stops_and_reports(template_app, monkeypatch):
+    from portal.services.seeding import batch
+
+    def broken(self, target, template, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(batch.CampaignBatchSeeder, "seed", broken)
+    set_pool_setting(db.session, "master_target", 5)
+    set_pool_setting(db.session, "failure_budget", 3)
+    db.session.commit()
+
+    report = replenish_pool(db.session, get_redis(), settings_of(template_app), "master")
+
+    assert report.failed == 3 and report.skipped == "halted" and not report.built
+    assert len(pool_campaigns("failed")) == 3
+    assert not pool_campaigns("ready") and not pool_campaigns("building")
+    failures = db.session.scalars(
+        sa.select(PoolEvent).where(PoolEvent.kind == "replenish_failed")
+    ).all()
+    assert len(failures) == 3 and "disk full" in failures[0].detail["error"]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_fifty_concurrent_creates_against_a_pool_of_twenty(template_app):
+    """50 threads create campaigns at once against a pool of 20: 50 distinct complete
+    campaigns, none handed out twice, each owned by its requester and verifying."""
+    fill(template_app, count=20)
+    users = [make_user(f"gm{i}@example.com", gamemaster=False) for i in range(50)]
+    user_ids = [u.id for u in users]
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(50)
+    settings = settings_of(template_app)
+
+    def create(i: int) -> None:
+        with template_app.app_context():
+            try:
+                from portal.models import User
+
+                user = db.session.get(User, user_ids[i])
+                db.session.expunge(user)
+                db.session.rollback()  # return the connection before waiting at the barrier
+                barrier.wait(timeout=60)
+                results[i] = create_campaign(
+                    db.session, get_redis(), settings, user, f"Campaign {i}", None
+                )
+            except BaseException as exc:
+                results[i] = exc
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+
+    errors = [r for r in results.values() if isinstance(r, BaseException)]
+    assert not errors, errors[:3]
+    assert len(results) == 50
+    ids = [r.campaign_id for r in results.values()]
+    assert len(set(ids)) == 50
+    sources = [r.source for r in results.values()]
+    # No worker runs during the burst, so exactly the 20 pooled campaigns are claimed.
+    assert (sources.count("master_pool"), sources.count("seeded")) == (20, 30)
+    assigned = list(
+        db.session.scalars(sa.select(PoolEvent.campaign_id).where(PoolEvent.kind == "assigned"))
+    )
+    assert len(assigned) == len(set(assigned)) == sources.count("master_pool")
+    db.session.expire_all()
+    for i, result in results.items():
+        campaign = db.session.get(Campaign, result.campaign_id)
+        assert campaign.user_id == user_ids[i] and campaign.name == f"Campaign {i}"
+        assert campaign.is_pool is False
+        owners = set(
+            db.session.scalars(
+                sa.select(Character.user_id).where(Character.campaign_id == campaign.id)
+            )
+        )
+        assert owners == {user_ids[i]}
+        assert verify_campaign(db.session, campaign.id).ok
+    # The refills the creates asked for bring the pool back to target.
+    replenish_pool(db.session, get_redis(), settings, "master")
+    assert len(pool_campaigns()) == 20
