@@ -25,7 +25,6 @@ from portal.models import (
     Campaign,
     Character,
     Faction,
-    ImageAttachment,
     ImagePosition,
     Juncture,
     PoolEvent,
@@ -158,19 +157,21 @@ class CampaignPoolService:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        record_ids = _record_ids_of(campaign_id)
+        # Image positions are polymorphic: one UPDATE matches (type, id) pairs of every record
+        # of the campaign through the (positionable_type, positionable_id) index.
         execute(
             sa.update(ImagePosition)
-            .where(ImagePosition.positionable_id.in_(record_ids))
+            .where(
+                sa.tuple_(ImagePosition.positionable_type, ImagePosition.positionable_id).in_(
+                    _records_of(campaign_id)
+                )
+            )
             .values(created_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        execute(
-            sa.update(ImageAttachment)
-            .where(ImageAttachment.record_id.in_(record_ids))
-            .values(created_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        # Image attachments keep their created_at: it records when the image link was made,
+        # is never shown to users, and rewriting 789 rows would double the claim's cost (see
+        # docs/pool.md, "What a claim resets").
 
     def assign_pool_campaign(
         self, user: User, name: str, description: str | None = None
@@ -237,10 +238,11 @@ class CampaignPoolService:
         return None
 
 
-def _record_ids_of(campaign_id: uuid.UUID) -> sa.Select:
-    """Ids of every record of a campaign that can own images or image positions."""
-    parts = [sa.select(sa.literal(campaign_id, sa.Uuid()).label("id"))]
+def _records_of(campaign_id: uuid.UUID) -> sa.CompoundSelect:
+    """(record type, id) of every record of a campaign that can carry image positions."""
+    parts = [sa.select(sa.literal("Campaign"), Campaign.id).where(Campaign.id == campaign_id)]
     parts += [
-        sa.select(model.id).where(model.campaign_id == campaign_id) for model in TIMESTAMPED_CONTENT
+        sa.select(sa.literal(model.__name__), model.id).where(model.campaign_id == campaign_id)
+        for model in TIMESTAMPED_CONTENT
     ]
     return sa.union_all(*parts)
