@@ -61,6 +61,8 @@ def create_command(
         _fail(str(error))
         return
     db.session.commit()
+    if gamemaster:
+        _request_user_pool(user.id)
     roles = [role for role, on in (("admin", admin), ("gamemaster", gamemaster)) if on]
     click.echo(
         f"Created user {user.email} ({', '.join(roles) or 'no roles'}) id={user.id}", err=True
@@ -68,6 +70,18 @@ def create_command(
     if token:
         click.echo("API token (shown once, store it now):", err=True)
         click.echo(token)
+
+
+def _request_user_pool(user_id: object) -> None:
+    """A new gamemaster gets their own pool: ask the workers to build it. With the embedded
+    queue this process has no worker; the scheduled refill in `make run` builds it instead."""
+    from flask import current_app
+
+    from portal.services.queue import get_redis
+    from portal.services.replenish import enqueue_replenish
+
+    if not current_app.config["SETTINGS"].embedded_queue:
+        enqueue_replenish(get_redis(), "user", user_id)  # type: ignore[arg-type]
 
 
 @cli.command("token")

@@ -332,6 +332,12 @@ def run_server(
         from jobs.worker import start_embedded_worker
 
         thread = start_embedded_worker(app)
+    # Fill the pools now rather than at the first scheduled refill, so the first campaigns
+    # created after start-up are served from the pool.
+    from portal.services.queue import get_redis
+    from portal.services.replenish import enqueue_replenish
+
+    enqueue_replenish(get_redis(app), "all")
     log.info(
         "bootstrap.serving",
         extra={
