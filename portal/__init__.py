@@ -36,6 +36,7 @@ ENV_KEYS = frozenset(
         "MAIL_DEFAULT_SENDER",
         "ALERT_EMAILS",
         "SLACK_WEBHOOK_URL",
+        "ALERT_COOLDOWN_MINUTES",
     }
 )
 
@@ -86,7 +87,13 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "warning"
-    socketio.init_app(app, async_mode="threading", cors_allowed_origins=[])
+    # With REDIS_URL, emits (from any web process or RQ worker) travel through Redis to every
+    # web process's browsers. The stale client manager of an earlier app must not be reused.
+    socketio.server_options.pop("client_manager", None)
+    redis_url = app.config["SETTINGS"].redis_url
+    socketio.init_app(
+        app, async_mode="threading", cors_allowed_origins=[], message_queue=redis_url or None
+    )
 
 
 def register_queue(app: Flask) -> None:

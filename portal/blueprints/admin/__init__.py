@@ -3,7 +3,11 @@
 Every view of this blueprint is guarded by `before_request`, so a page added later cannot be
 left open by forgetting a decorator. Anonymous visitors are sent to the login page (or get a
 JSON 401 under /admin/api); signed-in users who are not admins get 403. Other blueprints mounted
-under /admin (rq-dashboard) protect themselves with `admin_required` / `require_admin`.
+under /admin (rq-dashboard) protect themselves with `admin_required` / `require_admin`, and the
+Socket.IO namespace /admin refuses the same people (see `socket.py`).
+
+The package is split by kind of endpoint: `views` (HTML pages), `api` (JSON for the dashboard's
+scripts), `actions` (the quick-action forms), `socket` (live updates) and `rq` (rq-dashboard).
 """
 
 from __future__ import annotations
@@ -12,22 +16,12 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from portal.blueprints.errors import wants_json
-from portal.extensions import db, login_manager
-from portal.models import (
-    Campaign,
-    Character,
-    Faction,
-    Juncture,
-    Schtick,
-    Vehicle,
-    Weapon,
-)
+from portal.extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -60,33 +54,7 @@ def admin_required(view: F) -> F:
 
 bp.before_request(require_admin)
 
+# The endpoint modules register their routes on `bp` when imported.
+from portal.blueprints.admin import actions, api, rq, socket, views  # noqa: E402
 
-def template_counts() -> tuple[Campaign | None, dict[str, int]]:
-    """The master template campaign and how much content it holds, in one round trip."""
-    master = db.session.scalars(
-        sa.select(Campaign).where(Campaign.is_master_template.is_(True)).limit(1)
-    ).first()
-    if master is None:
-        return None, {}
-
-    def count(model: Any, *where: Any) -> sa.ScalarSelect[int]:
-        return (
-            sa.select(sa.func.count())
-            .select_from(model)
-            .where(model.campaign_id == master.id, *where)
-            .scalar_subquery()
-        )
-
-    labels = ("schticks", "weapons", "factions", "junctures", "characters", "vehicles")
-    models = (Schtick, Weapon, Faction, Juncture, Character, Vehicle)
-    row = db.session.execute(
-        sa.select(*(count(m).label(name) for name, m in zip(labels, models, strict=True)))
-    ).one()
-    return master, dict(row._mapping)
-
-
-@bp.get("/")
-def index() -> ResponseReturnValue:
-    """A placeholder home for admins until the pool dashboard lands."""
-    master, counts = template_counts()
-    return render_template("admin/index.html", master=master, counts=counts)
+__all__ = ["actions", "admin_required", "api", "bp", "require_admin", "rq", "socket", "views"]

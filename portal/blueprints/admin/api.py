@@ -1,0 +1,30 @@
+"""JSON for the dashboard's scripts: `/admin/api/pool` (the cards) and `/admin/api/metrics`
+(the charts). Guarded like every admin view; anonymous callers get a JSON 401."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from portal.blueprints.admin import bp
+from portal.blueprints.errors import ApiError
+from portal.extensions import db
+from portal.services.portal_metrics import WindowError, admin_pool_payload, metrics
+from portal.services.queue import get_redis
+
+
+@bp.get("/api/pool")
+def api_pool() -> ResponseReturnValue:
+    """The pool payload (also what Socket.IO `pool_update` carries)."""
+    settings = current_app.config["SETTINGS"]
+    return jsonify(admin_pool_payload(db.session, settings, get_redis()))
+
+
+@bp.get("/api/metrics")
+def api_metrics() -> ResponseReturnValue:
+    """Chart series over `?window=1h|24h|7d` (default 24h)."""
+    try:
+        data = metrics(db.session, current_app.config["SETTINGS"], request.args.get("window"))
+    except WindowError as exc:
+        raise ApiError(400, str(exc), {"window": [str(exc)]}) from None
+    return jsonify(data)

@@ -1,0 +1,57 @@
+"""WTForms of the portal's quick actions. Every one is a FlaskForm, so every POST carries a
+CSRF token; destructive actions also need an explicit confirmation box, checked on the server
+so the confirmation cannot be skipped by a client without JavaScript (or by a script)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, SelectField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, NumberRange
+
+CONFIRM_MESSAGE = "Tick the box to confirm."
+
+
+class ReplenishForm(FlaskForm):
+    scope = SelectField(
+        "Pool",
+        choices=[SelectChoice("master", "Master pool"), SelectChoice("all", "All pools")],
+        default="master",
+    )
+    submit = SubmitField("Replenish now")
+
+
+class CleanupForm(FlaskForm):
+    confirm = BooleanField(
+        "Delete failed, retired and stuck campaigns",
+        validators=[DataRequired(message=CONFIRM_MESSAGE)],
+    )
+    submit = SubmitField("Clean up")
+
+
+class ResizeForm(FlaskForm):
+    pool_type = SelectField(
+        "Pool",
+        choices=[
+            SelectChoice("master", "Master pool"),
+            SelectChoice("user", "Each gamemaster's pool"),
+        ],
+    )
+    # The real bounds depend on the pool and live in pool_config (validated again there).
+    target = IntegerField(
+        "Target size",
+        validators=[
+            InputRequired(message="Enter a target size."),
+            NumberRange(min=0, max=1000, message="Enter a number between 0 and 1000."),
+        ],
+        render_kw={"min": 0, "max": 1000, "inputmode": "numeric"},
+    )
+    submit = SubmitField("Set target")
+
+
+class RetireStaleForm(FlaskForm):
+    confirm = BooleanField(
+        "Retire ready campaigns built from an older template version",
+        validators=[DataRequired(message=CONFIRM_MESSAGE)],
+    )
+    submit = SubmitField("Retire stale")

@@ -1,0 +1,97 @@
+"""Live updates: the Socket.IO namespace /admin and the `pool_update` broadcast.
+
+Connections are authenticated with the portal's login session (the browser sends its session
+cookie with the Socket.IO handshake): anonymous visitors and signed-in users who are not admins
+are refused at connect, so a pool payload never reaches them. A connecting admin gets the
+current payload at once, which is what turns the dashboard's indicator to "live".
+
+`broadcast_pool_update` is what a web process calls after it changed the pool (the quick
+actions do). With REDIS_URL set, Flask-SocketIO publishes through the Redis message queue, so
+every web process delivers it to its own browsers, and RQ workers reach them the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from flask.blueprints import BlueprintSetupState
+from flask_login import current_user
+from flask_socketio import Namespace, emit
+
+from portal.blueprints.admin import bp
+from portal.extensions import db, socketio
+from portal.services.portal_metrics import admin_pool_payload
+from portal.services.queue import get_redis
+
+log = logging.getLogger("portal.admin.socket")
+
+NAMESPACE = "/admin"
+EVENT = "pool_update"
+
+
+def current_payload(app: Flask | None = None) -> dict[str, Any]:
+    """The /admin/api/pool payload, computed in the current app context."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return admin_pool_payload(db.session, app.config["SETTINGS"], get_redis(app))
+
+
+class AdminNamespace(Namespace):
+    """/admin: admins only; pushes `pool_update` payloads."""
+
+    def on_connect(self, auth: Any = None) -> bool | None:
+        # Flask-Login caches the user on `g`, which belongs to the app context; a socket event
+        # may run inside an app context that outlived an earlier request (tests, embedded
+        # runners), so resolve the user from this connection's own session.
+        g.pop("_login_user", None)
+        if not current_user.is_authenticated or not current_user.admin:
+            log.warning(
+                "admin.socket_refused",
+                extra={
+                    "authenticated": bool(current_user.is_authenticated),
+                    "remote_addr": request.remote_addr,
+                },
+            )
+            return False
+        log.info("admin.socket_connected", extra={"user_id": str(current_user.id)})
+        try:
+            emit(EVENT, current_payload())
+        except Exception:  # the first update comes with the next change instead
+            log.exception("admin.socket_initial_payload_failed")
+            db.session.rollback()
+        return None
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        log.debug("admin.socket_disconnected", extra={"reason": str(reason)})
+
+
+def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
+    """Send `pool_update` to every admin dashboard; False (logged) when it could not be sent.
+
+    Never raises: a dashboard missing one update must not turn a successful action into an
+    error page."""
+    try:
+        data = payload if payload is not None else current_payload()
+        socketio.emit(EVENT, data, namespace=NAMESPACE)
+    except Exception as exc:
+        log.warning("admin.pool_update_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return False
+    return True
+
+
+def _register_namespace(state: BlueprintSetupState) -> None:
+    """Attach the namespace to this app's Socket.IO server.
+
+    Done per app, when the blueprint is registered, because `socketio.init_app` builds a new
+    server for every app and a handler registered on an earlier app's server would be lost."""
+    server = state.app.extensions["socketio"].server
+    if NAMESPACE not in server.namespace_handlers:
+        namespace = AdminNamespace(NAMESPACE)
+        namespace._set_socketio(socketio)
+        server.register_namespace(namespace)
+
+
+bp.record_once(_register_namespace)
+
+__all__ = ["NAMESPACE", "AdminNamespace", "broadcast_pool_update", "current_payload"]

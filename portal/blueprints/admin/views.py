@@ -1,0 +1,122 @@
+"""The portal's HTML pages: the dashboard and the pool campaign list.
+
+Thin: the figures come from `portal.services.portal_metrics`; the dashboard is rendered with
+the same payload `/admin/api/pool` serves and `pool_update` pushes, embedded as JSON, so the
+page's script starts from exactly what the server rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app, render_template, request
+from flask.typing import ResponseReturnValue
+
+from portal.blueprints.admin import bp
+from portal.blueprints.admin.forms import (
+    CleanupForm,
+    ReplenishForm,
+    ResizeForm,
+    RetireStaleForm,
+)
+from portal.extensions import db
+from portal.models import (
+    Campaign,
+    Character,
+    Faction,
+    Juncture,
+    Schtick,
+    Vehicle,
+    Weapon,
+)
+from portal.services.portal_metrics import (
+    DEFAULT_WINDOW,
+    LIST_POOL_TYPES,
+    LIST_STATUSES,
+    WINDOWS,
+    admin_pool_payload,
+    pool_campaigns_page,
+    recent_actions,
+    recent_assignments,
+)
+from portal.services.queue import get_redis
+
+
+def template_counts() -> tuple[Campaign | None, dict[str, int]]:
+    """The master template campaign and how much content it holds, in one round trip."""
+    master = db.session.scalars(
+        sa.select(Campaign).where(Campaign.is_master_template.is_(True)).limit(1)
+    ).first()
+    if master is None:
+        return None, {}
+
+    def count(model: Any) -> sa.ScalarSelect[int]:
+        return (
+            sa.select(sa.func.count())
+            .select_from(model)
+            .where(model.campaign_id == master.id)
+            .scalar_subquery()
+        )
+
+    labels = ("schticks", "weapons", "factions", "junctures", "characters", "vehicles")
+    models = (Schtick, Weapon, Faction, Juncture, Character, Vehicle)
+    row = db.session.execute(
+        sa.select(*(count(m).label(name) for name, m in zip(labels, models, strict=True)))
+    ).one()
+    return master, dict(row._mapping)
+
+
+def action_forms() -> dict[str, Any]:
+    """The quick-action forms, each with its own prefix so field ids stay unique on the page."""
+    resize = ResizeForm(prefix="resize")
+    return {
+        "replenish": ReplenishForm(prefix="replenish"),
+        "cleanup": CleanupForm(prefix="cleanup"),
+        "resize": resize,
+        "retire": RetireStaleForm(prefix="retire"),
+    }
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The dashboard: pool cards, charts, recent assignments, alerts and quick actions."""
+    settings = current_app.config["SETTINGS"]
+    payload = admin_pool_payload(db.session, settings, get_redis())
+    window = request.args.get("window")
+    window = window if window in WINDOWS else DEFAULT_WINDOW
+    forms = action_forms()
+    forms["resize"].target.data = payload["pools"]["master"]["target"]
+    master, counts = template_counts()
+    return render_template(
+        "admin/dashboard.html",
+        payload=payload,
+        pools=payload["pools"],
+        assignments=payload["assignments"],
+        ops=payload["ops"],
+        recent=recent_assignments(db.session),
+        actions=recent_actions(db.session),
+        forms=forms,
+        windows=list(WINDOWS),
+        window=window,
+        master=master,
+        counts=counts,
+    )
+
+
+@bp.get("/campaigns")
+def campaigns() -> ResponseReturnValue:
+    """Pool campaigns with status / pool filters, paginated."""
+    page = request.args.get("page", 1, type=int) or 1
+    result = pool_campaigns_page(
+        db.session,
+        status=request.args.get("status") or None,
+        pool_type=request.args.get("pool_type") or None,
+        page=page,
+    )
+    return render_template(
+        "admin/campaigns.html",
+        result=result,
+        statuses=LIST_STATUSES,
+        pool_types=LIST_POOL_TYPES,
+    )

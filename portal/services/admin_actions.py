@@ -1,0 +1,239 @@
+"""The portal's quick actions: replenish now, clean up, resize a pool, retire stale campaigns.
+
+Each action is a plain function (session and values in, an `ActionResult` out) so the portal,
+the CLI or a test can run it, and each one is recorded in `pool_events` as kind "action" with
+`{admin, admin_id, action, ok, result}`: when the pool misbehaves, the first question is who
+touched it last and what came of it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.config import Settings
+from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.services.campaigns import find_master_template
+from portal.services.pool_config import PoolConfigError, set_pool_setting
+from portal.services.replenish import enqueue_replenish
+
+log = logging.getLogger("portal.admin_actions")
+
+ACTIONS = ("replenish", "cleanup", "resize", "retire_stale")
+REPLENISH_SCOPES = ("master", "all")
+
+
+@dataclass
+class ActionResult:
+    """What an action did, in words for the admin and in figures for the record."""
+
+    action: str
+    ok: bool
+    message: str
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "ok": self.ok, "message": self.message, **self.result}
+
+
+def record_action(session: Session, admin: User, outcome: ActionResult) -> PoolEvent:
+    """Add the `action` pool event for `outcome` and commit it."""
+    event = PoolEvent(
+        kind="action",
+        user_id=admin.id,
+        pool_type=outcome.result.get("pool_type"),
+        detail={
+            "admin": admin.email,
+            "admin_id": str(admin.id),
+            "action": outcome.action,
+            "ok": outcome.ok,
+            "message": outcome.message,
+            "result": outcome.result,
+        },
+    )
+    session.add(event)
+    session.commit()
+    log.info(
+        "admin.action",
+        extra={
+            "admin": admin.email,
+            "action": outcome.action,
+            "ok": outcome.ok,
+            "result": outcome.result,
+        },
+    )
+    return event
+
+
+def replenish_now(redis_client: redis.Redis, scope: str = "master") -> ActionResult:
+    """Queue a refill of the master pool (or of every pool) for a worker.
+
+    Queued, not run here: a refill builds campaigns for seconds and must not hold a web
+    thread; the dashboard shows the new campaigns as the worker reports them."""
+    if scope not in REPLENISH_SCOPES:
+        raise ValueError(f"unknown replenish scope {scope!r}")
+    job_id = enqueue_replenish(redis_client, scope)
+    if job_id is None:
+        return ActionResult(
+            "replenish",
+            True,
+            "A refill is already queued (or the queue is unreachable); nothing new was queued.",
+            {"scope": scope, "job_id": None, "pool_type": "master" if scope == "master" else None},
+        )
+    what = "the master pool" if scope == "master" else "every pool"
+    return ActionResult(
+        "replenish",
+        True,
+        f"Refill of {what} queued (job {job_id}).",
+        {"scope": scope, "job_id": job_id, "pool_type": "master" if scope == "master" else None},
+    )
+
+
+def resize_pool(
+    session: Session,
+    redis_client: redis.Redis | None,
+    admin: User,
+    pool_type: str,
+    target: object,
+) -> ActionResult:
+    """Set the target size of a pool (validated by the pool configuration) and, when it grew,
+    queue a refill so the new size is reached without waiting for the schedule."""
+    if pool_type not in ("master", "user"):
+        return ActionResult("resize", False, f"Unknown pool {pool_type!r}.", {})
+    key = f"{pool_type}_target"
+    try:
+        value = set_pool_setting(session, key, target, updated_by=admin.id)
+    except PoolConfigError as exc:
+        session.rollback()
+        return ActionResult("resize", False, str(exc), {"pool_type": pool_type})
+    session.commit()
+    job_id = None
+    if redis_client is not None and value > 0:
+        job_id = enqueue_replenish(redis_client, "master" if pool_type == "master" else "all")
+    return ActionResult(
+        "resize",
+        True,
+        f"Target of the {pool_type} pool set to {value}.",
+        {"pool_type": pool_type, "target": value, "job_id": job_id},
+    )
+
+
+def retire_stale(session: Session) -> ActionResult:
+    """Retire ready pool campaigns built from an older template version.
+
+    A stale campaign is never handed out (claims take the current version only), but it keeps
+    taking space and hides how full the pool really is. Retiring marks it `retired` (clean-up
+    deletes retired campaigns later) and records one `retired` event per campaign, so the pool
+    level chart accounts for it."""
+    template = find_master_template(session)
+    if template is None or template.template_version is None:
+        return ActionResult("retire_stale", False, "There is no master template yet.", {})
+    version = template.template_version
+    stale = sa.and_(
+        Campaign.is_pool.is_(True),
+        Campaign.pool_status == "ready",
+        sa.or_(Campaign.template_version.is_(None), Campaign.template_version != version),
+    )
+    rows = session.execute(
+        sa.update(Campaign)
+        .where(stale)
+        .values(pool_status="retired", updated_at=utcnow())
+        .returning(Campaign.id, Campaign.pool_type, Campaign.user_id, Campaign.template_version)
+        .execution_options(synchronize_session=False)
+    ).all()
+    now = utcnow()
+    if rows:
+        session.execute(
+            sa.insert(PoolEvent),
+            [
+                {
+                    "kind": "retired",
+                    "campaign_id": row.id,
+                    "user_id": row.user_id if row.pool_type == "user" else None,
+                    "pool_type": row.pool_type,
+                    "detail": {
+                        "reason": "stale_template",
+                        "template_version": row.template_version,
+                        "current_version": version,
+                    },
+                    "created_at": now,
+                }
+                for row in rows
+            ],
+        )
+    session.commit()
+    versions = sorted({row.template_version for row in rows if row.template_version is not None})
+    if not rows:
+        message = f"No stale campaigns: every ready campaign is at template version {version}."
+    else:
+        message = f"Retired {len(rows)} campaign(s) built from an older template version."
+    return ActionResult(
+        "retire_stale",
+        True,
+        message,
+        {"retired": len(rows), "versions": versions, "current_version": version},
+    )
+
+
+def _cleanup_service() -> Callable[..., Any] | None:
+    """The clean-up service (portal.services.cleanup), when this installation has it."""
+    try:
+        from portal.services import cleanup  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    for name in ("cleanup_pool", "run_cleanup", "cleanup"):
+        candidate = getattr(cleanup, name, None)
+        if callable(candidate):
+            return candidate
+    return None
+
+
+def _summarize(report: Any) -> dict[str, Any]:
+    if report is None:
+        return {}
+    if hasattr(report, "as_dict"):
+        report = report.as_dict()
+    if isinstance(report, dict):
+        return {k: v for k, v in report.items() if isinstance(v, str | int | float | bool)}
+    return {"report": str(report)[:200]}
+
+
+def cleanup_now(
+    session: Session, settings: Settings, redis_client: redis.Redis | None
+) -> ActionResult:
+    """Run the pool clean-up (failed builds, retired campaigns, builds stuck past their
+    timeout) now rather than at its next scheduled run."""
+    service = _cleanup_service()
+    if service is None:
+        return ActionResult(
+            "cleanup", False, "Clean-up is not available in this installation yet.", {}
+        )
+    offered = {"session": session, "settings": settings, "redis_client": redis_client}
+    params = inspect.signature(service).parameters
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    args: list[Any] = []
+    if not kwargs and params:
+        args = [session]
+    report = service(*args, **kwargs)
+    session.commit()
+    summary = _summarize(report)
+    counts = ", ".join(f"{k}: {v}" for k, v in summary.items() if isinstance(v, int))
+    return ActionResult(
+        "cleanup", True, f"Clean-up done{f' ({counts})' if counts else ''}.", summary
+    )
+
+
+def admin_of(session: Session, user_id: uuid.UUID) -> User:
+    """The acting admin, re-read in this session."""
+    user = session.get(User, user_id)
+    if user is None or not user.admin:
+        raise PermissionError("only admins may run portal actions")
+    return user
