@@ -9,6 +9,7 @@ does with the pool, not about building it.
 from __future__ import annotations
 
 import html
+import importlib.util
 import re
 import uuid
 from collections.abc import Iterator
@@ -434,6 +435,16 @@ def test_cleanup_needs_confirmation_and_reports_its_result(pool, admin_client: F
     body = response.get_json()
     assert body["action"] == "cleanup" and body["message"]
     assert actions_recorded()[-1]["action"] == "cleanup"
+    if importlib.util.find_spec("portal.services.cleanup") is None:
+        assert body["ok"] is False  # installations without the clean-up service say so
+        return
+    assert body["ok"] is True, body
+    assert body["campaigns_deleted"] >= 1  # the failed build (and builds stuck past timeout)
+    assert body["pool"]["pools"]["master"]["failed"] == 0
+    remaining = db.session.scalar(
+        sa.select(sa.func.count()).where(Campaign.pool_status == "failed")
+    )
+    assert remaining == 0
 
 
 # -- JSON endpoints ----------------------------------------------------------------------------

@@ -8,10 +8,8 @@ touched it last and what came of it.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,52 +181,27 @@ def retire_stale(session: Session) -> ActionResult:
     )
 
 
-def _cleanup_service() -> Callable[..., Any] | None:
-    """The clean-up service (portal.services.cleanup), when this installation has it."""
-    try:
-        from portal.services import cleanup  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    for name in ("cleanup_pool", "run_cleanup", "cleanup"):
-        candidate = getattr(cleanup, name, None)
-        if callable(candidate):
-            return candidate
-    return None
-
-
-def _summarize(report: Any) -> dict[str, Any]:
-    if report is None:
-        return {}
-    if hasattr(report, "as_dict"):
-        report = report.as_dict()
-    if isinstance(report, dict):
-        return {k: v for k, v in report.items() if isinstance(v, str | int | float | bool)}
-    return {"report": str(report)[:200]}
-
-
 def cleanup_now(
     session: Session, settings: Settings, redis_client: redis.Redis | None
 ) -> ActionResult:
     """Run the pool clean-up (failed builds, retired campaigns, builds stuck past their
     timeout) now rather than at its next scheduled run."""
-    service = _cleanup_service()
-    if service is None:
-        return ActionResult(
-            "cleanup", False, "Clean-up is not available in this installation yet.", {}
-        )
-    offered = {"session": session, "settings": settings, "redis_client": redis_client}
-    params = inspect.signature(service).parameters
-    kwargs = {k: v for k, v in offered.items() if k in params}
-    args: list[Any] = []
-    if not kwargs and params:
-        args = [session]
-    report = service(*args, **kwargs)
+    try:
+        from portal.services.cleanup import cleanup_pool
+    except ImportError:  # an installation without the clean-up service
+        return ActionResult("cleanup", False, "Clean-up is not available in this installation.", {})
+    report = cleanup_pool(session, settings, redis_client)
     session.commit()
-    summary = _summarize(report)
-    counts = ", ".join(f"{k}: {v}" for k, v in summary.items() if isinstance(v, int))
-    return ActionResult(
-        "cleanup", True, f"Clean-up done{f' ({counts})' if counts else ''}.", summary
+    figures = report.as_dict() if hasattr(report, "as_dict") else {}
+    summary = {
+        k: v for k, v in figures.items() if isinstance(v, str | int | float | bool) or v is None
+    }
+    message = (
+        f"Clean-up done: {summary.get('campaigns_deleted', 0)} campaign(s) deleted, "
+        f"{summary.get('reaped', 0)} stuck build(s) reaped, "
+        f"{summary.get('blobs_deleted', 0)} unused image(s) purged."
     )
+    return ActionResult("cleanup", True, message, summary)
 
 
 def admin_of(session: Session, user_id: uuid.UUID) -> User:

@@ -157,7 +157,8 @@ def active_alerts(session: Session, limit: int = ALERT_SCAN_LIMIT) -> list[dict[
                 "incident": incident,
                 "state": state,
                 "pool_type": row.pool_type,
-                "message": str(detail.get("message") or detail.get("summary") or incident),
+                "title": str(detail.get("title") or incident),
+                "message": str(detail.get("message") or detail.get("summary") or ""),
                 "since": row.created_at.isoformat(),
             }
         )
@@ -376,9 +377,9 @@ def pool_level_series(
     session: Session, since: datetime, size: int, buckets: list[int], current_ready: int
 ) -> list[int]:
     """Ready campaigns of the master pool at the end of each bucket, reconstructed backwards
-    from the current level and the events that changed it (a build adds one; an assignment
-    or a retirement of a ready campaign removes one). Needs no periodic snapshots, so the
-    chart is right from the first minute of a fresh installation."""
+    from the current level and the events that changed it (a build adds one; an assignment,
+    a retirement or the clean-up of an abandoned ready campaign removes one). Needs no
+    periodic snapshots, so the chart is right from the first minute of a fresh installation."""
     bucket = epoch_bucket(session, PoolEvent.created_at, size).label("b")
     delta = sa.case((PoolEvent.kind == "replenished", 1), else_=-1)
     changes = {
@@ -386,7 +387,13 @@ def pool_level_series(
         for b, d in session.execute(
             sa.select(bucket, sa.func.sum(delta))
             .where(
-                PoolEvent.kind.in_(("replenished", "assigned", "retired")),
+                sa.or_(
+                    PoolEvent.kind.in_(("replenished", "assigned", "retired")),
+                    sa.and_(
+                        PoolEvent.kind == "cleaned",
+                        PoolEvent.detail["reason"].as_string() == "abandoned",
+                    ),
+                ),
                 PoolEvent.pool_type == "master",
                 PoolEvent.created_at >= since,
             )

@@ -43,7 +43,8 @@ def use_app_connection() -> None:
 
 
 def add_csrf_header(response: Response) -> Response:
-    """Make rq-dashboard's jQuery POSTs carry the CSRF token (see the module docstring)."""
+    """Make rq-dashboard's jQuery POSTs carry the CSRF token (see the module docstring), and
+    give its pages a way back to the portal."""
     if response.mimetype != "text/html" or response.direct_passthrough:
         return response
     body = response.get_data(as_text=True)
@@ -52,7 +53,12 @@ def add_csrf_header(response: Response) -> Response:
     token = json.dumps(generate_csrf())  # URL-safe characters only; quoted as a JS string
     setup = f"jQuery.ajaxSetup({{headers: {{'X-CSRFToken': {token}}}}});"
     script = f"<script>window.jQuery && {setup}</script>"
-    response.set_data(body.replace("</body>", f"{script}</body>", 1))
+    back = (
+        '<a href="/admin/" style="position:fixed;bottom:1rem;right:1rem;padding:.4rem .8rem;'
+        'background:#b3261e;color:#fff;border-radius:8px;text-decoration:none">'
+        "&larr; Pool dashboard</a>"
+    )
+    response.set_data(body.replace("</body>", f"{back}{script}</body>", 1))
     return response
 
 

@@ -9,6 +9,8 @@
   "use strict";
 
   var POLL_WHEN_STALE_MS = 10000;
+  var WATCH_JOB_MS = 1500;
+  var WATCH_JOB_MAX_MS = 180000;
   var METRICS_DEBOUNCE_MS = 1500;
 
   var dataNode = document.getElementById("pool-data");
@@ -21,6 +23,7 @@
     window: null,
     socket: null,
     pollTimer: null,
+    watchTimer: null,
     metricsTimer: null,
   };
   state.window = state.chartsEl ? state.chartsEl.dataset.window : "24h";
@@ -63,13 +66,14 @@
       var li = document.createElement("li");
       li.className = "alert-item";
       var strong = document.createElement("strong");
-      strong.textContent = alert.incident;
+      strong.textContent = alert.title || alert.incident;
       var badge = document.createElement("span");
       badge.className = "badge badge--bad";
       badge.textContent = alert.state;
       var sub = document.createElement("span");
       sub.className = "muted";
-      sub.textContent = alert.message + " · since " + String(alert.since).slice(0, 19).replace("T", " ");
+      var since = "since " + String(alert.since).slice(0, 19).replace("T", " ");
+      sub.textContent = alert.message ? alert.message + " · " + since : since;
       li.append(strong, " ", badge, document.createElement("br"), sub);
       list.appendChild(li);
     });
@@ -328,6 +332,34 @@
     log.prepend(li);
   }
 
+  // After an action queued a job, follow it until the queue is idle again. Workers announce
+  // their progress with pool_update; this is the safety net for an update that was missed
+  // (a reconnect, a worker that cannot reach the message queue), and it stops by itself.
+  function busy(payload) {
+    var ops = payload && payload.ops;
+    if (!ops) return false;
+    return (ops.jobs_queued || 0) + (ops.jobs_started || 0) + (ops.building || 0) > 0;
+  }
+
+  function watchJob() {
+    if (state.watchTimer !== null) window.clearTimeout(state.watchTimer);
+    var deadline = Date.now() + WATCH_JOB_MAX_MS;
+    function tick() {
+      fetchJSON("/admin/api/pool").then(function (r) {
+        if (r.ok) applyPayload(r.body);
+        if (r.ok && !busy(r.body)) {
+          state.watchTimer = null;
+          scheduleMetrics();
+          return;
+        }
+        state.watchTimer = Date.now() < deadline ? window.setTimeout(tick, WATCH_JOB_MS) : null;
+      }).catch(function () {
+        state.watchTimer = Date.now() < deadline ? window.setTimeout(tick, WATCH_JOB_MS) : null;
+      });
+    }
+    state.watchTimer = window.setTimeout(tick, WATCH_JOB_MS);
+  }
+
   function wireActions() {
     document.querySelectorAll("form[data-action]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
@@ -341,6 +373,7 @@
             showResult(r.body, r.ok);
             if (r.body && r.body.action) logAction(r.body, r.ok);
             if (r.body && r.body.pool) applyPayload(r.body.pool);
+            if (r.ok && r.body && r.body.job_id) watchJob();
             if (r.ok) {
               form.querySelectorAll("input[type=checkbox]").forEach(function (box) { box.checked = false; });
             }
