@@ -32,6 +32,7 @@ from rq import SimpleWorker, Worker
 from rq.timeouts import TimerDeathPenalty
 
 from jobs.context import current_embedded_app, process_app, set_embedded_app
+from jobs.schedule import run_due_jobs
 from portal.services.queue import QUEUE_NAMES
 
 log = logging.getLogger("jobs.worker")
@@ -119,6 +120,7 @@ def _run(app: Flask, worker: EmbeddedWorker, stop: threading.Event) -> None:
                 except Exception:  # keep the thread alive: the next burst retries
                     log.exception("worker.burst_failed", extra={"worker": worker.name})
                     worked = False
+                run_due_jobs(app)  # the embedded scheduler (jobs.schedule); never raises
                 if not worked:
                     stop.wait(IDLE_SLEEP_SECONDS)
         finally:

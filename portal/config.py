@@ -48,6 +48,7 @@ class Settings:
     mail_default_sender: str = "campaign-pool@localhost"
     alert_emails: tuple[str, ...] = field(default_factory=tuple)
     slack_webhook_url: str | None = None
+    alert_cooldown_minutes: int = 30
 
     @property
     def embedded_queue(self) -> bool:
@@ -246,4 +247,5 @@ def load_settings(
         mail_default_sender=mail_sender,
         alert_emails=_emails(env, "ALERT_EMAILS"),
         slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL"),
+        alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
     )

@@ -199,7 +199,8 @@ def test_serve_from_empty_folder_then_restart(tmp_path: Path, target: Target) ->
             assert "sqlite:///" in banner and "embedded: fakeredis" in banner
 
         status, _, body = served.request("GET", "/health")
-        assert status == 200 and json.loads(body)["status"] == "ok"
+        # "degraded" until the pool refill queued at start has built a ready campaign.
+        assert status == 200 and json.loads(body)["status"] in ("ok", "degraded")
         status, _, body = served.request("GET", "/login")
         assert status == 200 and "csrf_token" in body
 

@@ -1,0 +1,48 @@
+"""The clean-up job: delete failed, retired and abandoned pool campaigns with their content,
+and purge blobs nothing uses any more (portal.services.cleanup). Scheduled hourly
+(jobs.schedule); also `flask --app app pool cleanup` and the portal's quick action."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from jobs.context import app_context
+
+log = logging.getLogger("jobs.cleanup")
+
+
+def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
+    """Run the clean-up in this job's app; return what it removed."""
+    from portal.extensions import db
+    from portal.services.cleanup import MAX_READY_AGE, cleanup_pool
+    from portal.services.events import pool_payload, publish_pool_update
+    from portal.services.image_store import get_image_store
+    from portal.services.queue import get_redis
+
+    with app_context() as app:
+        settings = app.config["SETTINGS"]
+        redis_client = get_redis(app)
+        max_age = (
+            MAX_READY_AGE if max_ready_age_days is None else timedelta(days=max_ready_age_days)
+        )
+        report = cleanup_pool(
+            db.session,
+            settings,
+            redis_client,
+            store=get_image_store(app),
+            max_ready_age=max_age,
+        )
+        if report.campaigns_deleted or report.reaped:
+            try:
+                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
+            except Exception:
+                db.session.rollback()
+                log.exception("jobs.cleanup.payload_failed")
+        result = report.as_dict()
+        log.info(
+            "jobs.cleanup.done",
+            extra={k: v for k, v in result.items() if isinstance(v, int)},
+        )
+        return result

@@ -1,0 +1,44 @@
+"""PoolMonitorJob: one monitor pass (portal.services.monitor), then a `pool_update` push.
+
+Scheduled every minute (jobs.schedule); `flask --app app pool monitor` runs the same pass."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from jobs.context import app_context
+
+log = logging.getLogger("jobs.monitor")
+
+
+def monitor_job() -> dict[str, Any]:
+    """Run one monitor pass in this job's app; return its report."""
+    from portal.extensions import db
+    from portal.services.alerts import AlertNotifier
+    from portal.services.events import pool_payload, publish_pool_update
+    from portal.services.health import workers_required
+    from portal.services.monitor import run_monitor
+    from portal.services.queue import get_redis
+
+    with app_context() as app:
+        settings = app.config["SETTINGS"]
+        redis_client = get_redis(app)
+        report = run_monitor(
+            db.session,
+            redis_client,
+            settings,
+            notifier=AlertNotifier.from_settings(settings),
+            check_workers=workers_required(app),
+            cooldown=timedelta(minutes=settings.alert_cooldown_minutes),
+        )
+        if report.skipped is None:
+            try:
+                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
+            except Exception:  # the payload query failed: the dashboard gets the next one
+                db.session.rollback()
+                log.exception("jobs.monitor.payload_failed")
+        result = report.as_dict()
+        log.info("jobs.monitor.done", extra={"skipped": report.skipped, "alerts": report.alerts})
+        return result

@@ -1,0 +1,381 @@
+"""Alerts: incidents kept as state in `pool_events`, and their delivery by email and Slack.
+
+An alert must reach a human once per incident, not once per monitor run. So the state of every
+incident lives in the database, as `pool_events` rows of kind "alert" whose detail says
+`{"incident": key, "state": "open" | "resolved", ...}`: the latest row of a key is the truth,
+whichever monitor process (or restart of it) looks next. A condition that becomes true opens
+an incident and notifies; staying true does nothing (unless it gets worse: low -> empty);
+becoming false resolves it and sends "recovered". An incident that re-opens within the cooldown
+of the last notified one is recorded but not sent, so a flapping pool cannot flood anyone.
+
+Delivery never raises: a dead SMTP server or webhook is logged (without the webhook URL, which
+is a secret) and recorded on the alert row, and the monitor carries on. The portal reads the
+same rows to show alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.config import Settings
+from portal.models import PoolEvent, utcnow
+
+log = logging.getLogger("portal.alerts")
+
+SEND_TIMEOUT_S = 10.0
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+SUBJECT_PREFIX = "[Campaign Pool]"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One thing the monitor watches, as observed now.
+
+    `incident` is a stable key ("pool_low:master"): the same key across runs is what makes
+    an incident one incident."""
+
+    incident: str
+    active: bool
+    title: str
+    message: str
+    severity: str = "warning"
+    pool_type: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    recovered_message: str = ""
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    incident: str
+    state: str  # "open" | "escalated" | "resolved"
+    severity: str
+    title: str
+    body: str
+
+    @property
+    def subject(self) -> str:
+        label = "RECOVERED" if self.state == "resolved" else self.severity.upper()
+        return f"{SUBJECT_PREFIX} {label}: {self.title}"
+
+
+@dataclass
+class Transition:
+    """What reconciling one condition did: opened, escalated or resolved an incident."""
+
+    incident: str
+    state: str
+    severity: str
+    suppressed: bool
+    delivery: dict[str, str]
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "incident": self.incident,
+            "state": self.state,
+            "severity": self.severity,
+            "suppressed": self.suppressed,
+            "delivery": self.delivery,
+            "message": self.message,
+        }
+
+
+class AlertNotifier:
+    """Sends an `AlertMessage` to every configured channel; reports, never raises."""
+
+    def __init__(
+        self,
+        *,
+        mail_server: str | None = None,
+        mail_port: int = 25,
+        sender: str = "campaign-pool@localhost",
+        recipients: Iterable[str] = (),
+        slack_webhook_url: str | None = None,
+        timeout: float = SEND_TIMEOUT_S,
+    ) -> None:
+        self.mail_server = mail_server
+        self.mail_port = mail_port
+        self.sender = sender
+        self.recipients = tuple(recipients)
+        self.slack_webhook_url = slack_webhook_url
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertNotifier:
+        return cls(
+            mail_server=settings.mail_server,
+            mail_port=settings.mail_port,
+            sender=settings.mail_default_sender,
+            recipients=settings.alert_emails,
+            slack_webhook_url=settings.slack_webhook_url,
+        )
+
+    @property
+    def channels(self) -> list[str]:
+        """Channels that are configured: email needs a server and recipients."""
+        found = []
+        if self.mail_server and self.recipients:
+            found.append("email")
+        if self.slack_webhook_url:
+            found.append("slack")
+        return found
+
+    def send(self, message: AlertMessage) -> dict[str, str]:
+        """{"email": "sent" | "failed", "slack": ...} for each configured channel."""
+        outcome: dict[str, str] = {}
+        for channel in self.channels:
+            sender = self._send_email if channel == "email" else self._send_slack
+            try:
+                sender(message)
+            except Exception as exc:  # any failure to send is reported, never raised
+                outcome[channel] = "failed"
+                log.error(
+                    "alert.send_failed",
+                    extra={
+                        "channel": channel,
+                        "incident": message.incident,
+                        "state": message.state,
+                        "error": self._describe(exc),
+                    },
+                )
+            else:
+                outcome[channel] = "sent"
+                log.info(
+                    "alert.sent",
+                    extra={
+                        "channel": channel,
+                        "incident": message.incident,
+                        "state": message.state,
+                    },
+                )
+        return outcome
+
+    def _describe(self, exc: BaseException) -> str:
+        """An error text safe to log: the webhook URL (a credential) is masked out."""
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        if self.slack_webhook_url:
+            text = text.replace(self.slack_webhook_url, "***")
+        return text
+
+    def _send_email(self, message: AlertMessage) -> None:
+        email = EmailMessage()
+        email["Subject"] = message.subject
+        email["From"] = self.sender
+        email["To"] = ", ".join(self.recipients)
+        email.set_content(message.body)
+        assert self.mail_server is not None
+        with smtplib.SMTP(self.mail_server, self.mail_port, timeout=self.timeout) as smtp:
+            smtp.send_message(email)
+
+    def _send_slack(self, message: AlertMessage) -> None:
+        icon = {"resolved": ":white_check_mark:", "critical": ":rotating_light:"}.get(
+            message.state if message.state == "resolved" else message.severity, ":warning:"
+        )
+        body = json.dumps({"text": f"{icon} *{message.subject}*\n{message.body}"}).encode()
+        assert self.slack_webhook_url is not None
+        request = urllib.request.Request(
+            self.slack_webhook_url,
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            # The HTTPError carries the URL; keep only the status for the log.
+            raise RuntimeError(f"webhook answered HTTP {exc.code}") from None
+        except urllib.error.URLError as exc:
+            raise RuntimeError(f"webhook unreachable: {exc.reason}") from None
+        if not 200 <= status < 300:
+            raise RuntimeError(f"webhook answered HTTP {status}")
+
+
+# -- incident state ------------------------------------------------------------------------
+
+
+def _incident_rows(session: Session, incident: str, limit: int) -> list[PoolEvent]:
+    """The latest alert rows of one incident key, newest first."""
+    stmt = (
+        sa.select(PoolEvent)
+        .where(PoolEvent.kind == "alert", PoolEvent.detail["incident"].as_string() == incident)
+        .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def latest_alert(session: Session, incident: str) -> PoolEvent | None:
+    rows = _incident_rows(session, incident, 1)
+    return rows[0] if rows else None
+
+
+def _notified_recently(session: Session, incident: str, since: datetime) -> bool:
+    """Was an opening of this incident sent (not suppressed) since `since`?"""
+    for row in _incident_rows(session, incident, 50):
+        if row.created_at < since:
+            return False
+        detail = row.detail or {}
+        if detail.get("state") == "open" and not detail.get("suppressed"):
+            return True
+    return False
+
+
+def _text(condition: Condition, state: str) -> str:
+    if state == "resolved":
+        return condition.recovered_message or condition.message
+    return condition.message
+
+
+def _body(condition: Condition, state: str, detail: dict[str, Any]) -> str:
+    lines = [_text(condition, state), ""]
+    lines.append(f"Incident: {condition.incident} ({state})")
+    if detail.get("opened_at"):
+        lines.append(f"Opened at: {detail['opened_at']}")
+    for key, value in sorted(condition.data.items()):
+        lines.append(f"{key}: {value}")
+    lines.append("")
+    lines.append(f"Runbook: docs/operations.md, section '{condition.incident.split(':')[0]}'.")
+    return "\n".join(lines)
+
+
+def reconcile(
+    session: Session,
+    conditions: Iterable[Condition],
+    notifier: AlertNotifier,
+    *,
+    now: datetime | None = None,
+    cooldown: timedelta = timedelta(minutes=30),
+) -> list[Transition]:
+    """Open, escalate or resolve incidents to match `conditions`; notify once per change.
+
+    Adds the alert rows to the session and flushes; the caller commits. Callers must
+    serialize runs (the monitor holds a lock) so two processes cannot open one incident twice.
+    """
+    now = now or utcnow()
+    transitions: list[Transition] = []
+    for condition in conditions:
+        latest = latest_alert(session, condition.incident)
+        previous = (latest.detail or {}) if latest is not None else {}
+        is_open = previous.get("state") == "open"
+        if condition.active and not is_open:
+            suppressed = cooldown.total_seconds() > 0 and _notified_recently(
+                session, condition.incident, now - cooldown
+            )
+            detail = {
+                "incident_id": uuid.uuid4().hex,
+                "opened_at": now.isoformat(),
+                "suppressed": suppressed,
+            }
+            transitions.append(
+                _record(session, notifier, condition, "open", condition.severity, detail, now)
+            )
+        elif condition.active and is_open:
+            old_rank = SEVERITY_RANK.get(str(previous.get("severity")), 1)
+            if SEVERITY_RANK.get(condition.severity, 1) > old_rank:
+                detail = {
+                    "incident_id": previous.get("incident_id"),
+                    "opened_at": previous.get("opened_at"),
+                    "suppressed": False,
+                    "escalated": True,
+                }
+                transitions.append(
+                    _record(session, notifier, condition, "open", condition.severity, detail, now)
+                )
+        elif not condition.active and is_open:
+            detail = {
+                "incident_id": previous.get("incident_id"),
+                "opened_at": previous.get("opened_at"),
+                # "recovered" goes out only for an incident whose opening went out.
+                "suppressed": bool(previous.get("suppressed")),
+            }
+            transitions.append(
+                _record(session, notifier, condition, "resolved", "info", detail, now)
+            )
+    session.flush()
+    return transitions
+
+
+def _record(
+    session: Session,
+    notifier: AlertNotifier,
+    condition: Condition,
+    state: str,
+    severity: str,
+    detail: dict[str, Any],
+    now: datetime,
+) -> Transition:
+    text = _text(condition, state)
+    title = f"{condition.title} recovered" if state == "resolved" else condition.title
+    message = AlertMessage(
+        incident=condition.incident,
+        state="escalated" if detail.get("escalated") else state,
+        severity=severity,
+        title=title,
+        body=_body(condition, state, detail),
+    )
+    delivery = {} if detail["suppressed"] else notifier.send(message)
+    session.add(
+        PoolEvent(
+            kind="alert",
+            pool_type=condition.pool_type,
+            detail={
+                "incident": condition.incident,
+                "state": state,
+                "severity": severity,
+                "title": title,
+                "message": text,
+                "delivery": delivery,
+                "data": condition.data,
+                **detail,
+            },
+            created_at=now,
+        )
+    )
+    log.warning(
+        "alert.incident",
+        extra={
+            "incident": condition.incident,
+            "state": message.state,
+            "severity": severity,
+            "suppressed": detail["suppressed"],
+            "delivery": delivery,
+        },
+    )
+    return Transition(
+        condition.incident, message.state, severity, detail["suppressed"], delivery, text
+    )
+
+
+def open_incidents(session: Session, scan: int = 500) -> list[dict[str, Any]]:
+    """Incidents whose latest row is "open", newest first: what the portal shows as alerts."""
+    rows = session.scalars(
+        sa.select(PoolEvent)
+        .where(PoolEvent.kind == "alert")
+        .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
+        .limit(scan)
+    )
+    seen: set[str] = set()
+    found: list[dict[str, Any]] = []
+    for row in rows:
+        detail = row.detail or {}
+        key = str(detail.get("incident"))
+        if key in seen:
+            continue
+        seen.add(key)
+        if detail.get("state") == "open":
+            found.append({**detail, "since": row.created_at.isoformat(), "event_id": row.id})
+    return found
