@@ -1,7 +1,10 @@
 """`flask --app app bench`: seeding and assignment figures of DESIGN section 7, as one JSON object.
 
+`bench --http` measures `POST /api/v2/campaigns` through gunicorn instead (one client, then a
+burst of concurrent clients) and prints `{"http": {...}}`; the other options are then unused.
 The JSON alone goes to stdout (so a script can `| jq .ratio`); the progress bar and status lines
-go to stderr. The measuring itself, on a scratch database, is `portal.services.bench`.
+go to stderr. The measuring itself, on a scratch database, is `portal.services.bench` and
+`portal.services.bench_http`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import click
 from flask import current_app
 
 from portal.services.bench import BenchPlan, run_bench
+from portal.services.bench_http import HttpBenchPlan, run_http_bench
 
 
 @click.command("bench")
@@ -35,6 +39,21 @@ from portal.services.bench import BenchPlan, run_bench
     show_default=True,
     help="Also seed once in copy mode to count the uploads sharing saves.",
 )
+@click.option(
+    "--http", "http_mode", is_flag=True, help="Load POST /api/v2/campaigns through gunicorn."
+)
+@click.option("--sequential", default=200, show_default=True, help="--http: one-client creates.")
+@click.option("--clients", default=16, show_default=True, help="--http: burst client threads.")
+@click.option("--per-client", default=25, show_default=True, help="--http: creates per client.")
+@click.option("--http-warmup", default=10, show_default=True, help="--http: untimed creates.")
+@click.option("--workers", default=1, show_default=True, help="--http: gunicorn processes.")
+@click.option("--threads", default=16, show_default=True, help="--http: threads per process.")
+@click.option(
+    "--redis-url",
+    default=None,
+    help="--http: the server's REDIS_URL (default none: refill jobs stay in-process, unrun). "
+    "Use a Redis database no RQ worker listens on.",
+)
 def cli(
     runs: int,
     traditional_runs: int,
@@ -43,8 +62,19 @@ def cli(
     warmup: int,
     background: int,
     copy_run: bool,
+    http_mode: bool,
+    sequential: int,
+    clients: int,
+    per_client: int,
+    http_warmup: int,
+    workers: int,
+    threads: int,
+    redis_url: str | None,
 ) -> None:
     """Measure seeding and assignment speed on a scratch database (DESIGN section 7)."""
+    if http_mode:
+        _http(sequential, clients, per_client, http_warmup, workers, threads, redis_url)
+        return
     try:
         plan = BenchPlan(
             batch_runs=runs,
@@ -67,4 +97,45 @@ def cli(
             bar.update(1, label)
 
         figures = run_bench(settings.database_url, settings.secret_key, plan, tick)
+    click.echo(json.dumps(figures))
+
+
+def _http(
+    sequential: int,
+    clients: int,
+    per_client: int,
+    warmup: int,
+    workers: int,
+    threads: int,
+    redis_url: str | None,
+) -> None:
+    try:
+        plan = HttpBenchPlan(
+            sequential=sequential,
+            clients=clients,
+            per_client=per_client,
+            warmup=warmup,
+            workers=workers,
+            threads=threads,
+            redis_url=redis_url or None,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    settings = current_app.config["SETTINGS"]
+    click.echo(
+        f"bench --http: scratch database, {plan.total_requests} pool campaigns, "
+        f"then {plan.server_label} ...",
+        err=True,
+    )
+    with click.progressbar(
+        length=plan.units, label="bench", file=sys.stderr, show_pos=True, item_show_func=str
+    ) as bar:
+
+        def tick(label: str) -> None:
+            bar.update(1, label)
+
+        try:
+            figures = run_http_bench(settings.database_url, settings.secret_key, plan, tick)
+        except RuntimeError as error:  # the server did not start, a Redis with workers, ...
+            raise click.ClickException(str(error)) from None
     click.echo(json.dumps(figures))
