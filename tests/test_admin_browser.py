@@ -147,7 +147,7 @@ def test_non_admin_is_refused(portal, live_server, page) -> None:  # noqa: F811
         assert response.status == 403, path
 
 
-def test_csrf_confirmation_and_escaping(portal, live_server, page) -> None:  # noqa: F811
+def test_csrf_confirmation_and_escaping(portal, live_server, page, artifacts_dir) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
     add_ready(1, version_offset=1, name=XSS_NAME)  # a stale one, named with markup
@@ -159,6 +159,7 @@ def test_csrf_confirmation_and_escaping(portal, live_server, page) -> None:  # n
     expect(page.get_by_test_id("campaigns-table")).to_contain_text('<img src=x onerror="')
     assert page.evaluate("window.__pwned") is None
     assert page.locator("table img").count() == 0
+    screenshot(page, artifacts_dir, "admin-campaigns")
 
     page.goto(live_server.url + "/admin/")
     expect(
