@@ -270,6 +270,21 @@ def test_a_pool_whose_builds_keep_failing_stops_and_reports(template_app, monkey
     ).all()
     assert len(failures) == 3 and "disk full" in failures[0].detail["error"]
 
+    # Halted: another trigger builds nothing ...
+    again = replenish_pool(db.session, get_redis(), settings_of(template_app), "master")
+    assert again.skipped == "halted" and again.failed == 0
+    # ... until the cool-off has passed; then the pool tries again on its own and, with the
+    # cause fixed, refills.
+    monkeypatch.undo()
+    db.session.execute(
+        sa.update(PoolEvent)
+        .where(PoolEvent.kind == "replenish_failed")
+        .values(created_at=utcnow() - timedelta(minutes=16))
+    )
+    db.session.commit()
+    resumed = replenish_pool(db.session, get_redis(), settings_of(template_app), "master")
+    assert resumed.skipped is None and len(resumed.built) == 5
+
 
 @pytest.mark.postgres
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.campaigns import find_master_template
 from portal.services.pool_config import load_pool_config
-from portal.services.replenish import consecutive_failures
+from portal.services.replenish import consecutive_failures, pool_halted
 
 STATUSES = ("building", "ready", "failed", "retired")
 
@@ -118,7 +118,7 @@ def pool_status(
             "low": master["ready"] < config.low_watermark,
             "empty": master["ready"] == 0,
             "consecutive_failures": master_failures,
-            "halted": master_failures >= config.failure_budget,
+            "halted": pool_halted(session, "master", None, config.failure_budget),
         },
         "user": {
             **levels["user"],

@@ -32,6 +32,7 @@ log = logging.getLogger("portal.pool")
 
 LOCK_TIMEOUT_S = 600
 BUILD_STALE_AFTER = timedelta(minutes=10)
+HALT_COOLDOWN = timedelta(minutes=15)
 Progress = Callable[[int, int], None]
 
 
@@ -79,6 +80,25 @@ def pool_level(
     if user_id is not None:
         stmt = stmt.where(Campaign.user_id == user_id)
     return session.scalar(stmt) or 0
+
+
+def pool_halted(
+    session: Session, pool_type: str, user_id: uuid.UUID | None, failure_budget: int
+) -> bool:
+    """Whether a pool is resting after `failure_budget` failed builds in a row.
+
+    The rest lasts HALT_COOLDOWN from the latest failure; then one more build is allowed, so a
+    pool resumes on its own once whatever broke (the database, a bad template) is fixed, without
+    turning a persistent failure into a retry loop."""
+    if consecutive_failures(session, pool_type, user_id) < failure_budget:
+        return False
+    stmt = sa.select(sa.func.max(PoolEvent.created_at)).where(
+        PoolEvent.pool_type == pool_type, PoolEvent.kind == "replenish_failed"
+    )
+    if pool_type == "user":
+        stmt = stmt.where(PoolEvent.user_id == user_id)
+    latest = session.scalar(stmt)
+    return latest is not None and utcnow() - latest < HALT_COOLDOWN
 
 
 def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | None) -> int:
@@ -208,7 +228,7 @@ def replenish_pool(
         )
         missing = max(0, target - level)
         while level < target:
-            if consecutive_failures(session, pool_type, user_id) >= config.failure_budget:
+            if pool_halted(session, pool_type, user_id, config.failure_budget):
                 report.skipped = "halted"
                 log.error(
                     "pool.replenish.halted",
