@@ -16,15 +16,26 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     every pool with pool_type="all". Serialized per pool inside the service, so duplicates of
     this job that slip through are harmless."""
     from portal.extensions import db
+    from portal.services.events import pool_payload, publish_pool_update
     from portal.services.queue import get_redis
     from portal.services.replenish import replenish_all, replenish_pool
 
     with app_context() as app:
         settings = app.config["SETTINGS"]
 
+        def publish() -> None:
+            """Tell the dashboards the pool changed; never let that fail the refill."""
+            try:
+                publish_pool_update(app, pool_payload(db.session, settings, get_redis(app)))
+            except Exception:
+                db.session.rollback()
+                log.exception("jobs.replenish.publish_failed")
+
         def progress(done: int, total: int) -> None:
             report_progress(pool_type=pool_type, built=done, missing=total)
+            publish()
 
+        publish()  # the assignment that triggered this refill already changed the pool
         if pool_type == "all":
             reports = replenish_all(db.session, get_redis(app), settings, progress=progress)
         else:
