@@ -58,7 +58,8 @@ def test_bench_http_loads_gunicorn_and_finds_no_duplicates(app, runner):
     assert checks["campaigns_assigned_twice"] == 0
     assert checks["wrong_owner"] == 0
 
-    assert bench_databases() == before
+    # Nothing new is left behind (a concurrent run elsewhere may drop its own meanwhile).
+    assert not bench_databases() - before
     assert _server_children() == []
 
 
