@@ -11,6 +11,7 @@ same transaction, so a user sees a campaign "created today" while `pool_created_
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -34,6 +35,7 @@ from portal.models import (
     Weapon,
     utcnow,
 )
+from portal.models.base import UTCDateTime
 from portal.services.campaigns import CampaignError, name_taken
 
 log = logging.getLogger("portal.pool")
@@ -106,75 +108,20 @@ class CampaignPoolService:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    def _claim_statement(
-        self,
-        pool_type: str,
-        version: int,
-        user: User,
-        name: str,
-        description: str | None,
-        now: datetime,
-    ) -> sa.Update:
-        candidate = (
-            sa.select(Campaign.id)
-            .where(*self._ready_filter(pool_type, version, user))
-            .order_by(Campaign.pool_created_at, Campaign.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        return (
-            sa.update(Campaign)
-            .where(
-                Campaign.id == candidate,
-                Campaign.is_pool.is_(True),
-                Campaign.pool_status == "ready",
-            )
-            .values(
-                name=name,
-                description=description,
-                user_id=user.id,
-                is_pool=False,
-                pool_status="assigned",
-                activated_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(Campaign.id, Campaign.pool_created_at)
-        )
-
     def _claim(
-        self,
-        pool_type: str,
-        version: int,
-        user: User,
-        name: str,
-        description: str | None,
-        now: datetime,
-    ) -> tuple[uuid.UUID, datetime | None] | None:
-        """Claim and reset one campaign; (id, pool_created_at), or None if the pool is empty.
-
-        On PostgreSQL the claim and every child reset travel as ONE statement (data-modifying
-        CTEs that all key on the claimed id), which removes nine round trips from the hot path.
-        SQLite runs the same UPDATEs one after another inside the transaction."""
-        claim = self._claim_statement(pool_type, version, user, name, description, now)
-        if self.session.get_bind().dialect.name == "postgresql":
-            claimed = claim.cte("claimed")
-            claimed_id = sa.select(claimed.c.id).scalar_subquery()
-            stmt = sa.select(claimed.c.id, claimed.c.pool_created_at).add_cte(
-                *(
-                    update.cte(f"reset_{i}")
-                    for i, update in enumerate(_child_updates(claimed_id, user.id, now))
-                )
-            )
-            row = self.session.execute(stmt).first()
-            return (row[0], row[1]) if row else None
-        row = self.session.execute(claim.execution_options(synchronize_session=False)).first()
+        self, include_user_pool: bool, params: dict[str, object]
+    ) -> tuple[uuid.UUID, datetime | None, str] | None:
+        """Claim and reset one campaign: (id, pool_created_at, pool_type), or None when no
+        pool has a ready campaign. Runs at Core level on the session's connection: the
+        statements are prebuilt and carry no ORM state to synchronize."""
+        connection = self.session.connection()
+        first, *rest = claim_statements(connection.dialect.name, include_user_pool)
+        row = connection.execute(first, params).first()
         if row is None:
             return None
-        for update in _child_updates(row[0], user.id, now):
-            self.session.execute(update.execution_options(synchronize_session=False))
-        return (row[0], row[1])
+        for update in rest:  # SQLite: the child resets, one by one, in the same transaction
+            connection.execute(update, {**params, "p_campaign": row[0]})
+        return (row[0], row[1], row[2])
 
     def assign_pool_campaign(
         self, user: User, name: str, description: str | None = None
@@ -193,17 +140,21 @@ class CampaignPoolService:
         if version is None:
             return None
         now = utcnow()
-        pool_types = ("user", "master") if user.gamemaster else ("master",)
-        for pool_type in pool_types:
-            try:
-                claimed = self._claim(pool_type, version, user, name, description, now)
-            except IntegrityError:
-                # The name was taken between the check and the claim: nothing was changed.
-                session.rollback()
-                raise NameTakenError("has already been taken") from None
-            if claimed is None:
-                continue
-            campaign_id, pool_created_at = claimed
+        params = {
+            "p_version": version,
+            "p_user": user.id,
+            "p_name": name,
+            "p_description": description,
+            "p_now": now,
+        }
+        try:
+            claimed = self._claim(bool(user.gamemaster), params)
+        except IntegrityError:
+            # The name was taken between the check and the claim: nothing was changed.
+            session.rollback()
+            raise NameTakenError("has already been taken") from None
+        if claimed is not None:
+            campaign_id, pool_created_at, pool_type = claimed
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             pool_age_s = (now - pool_created_at).total_seconds() if pool_created_at else None
             session.execute(
@@ -240,9 +191,66 @@ class CampaignPoolService:
         return None
 
 
-def _child_updates(
-    campaign_id: uuid.UUID | sa.ScalarSelect, owner: uuid.UUID, now: datetime
-) -> list[sa.Update]:
+P_NOW = sa.bindparam("p_now", type_=UTCDateTime())
+P_USER = sa.bindparam("p_user", type_=sa.Uuid())
+
+
+@functools.cache
+def claim_statements(dialect: str, include_user_pool: bool) -> tuple[sa.Executable, ...]:
+    """The claim, built once per dialect and pool choice (building it costs more CPU than the
+    database spends on it) and executed with the `p_*` parameters.
+
+    One candidate query serves both pools: the user's own ready campaigns sort before the
+    master pool's, so a gamemaster with an empty user pool pays no extra round trip. On
+    PostgreSQL the claim and every child reset are ONE statement (data-modifying CTEs keyed on
+    the claimed id); on SQLite the child resets follow as separate statements."""
+    pools = Campaign.pool_type == "master"
+    if include_user_pool:
+        pools = sa.or_(pools, sa.and_(Campaign.pool_type == "user", Campaign.user_id == P_USER))
+    candidate = (
+        sa.select(Campaign.id)
+        .where(
+            Campaign.is_pool.is_(True),
+            Campaign.pool_status == "ready",
+            Campaign.template_version == sa.bindparam("p_version", type_=sa.Integer()),
+            pools,
+        )
+        .order_by(
+            sa.case((Campaign.pool_type == "user", 0), else_=1),
+            Campaign.pool_created_at,
+            Campaign.id,
+        )
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claim = (
+        sa.update(Campaign)
+        .where(
+            Campaign.id == candidate, Campaign.is_pool.is_(True), Campaign.pool_status == "ready"
+        )
+        .values(
+            name=sa.bindparam("p_name", type_=sa.String()),
+            description=sa.bindparam("p_description", type_=sa.Text()),
+            user_id=P_USER,
+            is_pool=False,
+            pool_status="assigned",
+            activated_at=P_NOW,
+            created_at=P_NOW,
+            updated_at=P_NOW,
+        )
+        .returning(Campaign.id, Campaign.pool_created_at, Campaign.pool_type)
+    )
+    if dialect == "postgresql":
+        claimed = claim.cte("claimed")
+        claimed_id = sa.select(claimed.c.id).scalar_subquery()
+        resets = [u.cte(f"reset_{i}") for i, u in enumerate(_child_updates(claimed_id))]
+        select = sa.select(claimed.c.id, claimed.c.pool_created_at, claimed.c.pool_type)
+        return (select.add_cte(*resets),)
+    return (claim, *_child_updates(sa.bindparam("p_campaign", type_=sa.Uuid())))
+
+
+def _child_updates(campaign_id: sa.BindParameter | sa.ScalarSelect) -> list[sa.Update]:
     """The UPDATEs that make a claimed campaign's children look new and belong to `owner`.
 
     Every content row with a campaign_id gets fresh timestamps (characters and vehicles a new
@@ -251,20 +259,20 @@ def _child_updates(
     shown to users, and rewriting 789 rows would double the claim's cost (docs/pool.md)."""
     updates: list[sa.Update] = []
     for model in TIMESTAMPED_CONTENT:
-        values: dict[str, object] = {"created_at": now, "updated_at": now}
+        values: dict[str, object] = {"created_at": P_NOW, "updated_at": P_NOW}
         if model in OWNED_CONTENT:
-            values["user_id"] = owner
+            values["user_id"] = P_USER
         updates.append(sa.update(model).where(model.campaign_id == campaign_id).values(**values))
     pair = sa.tuple_(ImagePosition.positionable_type, ImagePosition.positionable_id)
     updates.append(
         sa.update(ImagePosition)
         .where(pair.in_(_records_of(campaign_id)))
-        .values(created_at=now, updated_at=now)
+        .values(created_at=P_NOW, updated_at=P_NOW)
     )
     return updates
 
 
-def _records_of(campaign_id: uuid.UUID | sa.ScalarSelect) -> sa.CompoundSelect:
+def _records_of(campaign_id: sa.BindParameter | sa.ScalarSelect) -> sa.CompoundSelect:
     """(record type, id) of every record of a campaign that can carry image positions."""
     parts = [sa.select(sa.literal("Campaign"), Campaign.id).where(Campaign.id == campaign_id)]
     parts += [
