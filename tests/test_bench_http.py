@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.services.bench_http import HttpBenchPlan, percentile
+from portal.services.bench_http import HttpBenchPlan
+from portal.services.percentiles import percentile
 from tests.test_bench import bench_databases
 
 TINY = ["bench", "--http", "--sequential", "5", "--clients", "2", "--per-client", "3"]

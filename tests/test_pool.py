@@ -346,3 +346,14 @@ def test_fifty_concurrent_creates_against_a_pool_of_twenty(template_app):
     # The refills the creates asked for bring the pool back to target.
     replenish_pool(db.session, get_redis(), settings, "master")
     assert len(pool_campaigns()) == 20
+
+
+def test_latency_percentiles_are_nearest_rank_like_the_charts(app):
+    """The cards' p50/p95 use the same nearest-rank definition as the SQL-built charts."""
+    from portal.services.pool_metrics import assignment_metrics
+
+    for ms in range(1, 11):
+        db.session.add(PoolEvent(kind="assigned", pool_type="master", duration_ms=float(ms)))
+    db.session.commit()
+    latency = assignment_metrics(db.session, timedelta(hours=1))["latency_ms"]
+    assert (latency["p50"], latency["p95"], latency["p99"]) == (5.0, 10.0, 10.0)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import shutil
 import statistics
 import tempfile
@@ -47,6 +46,7 @@ from sqlalchemy.orm import Session
 from portal.models import Campaign, ImageAttachment, ImageBlob, Schtick, User, Weapon, utcnow
 from portal.services.campaigns import create_campaign_shell, find_master_template
 from portal.services.image_store import ImageStore
+from portal.services.percentiles import percentile
 from portal.services.seeding.batch import CampaignBatchSeeder, copy_tables
 from portal.services.seeding.traditional import TraditionalSeeder
 
@@ -89,10 +89,9 @@ class BenchPlan:
 def summarize(samples: list[float]) -> dict[str, float | int]:
     """Median, nearest-rank p95, min, max (ms) of some timed runs."""
     ordered = sorted(samples)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
     return {
         "median": round(statistics.median(ordered), 2),
-        "p95": round(p95, 2),
+        "p95": percentile(ordered, 95, ndigits=2),
         "min": round(ordered[0], 2),
         "max": round(ordered[-1], 2),
         "runs": len(ordered),

@@ -32,7 +32,6 @@ import contextlib
 import http.client
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -55,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from portal.models import Campaign, PoolEvent, utcnow
 from portal.services.bench import Tick, _quiet, build_scratch_app, scratch_database
+from portal.services.percentiles import percentile
 
 log = logging.getLogger("portal.bench")
 
@@ -681,13 +681,6 @@ def _duplicates(samples: list[Sample]) -> int:
     return sum(n - 1 for n in counts.values() if n > 1)
 
 
-def percentile(ordered: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of sorted samples (None when there are none)."""
-    if not ordered:
-        return None
-    return round(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)], 2)
-
-
 def _common(phase: Phase) -> dict[str, Any]:
     samples = phase.samples
     served = sorted(s.ms for s in samples if s.status == 201 and s.source in POOL_SOURCES)
@@ -696,9 +689,9 @@ def _common(phase: Phase) -> dict[str, Any]:
     errors = [s.error for s in samples if s.error]
     figures: dict[str, Any] = {
         "requests": total,
-        "p50_ms": percentile(served, 50),
-        "p95_ms": percentile(served, 95),
-        "p99_ms": percentile(served, 99),
+        "p50_ms": percentile(served, 50, ndigits=2),
+        "p95_ms": percentile(served, 95, ndigits=2),
+        "p99_ms": percentile(served, 99, ndigits=2),
         "max_ms": round(served[-1], 2) if served else None,
         "pool_hit_rate": round(len(served) / total, 4) if total else None,
         "errors_5xx": sum(1 for s in samples if s.status >= 500),

@@ -16,19 +16,11 @@ from sqlalchemy.orm import Session
 from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.campaigns import find_master_template
+from portal.services.percentiles import percentile
 from portal.services.pool_config import load_pool_config
 from portal.services.replenish import consecutive_failures, pool_halted
 
 STATUSES = ("building", "ready", "failed", "retired")
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (None for no values): simple and exact for small windows."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return round(ordered[rank - 1], 3)
 
 
 def _levels(session: Session, version: int | None) -> dict[str, dict[str, int]]:
