@@ -14,25 +14,18 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import (
     Campaign,
-    Character,
-    Faction,
-    ImageAttachment,
-    Juncture,
     PoolEvent,
-    Schtick,
     User,
-    Vehicle,
-    Weapon,
 )
 from portal.services.campaigns import (
     CampaignError,
+    content_counts,
     create_campaign_shell,
     find_master_template,
 )
@@ -140,41 +133,6 @@ def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaig
     return True
 
 
-COUNTED = {
-    "schticks": Schtick,
-    "weapons": Weapon,
-    "factions": Faction,
-    "junctures": Juncture,
-    "characters": Character,
-    "vehicles": Vehicle,
-}
-
-
-def campaign_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
-    """Counts of a campaign's content in one round trip."""
-    columns = [
-        sa.select(sa.func.count())
-        .select_from(model)
-        .where(model.campaign_id == campaign_id)
-        .scalar_subquery()
-        .label(key)
-        for key, model in COUNTED.items()
-    ]
-    row = session.execute(sa.select(*columns)).one()
-    counts = dict(row._mapping)
-    counts["images"] = (
-        session.scalar(
-            sa.select(sa.func.count())
-            .select_from(ImageAttachment)
-            .where(
-                ImageAttachment.record_type == "Campaign", ImageAttachment.record_id == campaign_id
-            )
-        )
-        or 0
-    )
-    return counts
-
-
 def campaign_json(
     session: Session, campaign: Campaign, source: str | None = None, pending: bool = False
 ) -> dict[str, object]:
@@ -195,7 +153,7 @@ def campaign_json(
         "seeded_at": iso(campaign.seeded_at),
         "entity_class": "Campaign",
         "seeding_status": "pending" if pending or campaign.seeded_at is None else "complete",
-        "counts": campaign_counts(session, campaign.id),
+        "counts": content_counts(session, campaign.id, with_images=True),
     }
     if source is not None:
         body["source"] = source

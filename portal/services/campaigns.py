@@ -7,7 +7,28 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.models import Campaign, User, utcnow
+from portal.models import (
+    Campaign,
+    Character,
+    Faction,
+    ImageAttachment,
+    Juncture,
+    Schtick,
+    User,
+    Vehicle,
+    Weapon,
+    utcnow,
+)
+
+# The content a campaign carries, by the name its count goes under.
+CONTENT_TABLES = {
+    "schticks": Schtick,
+    "weapons": Weapon,
+    "factions": Faction,
+    "junctures": Juncture,
+    "characters": Character,
+    "vehicles": Vehicle,
+}
 
 
 class CampaignError(ValueError):
@@ -45,3 +66,26 @@ def create_campaign_shell(
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def content_counts(
+    session: Session, campaign_id: uuid.UUID, *, with_images: bool = False
+) -> dict[str, int]:
+    """How much content a campaign holds, in one round trip (one scalar subquery per table);
+    `with_images` adds the images attached to the campaign itself."""
+
+    def count(model: type, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+        return sa.select(sa.func.count()).select_from(model).where(*where).scalar_subquery()
+
+    columns = [
+        count(model, model.campaign_id == campaign_id).label(name)
+        for name, model in CONTENT_TABLES.items()
+    ]
+    if with_images:
+        own_images = count(
+            ImageAttachment,
+            ImageAttachment.record_type == "Campaign",
+            ImageAttachment.record_id == campaign_id,
+        )
+        columns.append(own_images.label("images"))
+    return dict(session.execute(sa.select(*columns)).one()._mapping)

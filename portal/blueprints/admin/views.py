@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
@@ -23,13 +22,8 @@ from portal.blueprints.admin.forms import (
 from portal.extensions import db
 from portal.models import (
     Campaign,
-    Character,
-    Faction,
-    Juncture,
-    Schtick,
-    Vehicle,
-    Weapon,
 )
+from portal.services.campaigns import content_counts, find_master_template
 from portal.services.portal_metrics import (
     DEFAULT_WINDOW,
     LIST_POOL_TYPES,
@@ -44,27 +38,11 @@ from portal.services.queue import get_redis
 
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:
-    """The master template campaign and how much content it holds, in one round trip."""
-    master = db.session.scalars(
-        sa.select(Campaign).where(Campaign.is_master_template.is_(True)).limit(1)
-    ).first()
+    """The master template campaign and how much content it holds."""
+    master = find_master_template(db.session)
     if master is None:
         return None, {}
-
-    def count(model: Any) -> sa.ScalarSelect[int]:
-        return (
-            sa.select(sa.func.count())
-            .select_from(model)
-            .where(model.campaign_id == master.id)
-            .scalar_subquery()
-        )
-
-    labels = ("schticks", "weapons", "factions", "junctures", "characters", "vehicles")
-    models = (Schtick, Weapon, Faction, Juncture, Character, Vehicle)
-    row = db.session.execute(
-        sa.select(*(count(m).label(name) for name, m in zip(labels, models, strict=True)))
-    ).one()
-    return master, dict(row._mapping)
+    return master, content_counts(db.session, master.id)
 
 
 def action_forms() -> dict[str, Any]:
