@@ -185,6 +185,21 @@ def build_small_template(session: Session, store: ImageStore) -> Campaign:
     return campaign
 
 
+# What `content_counts` gives for the generated master template (DESIGN section 5).
+FULL_SHAPE = {
+    "factions": 12,
+    "junctures": 7,
+    "schticks": 643,
+    "weapons": 86,
+    "characters": 40,
+    "vehicles": 0,
+    "character_schticks": 157,
+    "carries": 42,
+    "image_positions": 60,
+    "image_attachments": 789,
+}
+
+
 def content_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
     """Rows a campaign holds, table by table (links and images through their owners)."""
     counts: dict[str, int] = {}

@@ -37,20 +37,8 @@ from portal.services.image_store import get_image_store
 from portal.services.seeding.batch import ALL_TABLES, CampaignBatchSeeder, new_uuid4_hex
 from portal.services.seeding.traditional import SeedingError
 from portal.services.verify import verify_campaign
-from tests.small_template import build_small_template, content_counts, make_user
+from tests.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
 
-FULL_SHAPE = {
-    "factions": 12,
-    "junctures": 7,
-    "schticks": 643,
-    "weapons": 86,
-    "characters": 40,
-    "vehicles": 0,
-    "character_schticks": 157,
-    "carries": 42,
-    "image_positions": 60,
-    "image_attachments": 789,
-}
 TABLES = (
     "campaigns",
     "factions",

@@ -40,20 +40,7 @@ from portal.services.retry import is_connection_lost, run_unit_of_work
 from portal.services.seeding.traditional import SeedingError, TraditionalSeeder
 from portal.services.template import generate_template
 from portal.services.verify import verify_campaign
-from tests.small_template import build_small_template, content_counts, make_user
-
-FULL_SHAPE = {
-    "factions": 12,
-    "junctures": 7,
-    "schticks": 643,
-    "weapons": 86,
-    "characters": 40,
-    "vehicles": 0,
-    "character_schticks": 157,
-    "carries": 42,
-    "image_positions": 60,
-    "image_attachments": 789,
-}
+from tests.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
 
 
 def blob_count() -> int:
