@@ -186,13 +186,11 @@ def cleanup_now(
 ) -> ActionResult:
     """Run the pool clean-up (failed builds, retired campaigns, builds stuck past their
     timeout) now rather than at its next scheduled run."""
-    try:
-        from portal.services.cleanup import cleanup_pool
-    except ImportError:  # an installation without the clean-up service
-        return ActionResult("cleanup", False, "Clean-up is not available in this installation.", {})
+    from portal.services.cleanup import cleanup_pool
+
     report = cleanup_pool(session, settings, redis_client)
     session.commit()
-    figures = report.as_dict() if hasattr(report, "as_dict") else {}
+    figures = report.as_dict()
     summary = {
         k: v for k, v in figures.items() if isinstance(v, str | int | float | bool) or v is None
     }

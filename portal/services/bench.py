@@ -463,11 +463,9 @@ def _assignment(session: Session, plan: BenchPlan, tick: Tick) -> dict[str, Any]
     """Claim + rename + ownership + timestamp reset, per claim (None without a pool service)."""
     if not plan.assign_runs:
         return None
-    try:
-        from portal.services.pool import CampaignPoolService
-        from portal.services.replenish import build_pool_campaign
-    except ImportError:  # pragma: no cover - the pool lands separately
-        return None
+    from portal.services.pool import CampaignPoolService
+    from portal.services.replenish import build_pool_campaign
+
     template = _template(session)
     total = plan.warmup + plan.assign_runs
     for _ in range(total):

@@ -76,9 +76,8 @@ class DemoAdmin:
 class TemplateStatus:
     """What start-up found or did about the master template."""
 
-    state: str  # "present" | "generated" | "unavailable"
+    state: str  # "present" | "generated"
     seconds: float = 0.0
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,13 +112,8 @@ def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
     with app.app_context():
         if find_master_template(db.session) is not None:
             return TemplateStatus("present")
-        try:
-            from portal.services.template import TemplateError, generate_template
-        except ImportError:
-            detail = "the template generator is not available in this build"
-            echo(f"master template: none, and {detail}; campaigns cannot be created yet")
-            return TemplateStatus("unavailable", detail=detail)
         from portal.services.image_store import get_image_store
+        from portal.services.template import TemplateError, generate_template
 
         echo("master template: none yet, generating it (first start only) ...")
         started = time.perf_counter()
@@ -287,7 +281,6 @@ def banner(
     template = {
         "present": "present",
         "generated": f"generated now ({prepared.template.seconds:.1f} s)",
-        "unavailable": f"missing ({prepared.template.detail})",
     }[prepared.template.state]
     lines.append(f"  template    : {template}")
     lines.append("  stop with Ctrl+C")

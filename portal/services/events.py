@@ -41,16 +41,10 @@ _emitters_lock = threading.Lock()
 def pool_payload(
     session: Session, settings: Settings, redis_client: redis.Redis | None = None
 ) -> dict[str, Any]:
-    """The `/admin/api/pool` payload that `pool_update` carries.
+    """The `/admin/api/pool` payload that `pool_update` carries: the pool status plus the
+    dashboard's ops block (`portal_metrics.admin_pool_payload`)."""
+    from portal.services.portal_metrics import admin_pool_payload
 
-    The portal builds it (`portal_metrics.admin_pool_payload`: pool status plus its ops
-    block); `pool_status` alone is the fallback for an installation without the portal."""
-    try:
-        from portal.services.portal_metrics import admin_pool_payload
-    except ImportError:
-        from portal.services.pool_metrics import pool_status
-
-        return pool_status(session, settings)
     return admin_pool_payload(session, settings, redis_client)
 
 

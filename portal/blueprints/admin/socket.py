@@ -70,27 +70,18 @@ def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
     """Send `pool_update` to every admin dashboard; False (logged) when it could not be sent.
 
     Goes through `portal.services.events.publish_pool_update`, the one emitter jobs and
-    services use too, when the installation has it. Never raises: a dashboard missing one
-    update must not turn a successful action into an error page."""
+    services use too. Never raises: a dashboard missing one update must not turn a successful
+    action into an error page."""
     try:
         data = payload if payload is not None else current_payload()
     except Exception as exc:
         db.session.rollback()
         log.warning("admin.pool_update_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return False
-    try:
-        from portal.services.events import publish_pool_update
-    except ImportError:
-        publish_pool_update = None
-    if publish_pool_update is not None:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        return publish_pool_update(app, data)
-    try:
-        socketio.emit(EVENT, data, namespace=NAMESPACE)
-    except Exception as exc:
-        log.warning("admin.pool_update_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return False
-    return True
+    from portal.services.events import publish_pool_update
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return publish_pool_update(app, data)
 
 
 def _register_namespace(state: BlueprintSetupState) -> None:
