@@ -25,23 +25,19 @@ from sqlalchemy.orm import Session
 from portal.models import (
     Campaign,
     Character,
-    Faction,
     ImagePosition,
-    Juncture,
     PoolEvent,
-    Schtick,
     User,
     Vehicle,
-    Weapon,
     utcnow,
 )
 from portal.models.base import UTCDateTime
-from portal.services.campaigns import CampaignError, name_taken
+from portal.services.campaigns import CONTENT_TABLES, CampaignError, name_taken
 
 log = logging.getLogger("portal.pool")
 
 # Content tables whose rows carry created_at/updated_at and a campaign_id.
-TIMESTAMPED_CONTENT = (Schtick, Weapon, Faction, Juncture, Character, Vehicle)
+TIMESTAMPED_CONTENT = tuple(CONTENT_TABLES.values())
 # Content whose rows belong to a user and follow the campaign's owner on a master-pool claim.
 OWNED_CONTENT = (Character, Vehicle)
 
