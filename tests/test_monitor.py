@@ -23,6 +23,7 @@ from rq import Queue, Worker
 from jobs.context import set_embedded_app
 from jobs.monitor import monitor_job
 from jobs.schedule import PERIODIC_JOBS, enqueue_due, run_due_jobs
+from portal import settings_of
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent, utcnow
 from portal.services.alerts import AlertNotifier, open_incidents
@@ -58,10 +59,6 @@ def alert_app(
         ALERT_EMAILS="ops@example.com",
         SLACK_WEBHOOK_URL=slack_webhook.url,
     )
-
-
-def settings_of(app: Flask):
-    return app.config["SETTINGS"]
 
 
 def monitor(app: Flask, **kwargs):

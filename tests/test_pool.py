@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from portal import settings_of
 from portal.extensions import db
 from portal.models import (
     Campaign,
@@ -29,10 +30,6 @@ from portal.services.queue import get_redis
 from portal.services.replenish import pool_level, replenish_pool
 from portal.services.users import create_user
 from portal.services.verify import verify_campaign
-
-
-def settings_of(app):
-    return app.config["SETTINGS"]
 
 
 def make_user(email: str, *, gamemaster: bool = True):
@@ -147,6 +144,19 @@ def test_user_pool_is_used_before_the_master_pool(template_app):
 
     assert (first.campaign_id, first.source) == (own_id, "user_pool")
     assert (second.campaign_id, second.source) == (master_ids[0], "master_pool")
+
+
+def test_find_available_pool_is_what_a_claim_would_pick(template_app):
+    gm = make_user("gm@example.com")
+    player = make_user("player@example.com", gamemaster=False)
+    service = CampaignPoolService(db.session)
+    assert service.find_available_pool(gm) is None
+    (master_id,) = fill(template_app, "master", 1)
+    (own_id,) = fill(template_app, "user", 1, user=gm)
+
+    assert service.find_available_pool(gm).id == own_id
+    assert service.find_available_pool(player).id == master_id
+    assert service.assign_pool_campaign(gm, "Mine", None).campaign_id == own_id
 
 
 def test_someone_elses_user_pool_is_never_handed_out(template_app):

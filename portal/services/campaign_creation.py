@@ -35,8 +35,6 @@ from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.campaigns")
 
-SOURCES = ("user_pool", "master_pool", "seeded")
-
 
 class NoTemplateError(CampaignError):
     """No master template exists, so nothing can be seeded (HTTP 503)."""

@@ -22,8 +22,3 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
-
-
-def dialect_name(engine: Engine) -> str:
-    """`postgresql` or `sqlite`."""
-    return engine.dialect.name
