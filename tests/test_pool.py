@@ -367,3 +367,23 @@ def test_latency_percentiles_are_nearest_rank_like_the_charts(app):
     db.session.commit()
     latency = assignment_metrics(db.session, timedelta(hours=1))["latency_ms"]
     assert (latency["p50"], latency["p95"], latency["p99"]) == (5.0, 10.0, 10.0)
+
+
+def test_pool_status_cli_prints_the_admin_api_pool_payload(template_app):
+    import json
+
+    from tests.auth_helpers import AuthActions
+
+    fill(template_app, count=1)
+    client = template_app.test_client()
+    actions = AuthActions(client)
+    actions.create_user()
+    actions.login()
+    served = client.get("/admin/api/pool").get_json()
+
+    result = template_app.test_cli_runner().invoke(args=["pool", "status"])
+
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert set(printed) == set(served)
+    assert printed["pools"] == served["pools"] and printed["config"] == served["config"]

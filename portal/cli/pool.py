@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from portal.extensions import db
-from portal.services.pool_metrics import pool_status
+from portal.services.portal_metrics import admin_pool_payload
 from portal.services.queue import get_redis
 from portal.services.replenish import enqueue_replenish, replenish_all
 
@@ -19,7 +19,8 @@ cli = AppGroup("pool", help="Inspect and refill the campaign pools.")
 @cli.command("status")
 def status() -> None:
     """Print the pool payload of /admin/api/pool as JSON."""
-    click.echo(json.dumps(pool_status(db.session, current_app.config["SETTINGS"]), indent=2))
+    payload = admin_pool_payload(db.session, current_app.config["SETTINGS"], get_redis())
+    click.echo(json.dumps(payload, indent=2, default=str))
 
 
 @cli.command("replenish")
