@@ -359,13 +359,14 @@ class Deployment:
     def wait_healthy(self, ready: int = MASTER_TARGET, timeout: float = 60) -> dict[str, Any]:
         """Until /health says ok with `ready` campaigns in the master pool (workers alive,
         Redis and the database reachable)."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         health: Any = None
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 _, health = self.request("GET", "/health")
                 if health["status"] == "ok" and health["checks"]["pool"]["ready"] >= ready:
-                    self.note(f"healthy [{timeout - deadline + time.monotonic():.1f} s]")
+                    self.note(f"healthy [{time.monotonic() - started:.1f} s]")
                     return health
             time.sleep(0.2)
         raise AssertionError(f"not healthy in {timeout:.0f} s: {health}\n{self.tails()}")
@@ -401,7 +402,8 @@ class Deployment:
 def deployment(
     databases: TestDatabases, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    """docs/deployment.md, "First install", steps 3 to 7, on a scratch database and Redis."""
+    """docs/deployment.md, "First install", steps 5 to 8 (release, template, users, processes)
+    on a scratch database, Redis database TEST_REDIS_URL and a local ImageKit server."""
     if not redis_url:
         pytest.skip("needs a real Redis: set TEST_REDIS_URL")
     database_url = databases.empty("deploy")
