@@ -8,10 +8,12 @@ which Socket.IO uses as its message queue. Each open WebSocket occupies one thre
 so WEB_THREADS must cover the portal's browser tabs plus the API's concurrent requests.
 
 Environment:
-  PORT            port to listen on (default 8000), on HOST (default 0.0.0.0)
-  WEB_THREADS     threads of the one worker process (default 32)
+  PORT            port to listen on (default 8000, 1 to 65535), on HOST (default 0.0.0.0)
+  WEB_THREADS     threads of the one worker process (default 32, 1 to 1000)
   WEB_TIMEOUT     seconds a silent worker may block before it is restarted (default 60)
   FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* headers are trusted (default 127.0.0.1)
+  LOG_LEVEL       gunicorn's error log level (default info)
+All are described in docs/configuration.md.
 
 The app reads everything else (DATABASE_URL, REDIS_URL, SECRET_KEY ...) itself; the RQ workers
 (`rq worker --with-scheduler --worker-class jobs.worker.AppWorker --url "$REDIS_URL" seeding
@@ -19,12 +21,22 @@ default`) need the same environment.
 """
 
 import os
+import sys
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# The app's own validator, so that a bad value stops gunicorn at start with the app's message
+# naming the variable (`configuration error: WEB_THREADS must be an integer, got 'many'`).
+from portal.config import ConfigError, _int
+
+try:
+    port = _int(os.environ, "PORT", 8000, 1, 65535)
+    threads = _int(os.environ, "WEB_THREADS", 32, 1, 1000)
+    timeout = _int(os.environ, "WEB_TIMEOUT", 60, 1, 3600)
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+bind = f"{os.environ.get('HOST') or '0.0.0.0'}:{port}"
 workers = 1  # see the docstring: Socket.IO sessions live in one process
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "32"))
-timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
 # Never recycle the worker on a request count: it would cut every open WebSocket.
@@ -33,10 +45,10 @@ max_requests = 0
 # Access log to stdout, errors to stderr: the platform's log collector picks both up.
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
 
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 # Heartbeat files in memory: a slow or full disk must not make gunicorn kill a healthy worker.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # gunicorn's control socket defaults to one fixed path per user ($HOME/.gunicorn/gunicorn.ctl),

@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import Flask
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -46,7 +48,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(app: Flask) -> None:
     """Send the `portal` and `jobs` loggers to stderr as JSON lines (once per process)."""
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    raw = os.environ.get("LOG_LEVEL") or "INFO"
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        from portal.config import ConfigError
+
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
     for name in ("portal", "jobs"):
         logger = logging.getLogger(name)
         logger.setLevel(level)

@@ -364,17 +364,19 @@ def gunicorn_server(
             start_new_session=True,
         )
         try:
-            _wait_until_up(process, port, plan.startup_timeout_s, log_path)
+            wait_until_up(process, port, plan.startup_timeout_s, log_path)
             yield port, process.pid
         finally:
-            _stop(process)
+            stop_process_group(process)
 
 
-def _wait_until_up(process: subprocess.Popen, port: int, timeout_s: float, log_path: Path) -> None:
+def wait_until_up(process: subprocess.Popen, port: int, timeout_s: float, log_path: Path) -> None:
+    """Return once the server on `port` answers `/health` with anything but a 5xx; raise with
+    the tail of its log if it exits or stays silent for `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited ({process.returncode}):\n{_tail(log_path)}")
+            raise RuntimeError(f"gunicorn exited ({process.returncode}):\n{log_tail(log_path)}")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
             conn.request("GET", "/health")
@@ -385,10 +387,10 @@ def _wait_until_up(process: subprocess.Popen, port: int, timeout_s: float, log_p
         finally:
             conn.close()
         time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer within {timeout_s:.0f} s:\n{_tail(log_path)}")
+    raise RuntimeError(f"gunicorn did not answer within {timeout_s:.0f} s:\n{log_tail(log_path)}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM to the server's process group (graceful), SIGKILL if it lingers."""
     if process.poll() is not None:
         return
@@ -402,7 +404,7 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=5)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
