@@ -13,7 +13,7 @@ from flask import Blueprint, Flask
 
 from portal.blueprints.errors import DATABASE_RETRY_AFTER_S
 from portal.extensions import csrf, db
-from portal.services.database import database_unavailable
+from portal.services.database import close_request_session, database_unavailable
 
 
 def wrapped(orig: Exception, invalidated: bool = False) -> sa_exc.DBAPIError:
@@ -91,3 +91,30 @@ def test_a_statement_that_is_wrong_is_still_a_500(client, outage_views):
     response = client.get("/api/v2/outage/bug")
     assert response.status_code == 500 and "Retry-After" not in response.headers
     assert "no_such_table" not in response.get_data(as_text=True)
+
+
+def test_closing_a_session_whose_connection_died_does_not_fail(app):
+    """The first close fails (ROLLBACK on a dead connection) and invalidates the connection; the
+    session is closed again instead of the error escaping the request's teardown."""
+    calls = {"n": 0}
+    session = db.session
+    session.execute(sa.text("SELECT 1"))
+    real_close = session.registry().close
+
+    def close_once_broken() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise wrapped(psycopg.OperationalError("consuming input failed"), invalidated=True)
+        real_close()
+
+    session.registry().close = close_once_broken
+    close_request_session(session)
+    assert calls["n"] == 2 and not session.registry.has()
+
+    session.execute(sa.text("SELECT 1"))
+    session.registry().close = lambda: (_ for _ in ()).throw(
+        wrapped(psycopg.errors.UndefinedTable("relation does not exist"))
+    )
+    with pytest.raises(sa_exc.ProgrammingError):
+        close_request_session(session)  # not an outage: not hidden
+    session.registry.clear()

@@ -3,11 +3,15 @@ database that is unreachable for now from a statement that failed."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import scoped_session
+
+log = logging.getLogger("portal.database")
 
 
 def install_sqlite_pragmas(engine: Engine) -> None:
@@ -51,3 +55,23 @@ def database_unavailable(exc: BaseException) -> bool:
     if sqlstate:
         return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
     return type(orig).__module__.startswith("psycopg")
+
+
+def close_request_session(session: scoped_session) -> None:
+    """End a request's session even when the database went away under it.
+
+    Closing rolls back the open transaction; when the server has just crashed or restarted, that
+    ROLLBACK fails (the connection is gone) and the error escaped the request's teardown, so the
+    WSGI server answered a bare HTML 500 in place of the response the view had already built
+    (a 201 included). The failed close has invalidated the connection, so closing again releases
+    it to the pool without touching the server; any other error is still raised."""
+    try:
+        session.remove()
+    except sa_exc.DBAPIError as error:
+        if not database_unavailable(error):
+            raise
+        log.warning(
+            "database.session_close_failed",
+            extra={"error": (str(error.orig).strip().splitlines() or [""])[0][:200]},
+        )
+        session.remove()
