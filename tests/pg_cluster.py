@@ -59,12 +59,20 @@ def find_bin_dir() -> Path:
     """The newest /usr/lib/postgresql/<version>/bin holding initdb and pg_ctl (or $PG_BIN)."""
     candidates = [os.environ["PG_BIN"]] if os.environ.get("PG_BIN") else []
     versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += sorted(versions, key=lambda p: int(Path(p).parent.name or 0), reverse=True)
+    candidates += sorted(versions, key=_version, reverse=True)
     for candidate in candidates:
         path = Path(candidate)
         if (path / "initdb").is_file() and (path / "pg_ctl").is_file():
             return path
     raise ClusterUnavailable("no PostgreSQL server binaries (initdb, pg_ctl) found")
+
+
+def _version(bin_dir: str) -> tuple[int, ...]:
+    """(15,) for /usr/lib/postgresql/15/bin, (9, 6) for 9.6; (0,) for a name that is no version."""
+    try:
+        return tuple(int(part) for part in Path(bin_dir).parent.name.split("."))
+    except ValueError:
+        return (0,)
 
 
 def _privilege_drop() -> list[str]:
