@@ -77,9 +77,12 @@ def register_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from portal import models  # noqa: F401  (every model registered before migrations run)
     from portal.extensions import csrf, db, login_manager, migrate, socketio
-    from portal.services.database import install_sqlite_pragmas
+    from portal.services.database import close_request_session, install_sqlite_pragmas
 
     db.init_app(app)
+    # Runs before Flask-SQLAlchemy's own teardown (teardowns run in reverse order), which then
+    # finds nothing left to close.
+    app.teardown_appcontext(lambda _exc: close_request_session(db.session))
     with app.app_context():
         install_sqlite_pragmas(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))

@@ -20,7 +20,7 @@ from portal import create_app
 from tests.auth_helpers import AuthActions
 from tests.databases import TestDatabases
 
-pytest_plugins = ["tests.imagekit", "tests.smtp_helpers"]
+pytest_plugins = ["tests.imagekit", "tests.smtp_helpers", "tests.pg_cluster"]
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 

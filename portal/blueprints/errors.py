@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -30,6 +31,12 @@ CSRF_MESSAGE = (
     "This happens when a page was open for a long time or the form came from another site. "
     "Reload the page and try again."
 )
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The database is unavailable for a moment (restarting or unreachable). Try again in a few "
+    "seconds; a create that got this answer may still have completed, so list your campaigns "
+    "before creating it again."
+)
+DATABASE_RETRY_AFTER_S = 2
 
 
 class ApiError(Exception):
@@ -123,6 +130,28 @@ def install_error_handlers(app: Flask) -> None:
         if wants_json():
             return json_error(code, error.description or error.name, headers=headers)
         return _html_error(code, error.name, error.description or "", headers)
+
+    @app.errorhandler(DBAPIError)
+    def handle_database_error(error: DBAPIError) -> ResponseReturnValue:
+        """A database that is down or restarting is an outage the client can wait out (503 and
+        Retry-After, as for a load balancer's health check), not a bug (500)."""
+        from portal.services.database import database_unavailable
+
+        if not database_unavailable(error):
+            return handle_unexpected(error)
+        log.warning(
+            "request.database_unavailable",
+            extra={
+                "path": request.path,
+                "method": request.method,
+                "error": (str(error.orig).strip().splitlines() or [""])[0][:200],
+            },
+        )
+        _rollback_session()
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+        if wants_json():
+            return json_error(503, DATABASE_UNAVAILABLE_MESSAGE, headers=headers)
+        return _html_error(503, "Service Unavailable", DATABASE_UNAVAILABLE_MESSAGE, headers)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> ResponseReturnValue:

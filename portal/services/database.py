@@ -1,11 +1,17 @@
-"""Engine-level database concerns shared by every service."""
+"""Engine-level database concerns shared by every service: SQLite pragmas, and telling a
+database that is unreachable for now from a statement that failed."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import scoped_session
+
+log = logging.getLogger("portal.database")
 
 
 def install_sqlite_pragmas(engine: Engine) -> None:
@@ -22,3 +28,50 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+# SQLSTATE classes that mean "the server cannot serve you right now", not "your statement is
+# wrong": 08 connection exception, 57P operator intervention (admin/crash shutdown, cannot
+# connect now: the server is starting up or shutting down).
+UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means the server is unreachable for now (restarting, down, our
+    connection dropped) rather than that a statement failed: the request can be retried as it is.
+
+    SQLAlchemy flags the disconnects it recognises (`connection_invalidated`). A failure to
+    connect at all (refused, the server starting up) is an OperationalError from the driver that
+    carries no SQLSTATE (refused) or a 08/57P one. Anything else, SQLite's "no such table"
+    included, is a bug or bad data and stays a 500."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    return type(orig).__module__.startswith("psycopg")
+
+
+def close_request_session(session: scoped_session) -> None:
+    """End a request's session even when the database went away under it.
+
+    Closing rolls back the open transaction; when the server has just crashed or restarted, that
+    ROLLBACK fails (the connection is gone) and the error escaped the request's teardown, so the
+    WSGI server answered a bare HTML 500 in place of the response the view had already built
+    (a 201 included). The failed close has invalidated the connection, so closing again releases
+    it to the pool without touching the server; any other error is still raised."""
+    try:
+        session.remove()
+    except sa_exc.DBAPIError as error:
+        if not database_unavailable(error):
+            raise
+        log.warning(
+            "database.session_close_failed",
+            extra={"error": (str(error.orig).strip().splitlines() or [""])[0][:200]},
+        )
+        session.remove()

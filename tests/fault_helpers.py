@@ -1,0 +1,268 @@
+"""What the fault tests share: a real gunicorn with extra environment, an API client that keeps
+every reply (status, JSON body, headers, timing), and the database checks that say whether
+anything was lost or handed out twice.
+
+The server itself is `portal.services.bench_http`'s (same command, process group, start-up probe
+and shutdown); only the environment differs, because a fault test points the app at its own
+ImageKit server or pool settings, which the bench deliberately blanks out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.models import Campaign, PoolEvent
+from portal.services.bench_http import (
+    PROJECT_ROOT,
+    HttpBenchPlan,
+    _stop,
+    _wait_until_up,
+    free_port,
+    server_env,
+)
+from portal.services.campaigns import content_counts
+
+CREATE_PATH = "/api/v2/campaigns"
+
+
+@contextlib.contextmanager
+def gunicorn_with_env(
+    database_url: str,
+    secret_key: str,
+    workdir: Path,
+    extra_env: Mapping[str, str],
+    *,
+    threads: int = 8,
+) -> Iterator[tuple[int, int]]:
+    """`bench_http.gunicorn_server` with `extra_env` laid over the bench's environment; yields
+    (port, process group id) once `/health` answers, stops the whole group afterwards."""
+    plan = HttpBenchPlan(threads=threads)
+    port = free_port()
+    env = {**server_env(database_url, secret_key, plan, port), **extra_env}
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
+        "--pythonpath", str(PROJECT_ROOT),
+        "-w", "1", "--threads", str(threads),
+        "-b", f"127.0.0.1:{port}",
+        "wsgi:app",
+    ]  # fmt: skip
+    log_path = workdir / "gunicorn.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait_until_up(process, port, plan.startup_timeout_s, log_path)
+            yield port, process.pid
+        finally:
+            _stop(process)
+
+
+@contextlib.contextmanager
+def rq_worker(redis_url: str, env: Mapping[str, str], workdir: Path) -> Iterator[int]:
+    """One `rq worker --with-scheduler --worker-class jobs.worker.AppWorker` process (the
+    documented production command) in its own process group; killed with the group on exit."""
+    command = [
+        sys.executable, "-m", "rq.cli", "worker", "--with-scheduler",
+        "--worker-class", "jobs.worker.AppWorker", "--url", redis_url, "seeding", "default",
+    ]  # fmt: skip
+    log_path = workdir / "worker.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield process.pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def group_pids(pgid: int) -> set[int]:
+    """Live processes of a process group (gunicorn's master and its worker)."""
+    pids = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[2]) == pgid and stat[0] != "Z":
+            pids.add(int(entry.name))
+    return pids
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+@dataclass
+class Reply:
+    """One create as the client saw it; status 0 means no HTTP answer at all."""
+
+    user: int
+    name: str
+    started: float
+    ended: float
+    status: int
+    body: Any = None
+    retry_after: str | None = None
+    content_type: str = ""
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+    @property
+    def campaign_id(self) -> str | None:
+        return self.body.get("id") if self.status == 201 and isinstance(self.body, dict) else None
+
+    @property
+    def clean_failure(self) -> bool:
+        """A failure a client can act on: a JSON 503 that says why and when to come back."""
+        return (
+            self.status == 503
+            and self.content_type.startswith("application/json")
+            and isinstance(self.body, dict)
+            and bool(self.body.get("message"))
+            and self.retry_after is not None
+        )
+
+
+@dataclass
+class ApiClient:
+    """One gamemaster's client: its token and one keep-alive connection, reopened after errors."""
+
+    port: int
+    user: int
+    token: str
+    timeout_s: float = 20.0
+    conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def create(self, name: str) -> Reply:
+        started = time.monotonic()
+        body = json.dumps({"campaign": {"name": name}})
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=self.timeout_s
+                )
+            self.conn.request("POST", CREATE_PATH, body=body, headers=headers)
+            response = self.conn.getresponse()
+            raw = response.read()
+            if response.will_close:
+                self.close()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return Reply(self.user, name, started, time.monotonic(), 0, error=repr(exc)[:200])
+        reply = Reply(
+            self.user, name, started, time.monotonic(), response.status,
+            retry_after=response.getheader("Retry-After"),
+            content_type=response.getheader("Content-Type") or "",
+        )  # fmt: skip
+        try:
+            reply.body = json.loads(raw)
+        except ValueError:
+            reply.body = raw[:300].decode(errors="replace")
+        return reply
+
+
+# ---------------------------------------------------------------------------- the checks
+
+
+def assignment_problems(session: Session, replies: list[Reply], user_ids: list[str]) -> list[str]:
+    """Everything that would mean a campaign was lost, half-built or handed out twice.
+
+    - an id returned twice, or a campaign with two `assigned` events;
+    - a 201 campaign that is missing, still in a pool, not its requester's, or misnamed;
+    - a pool campaign in a state that contradicts its flag (in a pool but `assigned`, out of
+      the pool but `ready`/`building`);
+    - any non-template campaign that is not fully seeded (content counts differ from the
+      template's, or `seeded_at` is empty): a half-done copy, whoever it belongs to."""
+    problems: list[str] = []
+    ids = [r.campaign_id for r in replies if r.campaign_id]
+    twice = [cid for cid, n in Counter(ids).items() if n > 1]
+    if twice:
+        problems.append(f"ids returned more than once: {twice}")
+    assigned_twice = session.scalars(
+        sa.select(PoolEvent.campaign_id)
+        .where(PoolEvent.kind == "assigned")
+        .group_by(PoolEvent.campaign_id)
+        .having(sa.func.count() > 1)
+    ).all()
+    if assigned_twice:
+        problems.append(f"campaigns assigned twice: {assigned_twice}")
+    for reply in replies:
+        if not reply.campaign_id:
+            continue
+        campaign = session.get(Campaign, uuid.UUID(reply.campaign_id))
+        expected = (False, user_ids[reply.user], reply.name)
+        actual = (
+            None if campaign is None else (campaign.is_pool, str(campaign.user_id), campaign.name)
+        )
+        if actual != expected:
+            problems.append(f"201 campaign {reply.campaign_id}: {actual} != {expected}")
+    contradictions = session.scalars(
+        sa.select(Campaign.id).where(
+            sa.or_(
+                sa.and_(Campaign.is_pool.is_(True), Campaign.pool_status == "assigned"),
+                sa.and_(
+                    Campaign.is_pool.is_(False), Campaign.pool_status.in_(("ready", "building"))
+                ),
+            )
+        )
+    ).all()
+    if contradictions:
+        problems.append(f"pool flag and status disagree: {contradictions}")
+    template_id = session.scalar(sa.select(Campaign.id).where(Campaign.is_master_template))
+    expected_counts = content_counts(session, template_id, with_images=True)
+    for campaign in session.scalars(
+        sa.select(Campaign).where(Campaign.is_master_template.is_(False))
+    ):
+        if campaign.pool_status == "failed":
+            continue  # a failed build is rolled back to an empty shell on purpose
+        counts = content_counts(session, campaign.id, with_images=True)
+        if counts != expected_counts or campaign.seeded_at is None:
+            problems.append(
+                f"campaign {campaign.id} ({campaign.pool_status}) is not complete: {counts}"
+            )
+    return problems
+
+
+def owned_campaigns(session: Session, user_ids: list[str]) -> dict[str, int]:
+    """Campaigns each user owns outside the pool (what GET /api/v2/campaigns lists)."""
+    rows = session.execute(
+        sa.select(Campaign.user_id, sa.func.count())
+        .where(Campaign.user_id.in_([uuid.UUID(u) for u in user_ids]), Campaign.is_pool.is_(False))
+        .group_by(Campaign.user_id)
+    )
+    return {str(uid): n for uid, n in rows}
