@@ -31,10 +31,10 @@ from portal.models import Campaign, PoolEvent
 from portal.services.bench_http import (
     PROJECT_ROOT,
     HttpBenchPlan,
-    _stop,
-    _wait_until_up,
     free_port,
     server_env,
+    stop_process_group,
+    wait_until_up,
 )
 from portal.services.campaigns import content_counts
 
@@ -70,10 +70,10 @@ def gunicorn_with_env(
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            _wait_until_up(process, port, plan.startup_timeout_s, log_path)
+            wait_until_up(process, port, plan.startup_timeout_s, log_path)
             yield port, process.pid
         finally:
-            _stop(process)
+            stop_process_group(process)
 
 
 @contextlib.contextmanager
