@@ -67,7 +67,7 @@ def require_strings(data: dict[str, Any], *fields: str) -> None:
         raise ApiError(400, "fields of the wrong type: " + ", ".join(wrong), wrong)
 
 
-from portal.blueprints.api import auth, campaigns  # noqa: E402  (route modules register on bp)
+from portal.blueprints.api import auth, campaigns, openapi  # noqa: E402  (route modules register on bp)
 from portal.blueprints.api.auth import current_api_user, token_required  # noqa: E402
 
 __all__ = [
@@ -77,6 +77,7 @@ __all__ = [
     "campaigns",
     "current_api_user",
     "json_body",
+    "openapi",
     "require_strings",
     "token_required",
 ]
