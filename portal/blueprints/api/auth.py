@@ -118,8 +118,9 @@ def current_api_user() -> User:
 
 def _check_token_request(data: dict[str, Any]) -> None:
     """400 naming every field that is of the wrong type, unknown, too long, or holds text the
-    database cannot take (checked before the email reaches a query). The password may hold
-    control characters, it is only ever hashed, but not NUL or unpaired surrogates."""
+    database or a hash cannot take (checked before the email reaches a query): NUL and unpaired
+    surrogates anywhere, and control characters in the token's name, which is stored and shown.
+    Other odd characters in an email or password are simply wrong credentials (401)."""
     require_strings(data, *TOKEN_REQUEST_FIELDS)
     errors = {
         str(key)[:50]: ["is not a known field"] for key in data if key not in TOKEN_REQUEST_FIELDS
@@ -127,7 +128,7 @@ def _check_token_request(data: dict[str, Any]) -> None:
     for field in TOKEN_REQUEST_FIELDS:
         value = data.get(field)
         if isinstance(value, str):
-            problems = text_problems(value, controls=field != "password")
+            problems = text_problems(value, controls=field == "name")
             if field == "name" and len(value) > TOKEN_NAME_MAX:
                 problems.append(f"is too long (maximum is {TOKEN_NAME_MAX} characters)")
             if problems:

@@ -25,7 +25,8 @@ JSON = "application/json"
 # description may hold tabs and line breaks but no other control characters.
 NAME_PATTERN = r"^[^\u0000-\u001f\u007f]*\S[^\u0000-\u001f\u007f]*$"
 DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
-NOT_BLANK = r"\S"
+# Email and password: not blank, no NUL (anything else is a matter of wrong credentials).
+CREDENTIAL_PATTERN = r"^[^\u0000]*\S[^\u0000]*$"
 # What campaign_json's `counts` holds: one per content table, plus the campaign's own images.
 COUNT_NAMES = (*CONTENT_TABLES, "images")
 
@@ -116,8 +117,8 @@ def _schemas() -> dict[str, Any]:
             "required": ["email", "password"],
             "additionalProperties": False,
             "properties": {
-                "email": {"type": "string", "pattern": NOT_BLANK},
-                "password": {"type": "string", "pattern": NOT_BLANK},
+                "email": {"type": "string", "pattern": CREDENTIAL_PATTERN},
+                "password": {"type": "string", "pattern": CREDENTIAL_PATTERN},
                 "name": {
                     "type": ["string", "null"],
                     "maxLength": TOKEN_NAME_MAX,
