@@ -15,13 +15,22 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from portal.blueprints.errors import ApiError
 from portal.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
 csrf.exempt(bp)
+
+
+@bp.after_request
+def no_sniffing(response: Response) -> Response:
+    """Names and descriptions are returned as sent, HTML included: JSON is data, and the
+    portal's templates escape it where it is shown. This keeps a browser from ever sniffing a
+    JSON answer into HTML and running what a user typed."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def json_body(required: Iterable[str] = ()) -> dict[str, Any]:
