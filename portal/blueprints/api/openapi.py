@@ -21,12 +21,17 @@ from portal.services.campaigns import CONTENT_TABLES
 from portal.services.tokens import TOKEN_NAME_MAX
 
 JSON = "application/json"
-# Patterns mirror campaign_input: a name has no control characters and is not blank; a
-# description may hold tabs and line breaks but no other control characters.
-NAME_PATTERN = r"^[^\u0000-\u001f\u007f]*\S[^\u0000-\u001f\u007f]*$"
+# Patterns mirror the server's rules (campaign_input, the token endpoint). A name: no control
+# characters and at least one character that is neither white space nor a control (a bare `\S`
+# would let a control character stand in for it). A description may hold tabs and line breaks
+# but no other control characters. Email and password: not blank and no NUL; any other oddity
+# is just a wrong credential (401).
+_NO_CONTROLS = r"[^\u0000-\u001f\u007f]*"
+_VISIBLE = r"[^\s\u0000-\u001f\u007f]"
+NAME_PATTERN = "^" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + "$"
+TOKEN_NAME_PATTERN = "^(|" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + ")$"
 DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
-# Email and password: not blank, no NUL (anything else is a matter of wrong credentials).
-CREDENTIAL_PATTERN = r"^[^\u0000]*\S[^\u0000]*$"
+CREDENTIAL_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 # What campaign_json's `counts` holds: one per content table, plus the campaign's own images.
 COUNT_NAMES = (*CONTENT_TABLES, "images")
 
@@ -122,7 +127,7 @@ def _schemas() -> dict[str, Any]:
                 "name": {
                     "type": ["string", "null"],
                     "maxLength": TOKEN_NAME_MAX,
-                    "pattern": r"^(|[^\u0000-\u001f\u007f]*\S[^\u0000-\u001f\u007f]*)$",
+                    "pattern": TOKEN_NAME_PATTERN,
                     "description": "A label for the token (default `api`).",
                 },
             },
