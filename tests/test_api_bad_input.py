@@ -90,6 +90,16 @@ CASES: dict[str, Bad] = {
     "not UTF-8": Bad(
         400, "base", data=b'{"campaign": {"name": "\xff"}}', content_type="application/json"
     ),
+    "deeply nested arrays": raw_json("[" * 100_000 + "]" * 100_000),
+    "deeply nested objects": raw_json('{"campaign": ' * 50_000 + "{}" + "}" * 50_000),
+    "deeply nested token request": Bad(
+        400,
+        "base",
+        path=TOKEN_URL,
+        token="none",
+        data="[" * 100_000,
+        content_type="application/json",
+    ),
     "empty body": raw_json(""),
     "whitespace body": raw_json("  \n "),
     "JSON array": raw_json("[]"),

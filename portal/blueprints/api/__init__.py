@@ -52,6 +52,11 @@ def json_body(required: Iterable[str] = ()) -> dict[str, Any]:
     except ValueError as error:  # includes UnicodeDecodeError
         message = f"malformed JSON: {error}"
         raise ApiError(400, message, {"base": [message]}) from None
+    except RecursionError:
+        # `[[[[...]]]]` a few thousand deep fits in any body limit and exhausts the parser's
+        # stack; it is bad input, not a server failure.
+        message = "malformed JSON: nested too deeply"
+        raise ApiError(400, message, {"base": [message]}) from None
     if not isinstance(data, dict):
         message = "request body must be a JSON object"
         raise ApiError(400, message, {"base": [message]})
