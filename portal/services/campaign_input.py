@@ -68,8 +68,7 @@ def parse_campaign_input(body: Any) -> CampaignInput:
             errors.setdefault("description", []).append("must be a string")
         else:
             problems = text_problems(description, multiline=True)
-            if not problems:
-                description = unicodedata.normalize("NFC", description)
+            description = unicodedata.normalize("NFC", description)
             if len(description) > DESCRIPTION_MAX:
                 problems.append(f"is too long (maximum is {DESCRIPTION_MAX} characters)")
             if problems:
