@@ -157,24 +157,6 @@ def test_overlong_token_name_is_a_400(client, auth):
     assert token_count() == 0
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": ""},
-        {"Authorization": "Bearer"},
-        {"Authorization": "Basic YWRtaW46cGFzc3dvcmQ="},
-        {"Authorization": "Bearer cp_not-a-real-token"},
-        {"Authorization": "Bearer something-else"},
-    ],
-)
-def test_missing_or_bad_bearer_token_is_a_401(client, headers):
-    response = client.get("/api/v2/auth/me", headers=headers)
-    assert response.status_code == 401
-    assert response.is_json
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-
-
 def test_revoked_token_is_refused(client, auth):
     user = auth.create_user()
     token = auth.token_for(user)
@@ -183,15 +165,6 @@ def test_revoked_token_is_refused(client, auth):
     assert client.delete(TOKEN_URL, headers=bearer(token)).status_code == 204
     assert client.get("/api/v2/auth/me", headers=bearer(token)).status_code == 401
     assert client.get("/api/v2/auth/me", headers=bearer(other)).status_code == 200
-
-
-def test_token_of_deactivated_user_is_refused(client, auth):
-    user = auth.create_user()
-    token = auth.token_for(user)
-    user.active = False
-    db.session.commit()
-    response = client.get("/api/v2/auth/me", headers=bearer(token))
-    assert response.status_code == 401
 
 
 def test_using_a_token_records_last_used_at(client, auth):

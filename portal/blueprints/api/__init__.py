@@ -15,13 +15,22 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from portal.blueprints.errors import ApiError
 from portal.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
 csrf.exempt(bp)
+
+
+@bp.after_request
+def no_sniffing(response: Response) -> Response:
+    """Names and descriptions are returned as sent, HTML included: JSON is data, and the
+    portal's templates escape it where it is shown. This keeps a browser from ever sniffing a
+    JSON answer into HTML and running what a user typed."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def json_body(required: Iterable[str] = ()) -> dict[str, Any]:
@@ -42,6 +51,11 @@ def json_body(required: Iterable[str] = ()) -> dict[str, Any]:
         data = json.loads(raw)
     except ValueError as error:  # includes UnicodeDecodeError
         message = f"malformed JSON: {error}"
+        raise ApiError(400, message, {"base": [message]}) from None
+    except RecursionError:
+        # `[[[[...]]]]` a few thousand deep fits in any body limit and exhausts the parser's
+        # stack; it is bad input, not a server failure.
+        message = "malformed JSON: nested too deeply"
         raise ApiError(400, message, {"base": [message]}) from None
     if not isinstance(data, dict):
         message = "request body must be a JSON object"
@@ -67,7 +81,7 @@ def require_strings(data: dict[str, Any], *fields: str) -> None:
         raise ApiError(400, "fields of the wrong type: " + ", ".join(wrong), wrong)
 
 
-from portal.blueprints.api import auth, campaigns  # noqa: E402  (route modules register on bp)
+from portal.blueprints.api import auth, campaigns, openapi  # noqa: E402  (route modules register on bp)
 from portal.blueprints.api.auth import current_api_user, token_required  # noqa: E402
 
 __all__ = [
@@ -77,6 +91,7 @@ __all__ = [
     "campaigns",
     "current_api_user",
     "json_body",
+    "openapi",
     "require_strings",
     "token_required",
 ]

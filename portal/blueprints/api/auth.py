@@ -21,7 +21,14 @@ from portal.blueprints.api import bp, json_body, require_strings
 from portal.blueprints.errors import ApiError
 from portal.extensions import db
 from portal.models import User
-from portal.services.tokens import TokenError, issue_token, lookup_token, revoke_token
+from portal.services.text_input import text_problems
+from portal.services.tokens import (
+    TOKEN_NAME_MAX,
+    TokenError,
+    issue_token,
+    lookup_token,
+    revoke_token,
+)
 from portal.services.users import authenticate
 
 log = logging.getLogger("portal.api")
@@ -29,6 +36,7 @@ log = logging.getLogger("portal.api")
 F = TypeVar("F", bound=Callable[..., Any])
 
 REALM = 'Bearer realm="campaign-pool"'
+TOKEN_REQUEST_FIELDS = ("email", "password", "name")
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -108,11 +116,32 @@ def current_api_user() -> User:
     return g.user
 
 
+def _check_token_request(data: dict[str, Any]) -> None:
+    """400 naming every field that is of the wrong type, unknown, too long, or holds text the
+    database or a hash cannot take (checked before the email reaches a query): NUL and unpaired
+    surrogates anywhere, and control characters in the token's name, which is stored and shown.
+    Other odd characters in an email or password are simply wrong credentials (401)."""
+    require_strings(data, *TOKEN_REQUEST_FIELDS)
+    errors = {
+        str(key)[:50]: ["is not a known field"] for key in data if key not in TOKEN_REQUEST_FIELDS
+    }
+    for field in TOKEN_REQUEST_FIELDS:
+        value = data.get(field)
+        if isinstance(value, str):
+            problems = text_problems(value, controls=field == "name")
+            if field == "name" and len(value) > TOKEN_NAME_MAX:
+                problems.append(f"is too long (maximum is {TOKEN_NAME_MAX} characters)")
+            if problems:
+                errors[field] = problems
+    if errors:
+        raise ApiError(400, "invalid token request: " + ", ".join(errors), errors)
+
+
 @bp.post("/auth/token")
 def create_token() -> ResponseReturnValue:
     """`{email, password[, name]}` -> 201 `{token, token_type, user}`."""
     data = json_body(required=("email", "password"))
-    require_strings(data, "email", "password", "name")
+    _check_token_request(data)
     user = authenticate(db.session, data["email"], data["password"])
     if user is None:
         log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import sqlalchemy as sa
@@ -23,6 +24,10 @@ from portal.services.pool import NameTakenError
 from portal.services.queue import get_redis
 
 PAGE_SIZE = 50
+# Far beyond any real account (50 million campaigns), and small enough that the OFFSET it
+# implies fits every database's integer: a bigger page is a 400, not a database error.
+MAX_PAGE = 1_000_000
+PAGE_RE = re.compile(r"[0-9]{1,7}")
 
 
 @bp.post("/campaigns")
@@ -56,16 +61,21 @@ def _own_campaigns() -> sa.Select:
     )
 
 
+def _page_number(raw: str) -> int:
+    """`?page=` as a whole number from 1 to MAX_PAGE, else a 400 that says so. Only ASCII
+    digits count: `int()` alone would also take "1_0", " 3 " or Arabic-Indic digits."""
+    page = int(raw) if PAGE_RE.fullmatch(raw) else 0
+    if not 1 <= page <= MAX_PAGE:
+        message = f"must be a whole number from 1 to {MAX_PAGE}"
+        raise ApiError(400, f"page {message}", {"page": [message]})
+    return page
+
+
 @bp.get("/campaigns")
 @token_required
 def index() -> ResponseReturnValue:
     """The caller's campaigns, newest first, `?page=N` (50 a page)."""
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        raise ApiError(
-            400, "page must be a positive integer", {"page": ["is not a number"]}
-        ) from None
+    page = _page_number(request.args.get("page", "1"))
     stmt = (
         _own_campaigns()
         .order_by(Campaign.created_at.desc(), Campaign.id)
@@ -89,7 +99,9 @@ def show(campaign_id: str) -> ResponseReturnValue:
     try:
         wanted = uuid.UUID(campaign_id)
     except ValueError:
-        raise ApiError(404, "campaign not found") from None
+        raise ApiError(
+            404, "campaign not found", {"campaign_id": ["is not a campaign id (a UUID)"]}
+        ) from None
     campaign = db.session.scalars(_own_campaigns().where(Campaign.id == wanted)).first()
     if campaign is None:
         raise ApiError(404, "campaign not found")
