@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.services.demand import effective_target
 from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
+from portal.services.sql_time import epoch_bucket
 
 log = logging.getLogger("portal.portal_metrics")
 
@@ -62,18 +64,6 @@ def parse_window(raw: str | None) -> str:
 
 
 # -- SQL building blocks -------------------------------------------------------------------
-
-
-def epoch_bucket(session: Session, column: Any, size: int) -> sa.ColumnElement[int]:
-    """`column` (a timestamp) floored to a multiple of `size` seconds since the epoch.
-
-    SQLite stores our timestamps as naive UTC text, which strftime('%s') reads as UTC;
-    PostgreSQL has real timestamptz and `extract(epoch ...)`."""
-    if session.get_bind().dialect.name == "sqlite":
-        seconds: sa.ColumnElement[Any] = sa.cast(sa.func.strftime("%s", column), sa.Integer)
-        return (seconds // size) * size
-    seconds = sa.cast(sa.func.floor(sa.extract("epoch", column) / size), sa.BigInteger)
-    return seconds * size
 
 
 def _rank_at(pct: int, n: Any) -> Any:
@@ -207,6 +197,7 @@ def admin_pool_payload(
         "alerts": alerts[:20],
         "alerts_active": len(alerts),
     }
+    payload["demand"] = {"master": effective_target(session, settings, "master").as_dict()}
     return payload
 
 
