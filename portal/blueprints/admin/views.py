@@ -1,4 +1,4 @@
-"""The portal's HTML pages: the dashboard and the pool campaign list.
+"""The portal's HTML pages: the dashboard, the pool campaign list and usage analytics.
 
 Thin: the figures come from `portal.services.portal_metrics`; the dashboard is rendered with
 the same payload `/admin/api/pool` serves and `pool_update` pushes, embedded as JSON, so the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
 from portal.blueprints.admin import bp
@@ -23,6 +23,7 @@ from portal.extensions import db
 from portal.models import (
     Campaign,
 )
+from portal.services.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
 from portal.services.campaigns import content_counts, find_master_template
 from portal.services.portal_metrics import (
     DEFAULT_WINDOW,
@@ -98,3 +99,15 @@ def campaigns() -> ResponseReturnValue:
         statuses=LIST_STATUSES,
         pool_types=LIST_POOL_TYPES,
     )
+
+
+@bp.get("/analytics")
+def analytics_page() -> ResponseReturnValue:
+    """Usage analytics: claims by hour and weekday, hit rate, time in pool, storage saved by
+    sharing images, and the pool size the observed demand calls for."""
+    try:
+        days = parse_period(request.args.get("days"))
+    except PeriodError as exc:
+        abort(400, str(exc))
+    data = analytics(db.session, current_app.config["SETTINGS"], days)
+    return render_template("admin/analytics.html", data=data, periods=PERIODS_DAYS)
