@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from portal.blueprints.admin import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
+    DemandSizingForm,
     ReplenishForm,
     ResizeForm,
     RetireStaleForm,
@@ -25,6 +26,7 @@ from portal.models import (
 )
 from portal.services.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
 from portal.services.campaigns import content_counts, find_master_template
+from portal.services.pool_config import load_pool_config
 from portal.services.portal_metrics import (
     DEFAULT_WINDOW,
     LIST_POOL_TYPES,
@@ -54,7 +56,22 @@ def action_forms() -> dict[str, Any]:
         "cleanup": CleanupForm(prefix="cleanup"),
         "resize": resize,
         "retire": RetireStaleForm(prefix="retire"),
+        "demand": demand_form(),
     }
+
+
+def demand_form() -> DemandSizingForm:
+    """The demand sizing form, filled with the settings in force."""
+    config = load_pool_config(db.session, current_app.config["SETTINGS"])
+    form = DemandSizingForm(prefix="demand")
+    if not form.is_submitted():
+        form.enabled.data = bool(config.demand_sizing)
+        form.minimum.data = config.demand_min
+        form.maximum.data = config.demand_max
+        form.half_life.data = config.demand_half_life_min
+        form.service_level.data = config.demand_service_level
+        form.history_days.data = config.demand_history_days
+    return form
 
 
 @bp.get("/")
