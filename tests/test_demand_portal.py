@@ -87,6 +87,9 @@ def test_the_form_switches_demand_sizing_on_and_the_target_follows(
     checkbox = re.search(r'<input[^>]*id="demand-enabled"[^>]*>', page).group(0)
     assert "checked" in checkbox
     assert bound(page, "demand.master.value") == str(demand["value"])
+    # The level chart's target line is the target refills work to.
+    chart = admin_client.get("/admin/api/metrics").get_json()
+    assert chart["pool_level"]["target"] == demand["value"]
 
 
 @pytest.mark.parametrize(

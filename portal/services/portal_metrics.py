@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.demand import effective_target
-from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
 from portal.services.sql_time import epoch_bucket
 
@@ -422,8 +421,9 @@ def seeding_by_method(session: Session, since: datetime) -> dict[str, dict[str, 
 
 
 def _master_level(session: Session, settings: Settings) -> tuple[int, int]:
-    """Ready campaigns of the master pool at the current template version, and its target
-    (the two figures the level chart needs; cheaper than the whole pool status)."""
+    """Ready campaigns of the master pool at the current template version, and the target
+    refills bring it to (demand-sized when that is on): the two figures the level chart needs,
+    cheaper than the whole pool status."""
     from portal.services.campaigns import find_master_template
 
     template = find_master_template(session)
@@ -440,7 +440,7 @@ def _master_level(session: Session, settings: Settings) -> tuple[int, int]:
             )
             or 0
         )
-    return ready, load_pool_config(session, settings).target_for("master")
+    return ready, effective_target(session, settings, "master").value
 
 
 def metrics(
