@@ -46,12 +46,12 @@ class PoolConfig:
     low_watermark: int
     max_size: int
     failure_budget: int
-    demand_sizing: int = 0
-    demand_min: int = 2
-    demand_max: int = 50
-    demand_half_life_min: int = 15
-    demand_service_level: int = 95
-    demand_history_days: int = 28
+    demand_sizing: int
+    demand_min: int
+    demand_max: int
+    demand_half_life_min: int
+    demand_service_level: int
+    demand_history_days: int
 
     def target_for(self, pool_type: str) -> int:
         target = self.master_target if pool_type == "master" else self.user_target
