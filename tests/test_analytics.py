@@ -60,6 +60,7 @@ def test_claims_by_hour_and_weekday_are_grouped_in_utc(history: Flask) -> None:
     assert data["by_weekday"] == {
         "pool_hits": [3, 1, 0, 0, 0, 0, 0],
         "fallbacks": [1, 2, 0, 0, 0, 0, 0],
+        "master_demand": [4, 2, 0, 0, 0, 0, 0],  # the user-pool hit is not the master's
     }
     longer = analytics(db.session, settings_of(history), 90, now=NOW)
     assert sum(longer["by_hour"]["pool_hits"]) == 5

@@ -22,9 +22,10 @@ ADMIN = "admin@example.com"
 
 @pytest.fixture
 def served(app: Flask) -> Iterator[LiveServer]:
-    """An admin and a day of claims: 5 pool hits and 2 fallbacks three hours ago."""
+    """An admin and a day of claims: 5 pool hits and 2 fallbacks in the hour that began about
+    three hours ago (within one hour of the day, whenever the test runs)."""
     create_user(db.session, ADMIN, "Ada Admin", DEFAULT_PASSWORD, admin=True)
-    at = utcnow() - timedelta(hours=3)
+    at = (utcnow() - timedelta(hours=3)).replace(minute=5, second=0, microsecond=0)
     for i in range(5):
         db.session.add(
             PoolEvent(
@@ -39,6 +40,7 @@ def served(app: Flask) -> Iterator[LiveServer]:
         db.session.add(PoolEvent(kind="fallback", created_at=at + timedelta(minutes=10 + i)))
     db.session.commit()
     server = start_live_server(app)
+    server.claims_hour = at.hour  # type: ignore[attr-defined]
     yield server
     server.stop()
 
@@ -52,7 +54,7 @@ def test_analytics_page_renders_its_charts(served, page, artifacts_dir) -> None:
     expect(page.locator("#analytics-charts")).to_have_attribute("data-rendered", "4")
     expect(page.locator("#analytics-note")).to_be_hidden()
     expect(page.get_by_test_id("card-hit-rate")).to_contain_text("71%")
-    hour = (utcnow() - timedelta(hours=3)).hour
+    hour = served.claims_hour
     drawn = page.evaluate(
         """(hour) => {
           const c = window.poolAnalytics.charts;

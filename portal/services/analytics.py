@@ -60,17 +60,20 @@ def parse_period(raw: str | None) -> int:
 def _claims_by(
     session: Session, key: sa.ColumnElement[int], since: datetime, size: int
 ) -> dict[str, list[int]]:
-    """Pool hits and fallbacks per value 0..size-1 of `key` (hour of day, weekday ...)."""
-    hits, fallbacks = [0] * size, [0] * size
-    for value, kind, count in session.execute(
-        sa.select(key.label("k"), PoolEvent.kind, sa.func.count())
+    """Pool hits and fallbacks per value 0..size-1 of `key` (hour of day, weekday ...), and the
+    master pool's demand (its hits + fallbacks: what the demand model counts)."""
+    hits, fallbacks, master = [0] * size, [0] * size, [0] * size
+    for value, kind, pool_type, count in session.execute(
+        sa.select(key.label("k"), PoolEvent.kind, PoolEvent.pool_type, sa.func.count())
         .where(PoolEvent.kind.in_(("assigned", "fallback")), PoolEvent.created_at >= since)
-        .group_by("k", PoolEvent.kind)
+        .group_by("k", PoolEvent.kind, PoolEvent.pool_type)
     ):
         if value is None or not 0 <= int(value) < size:
             continue
         (hits if kind == "assigned" else fallbacks)[int(value)] += count
-    return {"pool_hits": hits, "fallbacks": fallbacks}
+        if kind == "fallback" or pool_type == "master":
+            master[int(value)] += count
+    return {"pool_hits": hits, "fallbacks": fallbacks, "master_demand": master}
 
 
 def claims_by_hour(session: Session, since: datetime) -> dict[str, list[int]]:
@@ -167,12 +170,17 @@ def storage_saved(session: Session) -> dict[str, Any]:
 
 
 def hourly_recommendation(
-    session: Session, settings: Settings, since: datetime, days: int, now: datetime
+    session: Session,
+    settings: Settings,
+    by_hour: dict[str, list[int]],
+    since: datetime,
+    days: int,
+    now: datetime,
 ) -> dict[str, Any]:
     """The master target the demand model would set in each hour of the day, from that hour's
-    mean claim rate over the period and the observed lead time."""
+    mean claim rate over the period (`by_hour`, from `claims_by_hour`) and the observed lead
+    time."""
     config = load_pool_config(session, settings)
-    by_hour = _claims_by(session, hour_of_day(session, PoolEvent.created_at), since, 24)
     first = session.scalar(
         sa.select(sa.func.min(PoolEvent.created_at)).where(
             demand_events(), PoolEvent.created_at >= since
@@ -183,7 +191,7 @@ def hourly_recommendation(
     lead_s, _ = lead_time(session, now, since)
     targets = []
     for hour in range(24):
-        rate = (by_hour["pool_hits"][hour] + by_hour["fallbacks"][hour]) / (observed_days * 60)
+        rate = by_hour["master_demand"][hour] / (observed_days * 60)
         raw = poisson_quantile(rate * lead_s / 60, config.demand_service_level / 100) + 1
         targets.append(min(config.demand_max, max(config.demand_min, raw)))
     return {"targets": targets, "lead_time_s": round(lead_s, 1), "days": round(observed_days, 2)}
@@ -200,19 +208,20 @@ def analytics(
     since = now - timedelta(days=days)
     config = load_pool_config(session, settings)
     estimate = estimate_demand(session, config, now)
+    by_hour = claims_by_hour(session, since)
     return {
         "generated_at": now.isoformat(),
         "days": days,
         "hours": [f"{h:02d}" for h in range(24)],
         "weekdays": list(WEEKDAYS),
-        "by_hour": claims_by_hour(session, since),
+        "by_hour": by_hour,
         "by_weekday": claims_by_weekday(session, since),
         "hit_rate": hit_rate(session, since),
         "time_in_pool": time_in_pool(session, since),
         "storage": storage_saved(session),
         "recommendation": {
             "now": estimate.as_dict(),
-            "by_hour": hourly_recommendation(session, settings, since, days, now),
+            "by_hour": hourly_recommendation(session, settings, by_hour, since, days, now),
             "configured_target": config.target_for("master"),
             "demand_sizing": bool(config.demand_sizing),
         },

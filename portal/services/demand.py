@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, aliased
 from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.pool_config import PoolConfig, load_pool_config
-from portal.services.sql_time import epoch_bucket, hour_of_day
+from portal.services.sql_time import epoch_bucket
 
 BURST_HALF_LIFE_RATIO = 5
 BUCKET_S = 30
@@ -86,36 +86,35 @@ def ewma_rates(
     return tuple(rates)
 
 
-def _hour_slots(hour: int, start: datetime, end: datetime) -> int:
-    """How many whole-or-partial hours `hour`:00-:59 (UTC) lie between start and end."""
-    slots = 0
-    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    while day <= end:
-        slot = day.replace(hour=hour)
-        if slot < end and slot + timedelta(hours=1) > start:
-            slots += 1
-        day += timedelta(days=1)
-    return slots
-
-
 def profile_rate(session: Session, now: datetime, days: int) -> float | None:
-    """Mean claims per minute in this UTC hour of the day over the last `days` days, before
-    the current hour; None with less than a day of history (no profile to speak of)."""
+    """Mean claims per minute in this UTC hour of the day on the previous `days` days; None
+    with less than a day of history (no profile to speak of).
+
+    Counted over one index range per day (the same hour on each earlier day) rather than by
+    the hour of every event of the period, so it reads about 1/24 of the history."""
     if days <= 0:
         return None
     this_hour = now.replace(minute=0, second=0, microsecond=0)
-    since = now - timedelta(days=days)
-    window = (demand_events(), PoolEvent.created_at >= since, PoolEvent.created_at < this_hour)
-    first = session.scalar(sa.select(sa.func.min(PoolEvent.created_at)).where(*window))
+    first = session.scalar(
+        sa.select(PoolEvent.created_at)
+        .where(
+            demand_events(),
+            PoolEvent.created_at >= now - timedelta(days=days),
+            PoolEvent.created_at < this_hour,
+        )
+        .order_by(PoolEvent.created_at)
+        .limit(1)
+    )
     if first is None or now - first < timedelta(days=1):
         return None
-    count = session.scalar(
-        sa.select(sa.func.count()).where(
-            *window, hour_of_day(session, PoolEvent.created_at) == now.hour
-        )
+    hour = timedelta(hours=1)
+    starts = [this_hour - timedelta(days=d) for d in range(1, days + 1)]
+    starts = [start for start in starts if start + hour > first]
+    in_slots = sa.or_(
+        *(sa.and_(PoolEvent.created_at >= s, PoolEvent.created_at < s + hour) for s in starts)
     )
-    slots = _hour_slots(now.hour, max(first, since), this_hour)
-    return (count or 0) / (60 * slots) if slots else None
+    count = session.scalar(sa.select(sa.func.count()).where(demand_events(), in_slots))
+    return (count or 0) / (60 * len(starts)) if starts else None
 
 
 # -- the lead time -------------------------------------------------------------------------
