@@ -27,7 +27,9 @@ Everything takes `now`, so tests and the simulator run the model on their own cl
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import statistics
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -51,10 +53,13 @@ NORMAL_APPROXIMATION_ABOVE = 500.0  # exp(-mean) underflows long before 745
 
 
 def demand_events() -> sa.ColumnElement[bool]:
-    """Claims the master pool served, and requests no pool could serve (fallbacks)."""
-    return sa.or_(
-        PoolEvent.kind == "fallback",
-        sa.and_(PoolEvent.kind == "assigned", PoolEvent.pool_type == "master"),
+    """Claims the master pool served, and requests no pool could serve (fallbacks).
+
+    Written as `kind IN (...)` first so both databases look the rows up through the
+    (kind, created_at) index even before statistics exist (a fresh SQLite file has none)."""
+    return sa.and_(
+        PoolEvent.kind.in_(("assigned", "fallback")),
+        sa.or_(PoolEvent.kind == "fallback", PoolEvent.pool_type == "master"),
     )
 
 
@@ -110,11 +115,18 @@ def profile_rate(session: Session, now: datetime, days: int) -> float | None:
     hour = timedelta(hours=1)
     starts = [this_hour - timedelta(days=d) for d in range(1, days + 1)]
     starts = [start for start in starts if start + hour > first]
-    in_slots = sa.or_(
-        *(sa.and_(PoolEvent.created_at >= s, PoolEvent.created_at < s + hour) for s in starts)
-    )
-    count = session.scalar(sa.select(sa.func.count()).where(demand_events(), in_slots))
-    return (count or 0) / (60 * len(starts)) if starts else None
+    if not starts:
+        return None
+    # One scalar subquery per day, each an index range scan, summed in one statement: an OR
+    # of the ranges is planned as a scan of the whole period by SQLite without statistics.
+    per_day = [
+        sa.select(sa.func.count())
+        .where(demand_events(), PoolEvent.created_at >= s, PoolEvent.created_at < s + hour)
+        .scalar_subquery()
+        for s in starts
+    ]
+    count = session.scalar(sa.select(functools.reduce(operator.add, per_day)))
+    return (count or 0) / (60 * len(starts))
 
 
 # -- the lead time -------------------------------------------------------------------------
