@@ -118,3 +118,19 @@ def test_the_form_needs_its_csrf_token(admin_client: FlaskClient) -> None:
     response = admin_client.post("/admin/actions/demand-sizing", data=FORM)
     assert response.status_code == 400
     assert stored() == {} and actions_recorded() == []
+
+
+def test_resizing_while_demand_sizing_is_on_says_the_target_is_not_used(
+    admin_client: FlaskClient,
+) -> None:
+    token = dashboard_token(admin_client)
+    data = {**FORM, "demand-csrf_token": token}
+    assert admin_client.post("/admin/actions/demand-sizing", data=data).status_code == 302
+    response = admin_client.post(
+        "/admin/actions/resize",
+        data={"resize-csrf_token": token, "resize-pool_type": "master", "resize-target": "8"},
+        headers={"Accept": "application/json"},
+    )
+    body = response.get_json()
+    assert body["ok"] is True and "Demand sizing is on" in body["message"]
+    assert stored()["master_target"] == 8

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.models import Campaign, PoolEvent, PoolSetting, User, utcnow
 from portal.services.campaigns import find_master_template
 from portal.services.pool_config import PoolConfigError, set_pool_setting, set_pool_settings
 from portal.services.replenish import enqueue_replenish
@@ -116,10 +116,14 @@ def resize_pool(
     job_id = None
     if redis_client is not None and value > 0:
         job_id = enqueue_replenish(redis_client, "master" if pool_type == "master" else "all")
+    message = f"Target of the {pool_type} pool set to {value}."
+    sizing = session.get(PoolSetting, "demand_sizing")  # off unless stored (no env default)
+    if pool_type == "master" and sizing is not None and sizing.value:
+        message += " Demand sizing is on: refills follow the demand target until it is off."
     return ActionResult(
         "resize",
         True,
-        f"Target of the {pool_type} pool set to {value}.",
+        message,
         {"pool_type": pool_type, "target": value, "job_id": job_id},
     )
 
