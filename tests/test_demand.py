@@ -69,6 +69,12 @@ def test_a_steady_rate_is_estimated_by_both_averages(app) -> None:
     assert burst == pytest.approx(2.0, rel=0.1)
 
 
+def test_a_long_half_life_reads_coarser_buckets_and_still_estimates_the_rate(app) -> None:
+    claims(NOW - timedelta(hours=9), 1080, timedelta(hours=9))  # 2 a minute, 9 half-lives
+    (hourly,) = ewma_rates(db.session, NOW, (60.0,))  # 6-minute buckets
+    assert hourly == pytest.approx(2.0, rel=0.06)
+
+
 def test_events_after_now_do_not_count(app) -> None:
     claims(NOW + timedelta(minutes=1), 50)
     assert ewma_rates(db.session, NOW, (15.0,)) == (0.0,)

@@ -73,9 +73,11 @@ def ewma_rates(
 
     rate = k · Σ exp(-k · age) with k = ln 2 / half-life: for claims arriving at a steady rate
     λ the sum approaches λ / k, so this estimates λ with recent claims weighing most. Events
-    are summed per 30 s bucket at the bucket's mean time."""
+    are summed per bucket at the bucket's mean time: 30 s, or a tenth of the shortest
+    half-life when that is longer, so a day-long half-life still reads a few hundred rows."""
     since = now - timedelta(minutes=max(half_lives_min) * HALF_LIVES_READ)
-    bucket = epoch_bucket(session, PoolEvent.created_at, BUCKET_S).label("b")
+    size = max(BUCKET_S, int(min(half_lives_min) * 60 / 10))
+    bucket = epoch_bucket(session, PoolEvent.created_at, size).label("b")
     second = epoch_bucket(session, PoolEvent.created_at, 1)
     rows = session.execute(
         sa.select(bucket, sa.func.count(), sa.func.avg(second))
