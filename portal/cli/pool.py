@@ -99,3 +99,104 @@ def monitor() -> None:
         enqueue_refills=not settings.embedded_queue,
     )
     click.echo(json.dumps(report.as_dict(), indent=2))
+
+
+@cli.command("simulate")
+@click.option("--rate", type=float, default=0.5, show_default=True, help="Base claims per minute.")
+@click.option(
+    "--burst",
+    "bursts",
+    multiple=True,
+    metavar="AT:SIZE[:OVER]",
+    help="Extra claims: SIZE of them from minute AT over OVER minutes (default 2). Repeatable.",
+)
+@click.option("--duration", type=float, default=360, show_default=True, help="Minutes replayed.")
+@click.option(
+    "--lead-time", type=float, default=60, show_default=True, help="Seconds a refill takes."
+)
+@click.option(
+    "--fixed-target",
+    type=int,
+    default=None,
+    help="Target of the fixed variant (default: POOL_MASTER_TARGET, 5).",
+)
+@click.option("--demand-min", type=int, default=None, help="Demand sizing floor (default: env).")
+@click.option("--demand-max", type=int, default=None, help="Demand sizing ceiling (default: env).")
+@click.option("--half-life", type=int, default=15, show_default=True, help="Minutes.")
+@click.option("--service-level", type=int, default=95, show_default=True, help="Percent.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed of arrivals.")
+@click.option(
+    "--postgres",
+    "postgres_url",
+    default=None,
+    metavar="URL",
+    help="Put the scratch database on this PostgreSQL server (default: a temporary SQLite file).",
+)
+def simulate(
+    rate: float,
+    bursts: tuple[str, ...],
+    duration: float,
+    lead_time: float,
+    fixed_target: int | None,
+    demand_min: int | None,
+    demand_max: int | None,
+    half_life: int,
+    service_level: int,
+    seed: int,
+    postgres_url: str | None,
+) -> None:
+    """Replay a demand pattern on a scratch database with a fixed target and with demand
+    sizing; print both as JSON (stdout) and as a table (stderr)."""
+    import sys
+
+    from portal.config import ConfigError, normalize_database_url
+    from portal.services.pool_config import env_defaults
+    from portal.services.simulate import (
+        Burst,
+        SimulationError,
+        SimulationPlan,
+        format_table,
+        run_simulation,
+    )
+
+    settings = current_app.config["SETTINGS"]
+    defaults = env_defaults(settings)
+    try:
+        plan = SimulationPlan(
+            rate_per_min=rate,
+            bursts=tuple(Burst.parse(raw) for raw in bursts),
+            duration_min=duration,
+            lead_time_s=lead_time,
+            fixed_target=defaults["master_target"] if fixed_target is None else fixed_target,
+            demand_min=defaults["demand_min"] if demand_min is None else demand_min,
+            demand_max=defaults["demand_max"] if demand_max is None else demand_max,
+            half_life_min=half_life,
+            service_level=service_level,
+            seed=seed,
+        )
+        server = "sqlite://"
+        if postgres_url is not None:
+            server = normalize_database_url(postgres_url, "--postgres")
+            if not server.startswith("postgresql"):
+                raise SimulationError("--postgres needs a postgresql:// URL")
+    except (SimulationError, ConfigError) as error:
+        raise click.BadParameter(str(error)) from None
+    arrivals = len(plan.arrivals())
+    click.echo(
+        f"pool simulate: {arrivals} claims over {plan.duration_min:g} min, twice "
+        "(fixed target, demand sizing), each on a new scratch database ...",
+        err=True,
+    )
+    with click.progressbar(
+        length=2 * arrivals, label="simulate", file=sys.stderr, show_pos=True, item_show_func=str
+    ) as bar:
+
+        def tick(label: str) -> None:
+            bar.update(1, label)
+
+        try:
+            figures = run_simulation(server, settings.secret_key, plan, tick)
+        except RuntimeError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(format_table(figures), err=True)
+    click.echo(json.dumps(figures))

@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.models import Campaign, PoolEvent, PoolSetting, User, utcnow
 from portal.services.campaigns import find_master_template
-from portal.services.pool_config import PoolConfigError, set_pool_setting
+from portal.services.pool_config import PoolConfigError, set_pool_setting, set_pool_settings
 from portal.services.replenish import enqueue_replenish
 
 log = logging.getLogger("portal.admin_actions")
 
-ACTIONS = ("replenish", "cleanup", "resize", "retire_stale")
+ACTIONS = ("replenish", "cleanup", "resize", "retire_stale", "demand_sizing")
 REPLENISH_SCOPES = ("master", "all")
 
 
@@ -116,11 +116,43 @@ def resize_pool(
     job_id = None
     if redis_client is not None and value > 0:
         job_id = enqueue_replenish(redis_client, "master" if pool_type == "master" else "all")
+    message = f"Target of the {pool_type} pool set to {value}."
+    sizing = session.get(PoolSetting, "demand_sizing")  # off unless stored (no env default)
+    if pool_type == "master" and sizing is not None and sizing.value:
+        message += " Demand sizing is on: refills follow the demand target until it is off."
     return ActionResult(
         "resize",
         True,
-        f"Target of the {pool_type} pool set to {value}.",
+        message,
         {"pool_type": pool_type, "target": value, "job_id": job_id},
+    )
+
+
+def configure_demand_sizing(
+    session: Session,
+    settings: Settings,
+    redis_client: redis.Redis | None,
+    admin: User,
+    values: dict[str, object],
+) -> ActionResult:
+    """Store the demand sizing settings together (all or nothing) and, when sizing is on,
+    queue a refill so a larger effective target is reached without waiting for the schedule."""
+    try:
+        stored = set_pool_settings(session, settings, values, updated_by=admin.id)
+    except PoolConfigError as exc:
+        session.rollback()
+        return ActionResult("demand_sizing", False, str(exc), {"pool_type": "master"})
+    session.commit()
+    job_id = None
+    if redis_client is not None and stored.get("demand_sizing"):
+        job_id = enqueue_replenish(redis_client, "master")
+    state = "on" if stored.get("demand_sizing") else "off"
+    return ActionResult(
+        "demand_sizing",
+        True,
+        f"Demand sizing {state} (target between {stored.get('demand_min')} and "
+        f"{stored.get('demand_max')}).",
+        {"pool_type": "master", **stored, "job_id": job_id},
     )
 
 

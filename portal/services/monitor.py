@@ -33,6 +33,7 @@ from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.alerts import AlertNotifier, Condition, reconcile
 from portal.services.cleanup import reap_stuck_builds
+from portal.services.demand import effective_target
 from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
 from portal.services.queue import QUEUE_NAMES
@@ -290,7 +291,8 @@ def _pass(
     report.user = {k: user[k] for k in ("ready", "building", "failed", "target", "gamemasters")}
     version = status["template_version"]
     if version is not None:
-        short = pool_level(session, "master", version) < config.target_for("master")
+        target = effective_target(session, settings, "master", config=config, now=now).value
+        short = pool_level(session, "master", version) < target
         short = short or bool(gamemasters_needing_pools(session, config, version))
         report.refill_needed = short
         if short and enqueue_refills:

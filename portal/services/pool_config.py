@@ -24,6 +24,14 @@ SETTING_BOUNDS: dict[str, tuple[int, int, str]] = {
     "low_watermark": (0, 500, "master pool level below which an alert fires"),
     "max_size": (1, 1000, "hard cap on pool campaigns (ready + building) of one pool"),
     "failure_budget": (1, 100, "consecutive failed builds after which a pool stops refilling"),
+    # Demand-aware sizing of the master pool (portal.services.demand); off by default, so a
+    # deployment sees what it would do (dashboard, analytics) before letting it size the pool.
+    "demand_sizing": (0, 1, "1: size the master pool from observed demand; 0: use master_target"),
+    "demand_min": (0, 500, "smallest master target demand sizing may set"),
+    "demand_max": (1, 1000, "largest master target demand sizing may set"),
+    "demand_half_life_min": (1, 1440, "half-life (minutes) of the recent assignment rate"),
+    "demand_service_level": (50, 99, "percent of claims the pool should serve within a lead time"),
+    "demand_history_days": (0, 90, "days of history for the hour-of-day profile (0: none)"),
 }
 
 
@@ -38,6 +46,12 @@ class PoolConfig:
     low_watermark: int
     max_size: int
     failure_budget: int
+    demand_sizing: int
+    demand_min: int
+    demand_max: int
+    demand_half_life_min: int
+    demand_service_level: int
+    demand_history_days: int
 
     def target_for(self, pool_type: str) -> int:
         target = self.master_target if pool_type == "master" else self.user_target
@@ -54,6 +68,14 @@ def env_defaults(settings: Settings) -> dict[str, int]:
         "low_watermark": settings.pool_low_watermark,
         "max_size": max(50, settings.pool_master_target * 4),
         "failure_budget": 5,
+        "demand_sizing": 0,
+        # The low watermark is where alerts start: a demand-sized pool should not sit below it
+        # in quiet hours and page someone for doing its job.
+        "demand_min": settings.pool_low_watermark,
+        "demand_max": max(50, settings.pool_master_target * 4),
+        "demand_half_life_min": 15,
+        "demand_service_level": 95,
+        "demand_history_days": 28,
     }
 
 
@@ -78,6 +100,27 @@ def validate_setting(key: str, raw: object) -> int:
     if not low <= value <= high:
         raise PoolConfigError(f"{key} must be between {low} and {high}, got {value}")
     return value
+
+
+def set_pool_settings(
+    session: Session,
+    settings: Settings,
+    raw: dict[str, object],
+    *,
+    updated_by: uuid.UUID | None = None,
+) -> dict[str, int]:
+    """Validate several overrides together and store them only if all are valid (flush; the
+    caller commits), so a form with one bad field changes nothing. Also checks that
+    demand_min <= demand_max once the new values are applied to the effective ones."""
+    values = {key: validate_setting(key, value) for key, value in raw.items()}
+    current = load_pool_config(session, settings)
+    low = values.get("demand_min", current.demand_min)
+    high = values.get("demand_max", current.demand_max)
+    if low > high:
+        raise PoolConfigError(f"demand_min ({low}) must not be larger than demand_max ({high})")
+    for key, value in values.items():
+        set_pool_setting(session, key, value, updated_by=updated_by)
+    return values
 
 
 def set_pool_setting(

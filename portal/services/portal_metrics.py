@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
-from portal.services.pool_config import load_pool_config
+from portal.services.demand import effective_target
 from portal.services.pool_metrics import pool_status
+from portal.services.sql_time import epoch_bucket
 
 log = logging.getLogger("portal.portal_metrics")
 
@@ -62,18 +63,6 @@ def parse_window(raw: str | None) -> str:
 
 
 # -- SQL building blocks -------------------------------------------------------------------
-
-
-def epoch_bucket(session: Session, column: Any, size: int) -> sa.ColumnElement[int]:
-    """`column` (a timestamp) floored to a multiple of `size` seconds since the epoch.
-
-    SQLite stores our timestamps as naive UTC text, which strftime('%s') reads as UTC;
-    PostgreSQL has real timestamptz and `extract(epoch ...)`."""
-    if session.get_bind().dialect.name == "sqlite":
-        seconds: sa.ColumnElement[Any] = sa.cast(sa.func.strftime("%s", column), sa.Integer)
-        return (seconds // size) * size
-    seconds = sa.cast(sa.func.floor(sa.extract("epoch", column) / size), sa.BigInteger)
-    return seconds * size
 
 
 def _rank_at(pct: int, n: Any) -> Any:
@@ -207,6 +196,7 @@ def admin_pool_payload(
         "alerts": alerts[:20],
         "alerts_active": len(alerts),
     }
+    payload["demand"] = {"master": effective_target(session, settings, "master").as_dict()}
     return payload
 
 
@@ -431,8 +421,9 @@ def seeding_by_method(session: Session, since: datetime) -> dict[str, dict[str, 
 
 
 def _master_level(session: Session, settings: Settings) -> tuple[int, int]:
-    """Ready campaigns of the master pool at the current template version, and its target
-    (the two figures the level chart needs; cheaper than the whole pool status)."""
+    """Ready campaigns of the master pool at the current template version, and the target
+    refills bring it to (demand-sized when that is on): the two figures the level chart needs,
+    cheaper than the whole pool status."""
     from portal.services.campaigns import find_master_template
 
     template = find_master_template(session)
@@ -449,7 +440,7 @@ def _master_level(session: Session, settings: Settings) -> tuple[int, int]:
             )
             or 0
         )
-    return ready, load_pool_config(session, settings).target_for("master")
+    return ready, effective_target(session, settings, "master").value
 
 
 def metrics(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.campaigns import find_master_template
+from portal.services.demand import effective_target
 from portal.services.pool_config import PoolConfig, load_pool_config
 from portal.services.seeding.batch import CampaignBatchSeeder
 
@@ -210,7 +211,7 @@ def replenish_pool(
     if pool_type == "user" and user_id is None:
         raise ValueError("a user pool needs a user_id")
     config: PoolConfig = load_pool_config(session, settings)
-    target = config.target_for(pool_type)
+    target = effective_target(session, settings, pool_type, config=config).value
     report = ReplenishReport(pool_type, str(user_id) if user_id else None, target)
     template = find_master_template(session)
     if template is None or template.template_version is None:

@@ -1,4 +1,5 @@
-"""The quick actions: replenish now, clean up, resize a pool, retire stale campaigns.
+"""The quick actions: replenish now, clean up, resize a pool, retire stale campaigns, and the
+demand sizing settings.
 
 Each is a POSTed WTForm (CSRF-checked by CSRFProtect before the view runs). The work is done
 by `portal.services.admin_actions`; this layer validates the form, records the action with the
@@ -19,6 +20,7 @@ from flask_wtf import FlaskForm
 from portal.blueprints.admin import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
+    DemandSizingForm,
     ReplenishForm,
     ResizeForm,
     RetireStaleForm,
@@ -101,3 +103,23 @@ def retire_stale() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _invalid(form, "retire_stale")
     return _done(admin_actions.retire_stale(db.session))
+
+
+@bp.post("/actions/demand-sizing")
+def demand_sizing() -> ResponseReturnValue:
+    form = DemandSizingForm(prefix="demand")
+    if not form.validate_on_submit():
+        return _invalid(form, "demand_sizing")
+    admin = admin_actions.admin_of(db.session, current_user.id)
+    values: dict[str, object] = {
+        "demand_sizing": int(bool(form.enabled.data)),
+        "demand_min": form.minimum.data,
+        "demand_max": form.maximum.data,
+        "demand_half_life_min": form.half_life.data,
+        "demand_service_level": form.service_level.data,
+        "demand_history_days": form.history_days.data,
+    }
+    settings = current_app.config["SETTINGS"]
+    return _done(
+        admin_actions.configure_demand_sizing(db.session, settings, get_redis(), admin, values)
+    )

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from portal.blueprints.admin import bp
 from portal.blueprints.errors import ApiError
 from portal.extensions import db
+from portal.services.analytics import PeriodError, analytics, parse_period
 from portal.services.portal_metrics import WindowError, admin_pool_payload, metrics
 from portal.services.queue import get_redis
 
@@ -28,3 +29,13 @@ def api_metrics() -> ResponseReturnValue:
     except WindowError as exc:
         raise ApiError(400, str(exc), {"window": [str(exc)]}) from None
     return jsonify(data)
+
+
+@bp.get("/api/analytics")
+def api_analytics() -> ResponseReturnValue:
+    """Usage analytics over `?days=7|28|90` (default 28): what /admin/analytics charts."""
+    try:
+        days = parse_period(request.args.get("days"))
+    except PeriodError as exc:
+        raise ApiError(400, str(exc), {"days": [str(exc)]}) from None
+    return jsonify(analytics(db.session, current_app.config["SETTINGS"], days))

@@ -55,3 +55,36 @@ class RetireStaleForm(FlaskForm):
         validators=[DataRequired(message=CONFIRM_MESSAGE)],
     )
     submit = SubmitField("Retire stale")
+
+
+class DemandSizingForm(FlaskForm):
+    """Demand-aware sizing of the master pool. The bounds here only keep the browser's number
+    inputs sensible; the real ones (and min <= max) are checked by pool_config."""
+
+    enabled = BooleanField("Size the master pool from demand")
+    minimum = IntegerField(
+        "Smallest target",
+        validators=[InputRequired(message="Enter the smallest target."), NumberRange(min=0)],
+        render_kw={"min": 0, "inputmode": "numeric"},
+    )
+    maximum = IntegerField(
+        "Largest target",
+        validators=[InputRequired(message="Enter the largest target."), NumberRange(min=1)],
+        render_kw={"min": 1, "inputmode": "numeric"},
+    )
+    half_life = IntegerField(
+        "Half-life of the recent rate (min)",
+        validators=[InputRequired(message="Enter a half-life."), NumberRange(min=1)],
+        render_kw={"min": 1, "inputmode": "numeric"},
+    )
+    service_level = IntegerField(
+        "Claims served from the pool (%)",
+        validators=[InputRequired(message="Enter a service level."), NumberRange(min=50, max=99)],
+        render_kw={"min": 50, "max": 99, "inputmode": "numeric"},
+    )
+    history_days = IntegerField(
+        "Days of hour-of-day profile",
+        validators=[InputRequired(message="Enter a number of days."), NumberRange(min=0)],
+        render_kw={"min": 0, "inputmode": "numeric"},
+    )
+    submit = SubmitField("Save demand sizing")

@@ -1,4 +1,4 @@
-"""The portal's HTML pages: the dashboard and the pool campaign list.
+"""The portal's HTML pages: the dashboard, the pool campaign list and usage analytics.
 
 Thin: the figures come from `portal.services.portal_metrics`; the dashboard is rendered with
 the same payload `/admin/api/pool` serves and `pool_update` pushes, embedded as JSON, so the
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
 from portal.blueprints.admin import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
+    DemandSizingForm,
     ReplenishForm,
     ResizeForm,
     RetireStaleForm,
@@ -23,7 +24,9 @@ from portal.extensions import db
 from portal.models import (
     Campaign,
 )
+from portal.services.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
 from portal.services.campaigns import content_counts, find_master_template
+from portal.services.pool_config import load_pool_config
 from portal.services.portal_metrics import (
     DEFAULT_WINDOW,
     LIST_POOL_TYPES,
@@ -53,7 +56,22 @@ def action_forms() -> dict[str, Any]:
         "cleanup": CleanupForm(prefix="cleanup"),
         "resize": resize,
         "retire": RetireStaleForm(prefix="retire"),
+        "demand": demand_form(),
     }
+
+
+def demand_form() -> DemandSizingForm:
+    """The demand sizing form, filled with the settings in force."""
+    config = load_pool_config(db.session, current_app.config["SETTINGS"])
+    form = DemandSizingForm(prefix="demand")
+    if not form.is_submitted():
+        form.enabled.data = bool(config.demand_sizing)
+        form.minimum.data = config.demand_min
+        form.maximum.data = config.demand_max
+        form.half_life.data = config.demand_half_life_min
+        form.service_level.data = config.demand_service_level
+        form.history_days.data = config.demand_history_days
+    return form
 
 
 @bp.get("/")
@@ -98,3 +116,15 @@ def campaigns() -> ResponseReturnValue:
         statuses=LIST_STATUSES,
         pool_types=LIST_POOL_TYPES,
     )
+
+
+@bp.get("/analytics")
+def analytics_page() -> ResponseReturnValue:
+    """Usage analytics: claims by hour and weekday, hit rate, time in pool, storage saved by
+    sharing images, and the pool size the observed demand calls for."""
+    try:
+        days = parse_period(request.args.get("days"))
+    except PeriodError as exc:
+        abort(400, str(exc))
+    data = analytics(db.session, current_app.config["SETTINGS"], days)
+    return render_template("admin/analytics.html", data=data, periods=PERIODS_DAYS)

@@ -103,7 +103,9 @@
       // next metrics fetch.
       var data = level.data.datasets[0].data;
       if (data.length) data[data.length - 1] = master.ready;
-      level.data.datasets[1].data = data.map(function () { return master.target; });
+      // The target refills work to: demand-sized when that is on, else the configured one.
+      var target = payload.demand && payload.demand.master ? payload.demand.master.value : master.target;
+      level.data.datasets[1].data = data.map(function () { return target; });
       level.update("none");
     }
     document.dispatchEvent(new CustomEvent("pool:update", { detail: payload }));
