@@ -49,6 +49,7 @@ class Settings:
     alert_emails: tuple[str, ...] = field(default_factory=tuple)
     slack_webhook_url: str | None = None
     alert_cooldown_minutes: int = 30
+    api_token_ttl_days: int = 365
 
     @property
     def embedded_queue(self) -> bool:
@@ -248,4 +249,5 @@ def load_settings(
         alert_emails=_emails(env, "ALERT_EMAILS"),
         slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL"),
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
+        api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
     )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask, jsonify
 
 from portal.extensions import db
-from portal.models import ApiToken
+from portal.models import ApiToken, utcnow
 from portal.services.tokens import hash_token
-from tests.auth_helpers import DEFAULT_PASSWORD
+from tests.auth_helpers import DEFAULT_PASSWORD, AuthActions
+from tests.conftest import app_on
 
 TOKEN_URL = "/api/v2/auth/token"
 
@@ -165,6 +167,25 @@ def test_revoked_token_is_refused(client, auth):
     assert client.delete(TOKEN_URL, headers=bearer(token)).status_code == 204
     assert client.get("/api/v2/auth/me", headers=bearer(token)).status_code == 401
     assert client.get("/api/v2/auth/me", headers=bearer(other)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("ttl_days", "age_days", "status"),
+    [(30, 29, 200), (30, 31, 401), (0, 5000, 200)],
+    ids=["within its lifetime", "expired", "expiry off"],
+)
+def test_a_token_expires_api_token_ttl_days_after_it_was_issued(
+    databases, migrated_golden, redis_url, ttl_days, age_days, status
+):
+    for app in app_on(databases, migrated_golden, redis_url, API_TOKEN_TTL_DAYS=str(ttl_days)):
+        client = app.test_client()
+        auth = AuthActions(client)
+        token = auth.token_for(auth.create_user())
+        db.session.execute(
+            sa.update(ApiToken).values(created_at=utcnow() - timedelta(days=age_days))
+        )
+        db.session.commit()
+        assert client.get("/api/v2/auth/me", headers=bearer(token)).status_code == status
 
 
 def test_using_a_token_records_last_used_at(client, auth):

@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from flask.testing import FlaskClient
 
 from portal.blueprints.api.campaigns import MAX_PAGE
 from portal.extensions import db
-from portal.models import ApiToken, Campaign, PoolEvent
+from portal.models import ApiToken, Campaign, PoolEvent, utcnow
 from portal.services.campaign_input import DESCRIPTION_MAX, NAME_MAX
 from portal.services.pool_config import set_pool_setting
 from portal.services.queue import get_redis
@@ -193,6 +194,7 @@ CASES: dict[str, Bad] = {
     ),
     "token with trailing words": Bad(401, "base", json=VALID, token="gamemaster+junk"),
     "revoked token": Bad(401, "base", json=VALID, token="revoked"),
+    "expired token": Bad(401, "base", json=VALID, token="expired"),
     "token of a deactivated user": Bad(401, "base", json=VALID, token="deactivated"),
     "player, not a gamemaster": Bad(403, "base", json=VALID, token="player"),
     # The campaign id in the URL
@@ -255,8 +257,9 @@ def sweep_app(databases: TestDatabases, template_golden: str, redis_url: str) ->
 @pytest.fixture(scope="module")
 def sweep(sweep_app: Flask) -> Sweep:
     """One template database for every refusal case: a gamemaster (whose token is the default),
-    a player, a revoked token, a deactivated user's token, and one ready master-pool campaign
-    that a wrongly accepted create would claim."""
+    a player, a revoked token, an expired one (issued longer than API_TOKEN_TTL_DAYS ago), a
+    deactivated user's token, and one ready master-pool campaign that a wrongly accepted create
+    would claim."""
     client = sweep_app.test_client()
     actions = AuthActions(client)
     gm = actions.create_user("gm@example.com", admin=False, gamemaster=True, name="Gina")
@@ -266,11 +269,18 @@ def sweep(sweep_app: Flask) -> Sweep:
         "gamemaster": actions.token_for(gm),
         "player": actions.token_for(player),
         "revoked": actions.token_for(gm, "revoked"),
+        "expired": actions.token_for(gm, "expired"),
         "deactivated": actions.token_for(gone),
     }
     tokens["gamemaster+junk"] = tokens["gamemaster"] + " junk"
     revoked_id = db.session.scalars(sa.select(ApiToken.id).where(ApiToken.name == "revoked")).one()
     revoke_token(db.session, revoked_id)
+    ttl = timedelta(days=sweep_app.config["SETTINGS"].api_token_ttl_days)
+    db.session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.name == "expired")
+        .values(created_at=utcnow() - ttl - timedelta(minutes=1))
+    )
     gone.active = False
     set_pool_setting(db.session, "master_target", 1)
     db.session.commit()

@@ -6,7 +6,9 @@ recognizable to secret scanners and lets us refuse foreign strings without a que
 hopeless anyway, and the lookup sits on the hot path of every API request.
 
 `user_for_token` is on that hot path, so it is one indexed SELECT, and it writes `last_used_at`
-at most once a minute per token instead of on every request.
+at most once a minute per token instead of on every request. A token expires
+`API_TOKEN_TTL_DAYS` after it was issued (365 by default; 0 turns expiry off): a leaked token
+does not stay good forever, and a client simply asks for a new one.
 """
 
 from __future__ import annotations
@@ -71,22 +73,28 @@ class TokenLookup:
     touched: bool
 
 
-def lookup_token(session: Session, token: str | None) -> TokenLookup | None:
-    """Check a presented token; None for anything that must not authenticate."""
+def lookup_token(
+    session: Session, token: str | None, max_age: timedelta | None = None
+) -> TokenLookup | None:
+    """Check a presented token; None for anything that must not authenticate: unknown,
+    revoked, older than `max_age` (expired; None or zero: tokens do not expire), or owned by
+    an inactive user."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > TOKEN_MAX_LENGTH:
         return None
+    now = utcnow()
     stmt = (
         sa.select(User, ApiToken.id, ApiToken.last_used_at)
         .join(ApiToken, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
     )
+    if max_age:
+        stmt = stmt.where(ApiToken.created_at > now - max_age)
     row = session.execute(stmt).first()
     if row is None:
         return None
     user, token_id, last_used_at = row
     if not user.active:
         return None
-    now = utcnow()
     cutoff = now - LAST_USED_RESOLUTION
     touched = False
     if last_used_at is None or last_used_at < cutoff:
@@ -109,9 +117,11 @@ def lookup_token(session: Session, token: str | None) -> TokenLookup | None:
     return TokenLookup(user=user, token_id=token_id, touched=touched)
 
 
-def user_for_token(session: Session, token: str | None) -> User | None:
-    """The active owner of a live token, or None (unknown, revoked, inactive user)."""
-    found = lookup_token(session, token)
+def user_for_token(
+    session: Session, token: str | None, max_age: timedelta | None = None
+) -> User | None:
+    """The active owner of a live token, or None (unknown, revoked, expired, inactive user)."""
+    found = lookup_token(session, token, max_age)
     return found.user if found else None
 
 

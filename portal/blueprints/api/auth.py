@@ -12,9 +12,10 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api import bp, json_body, require_strings
@@ -69,7 +70,8 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": REALM},
         )
-    found = lookup_token(db.session, token)
+    ttl_days = current_app.config["SETTINGS"].api_token_ttl_days
+    found = lookup_token(db.session, token, timedelta(days=ttl_days) if ttl_days else None)
     if found is None:
         raise ApiError(
             401,
