@@ -25,6 +25,10 @@ SETTING_BOUNDS: dict[str, tuple[int, int, str]] = {
     "max_size": (1, 1000, "hard cap on pool campaigns (ready + building) of one pool"),
     "failure_budget": (1, 100, "consecutive failed builds after which a pool stops refilling"),
 }
+# Template versions (docs/pool.md, "Template versions and rolling rebuilds").
+SETTING_BOUNDS |= {
+    "rollout_max_building": (1, 50, "pool builds in flight at once while a rollout rebuilds"),
+}
 
 
 class PoolConfigError(ValueError):
@@ -38,6 +42,8 @@ class PoolConfig:
     low_watermark: int
     max_size: int
     failure_budget: int
+    # template versions
+    rollout_max_building: int = 2
 
     def target_for(self, pool_type: str) -> int:
         target = self.master_target if pool_type == "master" else self.user_target
@@ -54,6 +60,8 @@ def env_defaults(settings: Settings) -> dict[str, int]:
         "low_watermark": settings.pool_low_watermark,
         "max_size": max(50, settings.pool_master_target * 4),
         "failure_budget": 5,
+        # template versions
+        "rollout_max_building": 2,
     }
 
 
