@@ -26,6 +26,7 @@ from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
+from portal.services.rollout_status import rollout_status
 
 log = logging.getLogger("portal.portal_metrics")
 
@@ -192,7 +193,8 @@ def admin_pool_payload(
     """The `/admin/api/pool` payload, also what `pool_update` carries on Socket.IO.
 
     `pool_status` (levels, targets, assignment metrics) plus an `ops` block with what the
-    dashboard cards show beyond it: refills in flight, seeding time, alerts, RQ workers."""
+    dashboard cards show beyond it: refills in flight, seeding time, alerts, RQ workers; and a
+    `rollout` block (template version changes and their rebuild, `rollout_status`)."""
     payload = pool_status(session, settings)
     since = utcnow() - timedelta(hours=24)
     pools = payload["pools"]
@@ -207,6 +209,7 @@ def admin_pool_payload(
         "alerts": alerts[:20],
         "alerts_active": len(alerts),
     }
+    payload["rollout"] = rollout_status(session, payload)
     return payload
 
 

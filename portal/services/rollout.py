@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -186,3 +187,39 @@ def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
         .execution_options(synchronize_session=False)
     )
     return flipped.rowcount == 1
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """What one monitor pass did for a rollout."""
+
+    retired: int
+    cleanup_job: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"retired": self.retired, "cleanup_job": self.cleanup_job}
+
+
+def advance_rollout(
+    session: Session,
+    redis_client: redis.Redis,
+    version: int,
+    *,
+    pools_full: bool,
+    enqueue: bool = True,
+) -> RolloutStep:
+    """The monitor's part of a rollout, every pass (commits).
+
+    Retires any pool campaign of an old version that is still ready or building: a version
+    change already did that in its own transaction, so this only catches what it could not
+    see (campaigns stamped before an upgrade, a version changed by hand in SQL). Once every
+    pool is back at its target (`pools_full`), queues the clean-up that deletes the retired
+    campaigns, so deletes never compete with the rebuild."""
+    from portal.services.cleanup import enqueue_cleanup
+
+    retired = retire_old_versions(session, version, reason="template_version")
+    session.commit()
+    cleanup_job = None
+    if pools_full and enqueue and rollout_in_progress(session, version):
+        cleanup_job = enqueue_cleanup(redis_client)
+    return RolloutStep(len(retired), cleanup_job)
