@@ -121,7 +121,9 @@ def assert_new_and_edited(campaign_id: uuid.UUID, v: int, edited: tuple[str | No
 
 def events(kind: str) -> list[PoolEvent]:
     return list(
-        db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == kind).order_by(PoolEvent.id))
+        db.session.scalars(
+            sa.select(PoolEvent).where(PoolEvent.kind == kind).order_by(PoolEvent.id)
+        )
     )
 
 
@@ -131,9 +133,7 @@ def test_a_template_edit_retires_and_rebuilds_stale_campaigns_without_handing_on
     report = replenish_pool(db.session, get_redis(app), settings_of(app), "master")
     assert len(report.built) == TARGET and version() == 1
     assert monitor_job()["template_change"] is None  # unedited: the version stays
-    old_ids = set(
-        db.session.scalars(sa.select(Campaign.id).where(Campaign.pool_status == "ready"))
-    )
+    old_ids = set(db.session.scalars(sa.select(Campaign.id).where(Campaign.pool_status == "ready")))
     user = gamemaster()
 
     edited = edit_a_schtick()

@@ -31,6 +31,7 @@ from portal.services.rollout import (
     BuildThrottled,
     admit_build,
     mark_ready_if_current,
+    retire_superseded_build,
 )
 from portal.services.seeding.batch import CampaignBatchSeeder
 
@@ -175,6 +176,7 @@ def build_pool_campaign(
     try:
         if not mark_ready_if_current(session, campaign_id):
             session.rollback()
+            retire_superseded_build(session, campaign_id)
             log.info("pool.build.superseded", extra={"campaign_id": str(campaign_id)})
             raise BuildSuperseded(f"campaign {campaign_id} was built from an old template version")
         result = CampaignBatchSeeder(session).seed(campaign, template)

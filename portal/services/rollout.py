@@ -66,6 +66,44 @@ class RetiredCampaign:
     template_version: int | None
 
 
+def retire_superseded_build(session: Session, campaign_id: uuid.UUID) -> None:
+    """Retire a build that turned out to be of an old version (it started from a template
+    read before the change, after the change had retired everything else); commit.
+    Left in `building`, it would hold a slot of the rollout's cap until reaped, then count
+    as a failed build."""
+    now = utcnow()
+    row = session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.pool_status == "building")
+        .values(pool_status="retired", updated_at=now)
+        .returning(Campaign.pool_type, Campaign.user_id, Campaign.template_version)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is not None:
+        session.add(
+            PoolEvent(
+                kind="retired",
+                campaign_id=campaign_id,
+                user_id=row.user_id if row.pool_type == "user" else None,
+                pool_type=row.pool_type,
+                detail={
+                    "reason": "superseded",
+                    "template_version": row.template_version,
+                    "current_version": session.scalar(current_version()),
+                },
+                created_at=now,
+            )
+        )
+    session.commit()
+
+
+def current_version() -> sa.Select[tuple[int | None]]:
+    """The master template's version, as a SELECT to run or embed."""
+    return (
+        sa.select(Campaign.template_version).where(Campaign.is_master_template.is_(True)).limit(1)
+    )
+
+
 def old_version(version: int) -> sa.ColumnElement[bool]:
     """A campaign built from any version but `version` (or from no known version)."""
     return sa.or_(Campaign.template_version.is_(None), Campaign.template_version != version)
@@ -170,12 +208,7 @@ def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
     """Flip a pool campaign from `building` to `ready` (uncommitted, in the build's own
     transaction) only if it was built from the current template version and nobody retired
     it meanwhile. False means the build is superseded and must not be committed."""
-    current = (
-        sa.select(Campaign.template_version)
-        .where(Campaign.is_master_template.is_(True))
-        .limit(1)
-        .scalar_subquery()
-    )
+    current = current_version().scalar_subquery()
     flipped = session.execute(
         sa.update(Campaign)
         .where(
