@@ -262,3 +262,31 @@ def test_outside_a_rollout_the_cap_does_not_apply(app):
     db.session.commit()
     report = replenish_pool(db.session, get_redis(app), settings_of(app), "master")
     assert report.skipped is None and len(report.built) == TARGET
+
+
+def test_the_dashboard_and_the_pool_payload_show_the_rollout(app, client, auth):
+    from portal.services.template.versions import bump_template_version
+
+    configure(master_target=2)
+    replenish_pool(db.session, get_redis(app), settings_of(app), "master")
+    auth.create_user()
+    auth.login()
+    before = client.get("/admin/api/pool").get_json()
+    assert before["rollout"]["in_progress"] is False and before["rollout"]["progress"] == 1.0
+
+    bump_template_version(db.session, actor="ops")
+
+    after = client.get("/admin/api/pool").get_json()
+    assert set(before) == set(after)  # a new key, the existing ones untouched
+    assert after["pools"]["master"]["retired"] == 2
+    rollout = after["rollout"]
+    assert (rollout["template_version"], rollout["previous_version"], rollout["reason"]) == (
+        2,
+        1,
+        "bumped",
+    )
+    assert (rollout["in_progress"], rollout["ready"], rollout["target"]) == (True, 0, 2)
+    assert (rollout["retired"], rollout["stale_remaining"], rollout["progress"]) == (2, 2, 0.0)
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'data-testid="card-rollout"' in page and "rolling out" in page
+    assert 'data-testid="rollout-progress" max="1" value="0.0"' in page
