@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -119,6 +119,24 @@ def assert_new_and_edited(campaign_id: uuid.UUID, v: int, edited: tuple[str | No
     )
 
 
+def builds_in_flight_elsewhere(count: int, v: int, started: datetime) -> None:
+    """Pool campaigns in the state a build of another worker has while it runs."""
+    owner_id = find_master_template(db.session).user_id
+    for _ in range(count):
+        db.session.add(
+            Campaign(
+                user_id=owner_id,
+                name=f"In flight {uuid.uuid4().hex[:8]}",
+                is_pool=True,
+                pool_type="user",
+                pool_status="building",
+                pool_created_at=started,
+                template_version=v,
+            )
+        )
+    db.session.commit()
+
+
 def events(kind: str) -> list[PoolEvent]:
     return list(
         db.session.scalars(
@@ -213,20 +231,7 @@ def test_a_rollout_never_starts_more_builds_than_its_cap(app):
     monitor_job()
     # Two builds are in flight elsewhere (other workers): building rows of the new version.
     now = utcnow()
-    master = find_master_template(db.session)
-    for _ in range(MAX_BUILDING):
-        db.session.add(
-            Campaign(
-                user_id=master.user_id,
-                name=f"In flight {uuid.uuid4().hex[:8]}",
-                is_pool=True,
-                pool_type="user",
-                pool_status="building",
-                pool_created_at=now,
-                template_version=2,
-            )
-        )
-    db.session.commit()
+    builds_in_flight_elsewhere(MAX_BUILDING, 2, now)
 
     throttled = replenish_pool(db.session, get_redis(app), settings_of(app), "master")
     assert (throttled.skipped, throttled.built) == ("throttled", [])
@@ -246,20 +251,7 @@ def test_a_rollout_never_starts_more_builds_than_its_cap(app):
 
 def test_outside_a_rollout_the_cap_does_not_apply(app):
     configure()
-    master = find_master_template(db.session)
-    for _ in range(MAX_BUILDING):
-        db.session.add(
-            Campaign(
-                user_id=master.user_id,
-                name=f"In flight {uuid.uuid4().hex[:8]}",
-                is_pool=True,
-                pool_type="user",
-                pool_status="building",
-                pool_created_at=utcnow(),
-                template_version=1,
-            )
-        )
-    db.session.commit()
+    builds_in_flight_elsewhere(MAX_BUILDING, 1, utcnow())
     report = replenish_pool(db.session, get_redis(app), settings_of(app), "master")
     assert report.skipped is None and len(report.built) == TARGET
 
