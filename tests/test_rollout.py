@@ -282,3 +282,46 @@ def test_the_dashboard_and_the_pool_payload_show_the_rollout(app, client, auth):
     page = client.get("/admin/").get_data(as_text=True)
     assert 'data-testid="card-rollout"' in page and "rolling out" in page
     assert 'data-testid="rollout-progress" max="1" value="0.0"' in page
+
+
+@pytest.mark.postgres
+def test_concurrent_refills_during_a_rollout_keep_within_the_cap(app):
+    """Six pools refilled at once by six workers after a version change: never more than
+    `rollout_max_building` builds in flight (as counted by each admission, under its lock)."""
+    import threading
+
+    from portal.services.replenish import replenish_all
+    from portal.services.template.versions import bump_template_version
+
+    configure(master_target=2, user_target=1)
+    gms = [gamemaster() for _ in range(5)]
+    replenish_all(db.session, get_redis(app), settings_of(app))
+    bump_template_version(db.session)  # everything retired: a rollout is in progress
+    since = db.session.scalar(sa.select(sa.func.max(PoolEvent.id)))
+    pools: list[tuple[str, uuid.UUID | None]] = [("master", None)] + [("user", g.id) for g in gms]
+    barrier = threading.Barrier(len(pools))
+    reports: list[object] = []
+
+    def refill(pool_type: str, user_id: uuid.UUID | None) -> None:
+        with app.app_context():
+            try:
+                barrier.wait(30)
+                reports.append(
+                    replenish_pool(db.session, get_redis(app), settings_of(app), pool_type, user_id)
+                )
+            except BaseException as exc:
+                reports.append(exc)
+
+    threads = [threading.Thread(target=refill, args=pool) for pool in pools]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not [r for r in reports if isinstance(r, BaseException)], reports
+    replenish_all(db.session, get_redis(app), settings_of(app))  # the schedule finishes
+
+    db.session.expire_all()
+    rebuilt = [e for e in events("replenished") if e.id > since]
+    in_flight = [e.detail["in_flight"] for e in rebuilt]
+    assert len(in_flight) == 2 + 5 and max(in_flight) <= MAX_BUILDING
+    assert ready(2) == 2 + 5 and ready(1) == 0
