@@ -130,7 +130,6 @@ def _bump(
     change = VersionChange(current - 1, current, reason, fingerprint, len(retired))
     record_version_change(session, change, now, actor)
     session.commit()
-    session.expire_all()  # a loaded master template object must show the new version
     log.warning("template.version_changed", extra=change.as_dict())
     return change
 

@@ -266,7 +266,12 @@ def write_template(
         owner = template_owner(session)
         # Serialize template writers on the owner row (PostgreSQL; SQLite serializes writes
         # anyway) so two concurrent imports cannot both see "no master" and create two.
-        session.execute(sa.select(User.id).where(User.id == owner.id).with_for_update())
+        # NO KEY UPDATE, not UPDATE: a pool build inserting the owner's characters takes a
+        # KEY SHARE lock on this row (the foreign key) while holding its pool campaign, which
+        # a replacement then retires; FOR UPDATE would deadlock with it.
+        session.execute(
+            sa.select(User.id).where(User.id == owner.id).with_for_update(key_share=True)
+        )
         existing = find_master_template(session)
         if existing is not None and not replace:
             raise TemplateError(
