@@ -400,3 +400,56 @@ def test_the_bump_is_refused_when_the_master_was_replaced_meanwhile(template_app
     db.session.commit()
     with pytest.raises(TemplateError):
         bump_template_version(db.session)
+
+
+@pytest.mark.postgres
+def test_an_import_replacing_the_template_while_a_build_runs_does_not_deadlock(template_app):
+    """The build holds its pool campaign (flipped to ready, uncommitted) and then inserts the
+    owner's characters (a KEY SHARE lock on the owner row, by the foreign key); the
+    replacement holds the owner row and waits to retire that campaign."""
+    template = master()
+    owner_id, exported = template.user_id, export_template(db.session)
+    building = Campaign(
+        user_id=owner_id,
+        name="Being built",
+        is_pool=True,
+        pool_type="master",
+        pool_status="building",
+        pool_created_at=utcnow(),
+        template_version=1,
+    )
+    db.session.add(building)
+    db.session.commit()
+    building_id = building.id
+    outcome: list[object] = []
+
+    def replace() -> None:
+        with template_app.app_context():
+            try:
+                import_template(db.session, get_image_store(), exported, replace=True)
+                outcome.append("imported")
+            except BaseException as exc:
+                outcome.append(exc)
+
+    with db.engine.connect() as build:
+        build.execute(
+            sa.update(Campaign).where(Campaign.id == building_id).values(pool_status="ready")
+        )
+        thread = threading.Thread(target=replace)
+        thread.start()
+        wait_for_lock_wait(template_app)  # the import now holds the owner row, waits for ours
+        build.execute(
+            sa.insert(Character).values(
+                id=uuid.uuid4(),
+                campaign_id=building_id,
+                user_id=owner_id,
+                name="A copied character",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        build.commit()
+    thread.join(120)
+    assert outcome == ["imported"]
+    assert master().template_version == 2
+    assert db.session.get(Campaign, building_id).pool_status == "retired"
