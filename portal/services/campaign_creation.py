@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +46,10 @@ class CreatedCampaign:
     campaign_id: uuid.UUID
     source: str
     pending: bool  # True while an async seeding job has not filled it yet
+    # Set when the pool served it: the campaign's fields and counts as the claim returned
+    # them, so the response needs no second read (see `created_campaign_json`).
+    snapshot: Any = None
+    counts: dict[str, int] | None = None
 
 
 def create_campaign(
@@ -57,11 +62,18 @@ def create_campaign(
 ) -> CreatedCampaign:
     """Pool first, then the configured fallback. Raises NameTakenError / NoTemplateError."""
     started = time.perf_counter()
+    user_id, gamemaster = user.id, user.gamemaster  # read before a commit expires `user`
     assignment = CampaignPoolService(session).assign_pool_campaign(user, name, description)
     if assignment is not None:
-        refill_owner = user.id if assignment.pool_type == "user" else None
+        refill_owner = user_id if assignment.pool_type == "user" else None
         enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
-        return CreatedCampaign(assignment.campaign_id, assignment.source, pending=False)
+        return CreatedCampaign(
+            assignment.campaign_id,
+            assignment.source,
+            pending=False,
+            snapshot=assignment.campaign,
+            counts=assignment.counts,
+        )
 
     template = find_master_template(session)
     if template is None:
@@ -86,7 +98,7 @@ def create_campaign(
         PoolEvent(
             kind="fallback",
             campaign_id=campaign_id,
-            user_id=user.id,
+            user_id=user_id,
             pool_type=None,
             duration_ms=duration_ms,
             detail={"mode": "async" if pending else "sync"},
@@ -97,14 +109,14 @@ def create_campaign(
         "campaign.created_by_fallback",
         extra={
             "campaign_id": str(campaign_id),
-            "user_id": str(user.id),
+            "user_id": str(user_id),
             "mode": "async" if pending else "sync",
             "duration_ms": duration_ms,
         },
     )
     enqueue_replenish(redis_client, "master")
-    if user.gamemaster:
-        enqueue_replenish(redis_client, "user", user.id)
+    if gamemaster:
+        enqueue_replenish(redis_client, "user", user_id)
     return CreatedCampaign(campaign_id, "seeded", pending=pending)
 
 
@@ -131,10 +143,24 @@ def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaig
     return True
 
 
+def created_campaign_json(session: Session, created: CreatedCampaign) -> dict[str, object]:
+    """The API answer for a campaign just created: from the claim's snapshot when the pool
+    served it, else read back from the database."""
+    if created.snapshot is not None:
+        return campaign_json(session, created.snapshot, created.source, counts=created.counts)
+    campaign = session.get(Campaign, created.campaign_id)
+    return campaign_json(session, campaign, created.source, created.pending)
+
+
 def campaign_json(
-    session: Session, campaign: Campaign, source: str | None = None, pending: bool = False
+    session: Session,
+    campaign: Any,
+    source: str | None = None,
+    pending: bool = False,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, object]:
-    """The API representation of a campaign (DESIGN section 6)."""
+    """The API representation of a campaign (DESIGN section 6): `campaign` is a Campaign or
+    anything with its attributes (a claim's row); `counts` are queried unless given."""
 
     def iso(value: object) -> str | None:
         return value.isoformat() if value is not None else None  # type: ignore[union-attr]
@@ -151,7 +177,9 @@ def campaign_json(
         "seeded_at": iso(campaign.seeded_at),
         "entity_class": "Campaign",
         "seeding_status": "pending" if pending or campaign.seeded_at is None else "complete",
-        "counts": content_counts(session, campaign.id, with_images=True),
+        "counts": counts
+        if counts is not None
+        else content_counts(session, campaign.id, with_images=True),
     }
     if source is not None:
         body["source"] = source

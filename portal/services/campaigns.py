@@ -68,11 +68,12 @@ def create_campaign_shell(
     return campaign
 
 
-def content_counts(
-    session: Session, campaign_id: uuid.UUID, *, with_images: bool = False
-) -> dict[str, int]:
-    """How much content a campaign holds, in one round trip (one scalar subquery per table);
-    `with_images` adds the images attached to the campaign itself."""
+def content_count_columns(
+    campaign_id: uuid.UUID | sa.ColumnElement[uuid.UUID], *, with_images: bool = False
+) -> list[sa.Label[int]]:
+    """One labelled scalar subquery per content table counting the campaign's rows (and with
+    `with_images` the images attached to the campaign itself): select them on their own, or
+    add them to another statement, such as the pool claim, to save a round trip."""
 
     def count(model: type, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
         return sa.select(sa.func.count()).select_from(model).where(*where).scalar_subquery()
@@ -88,4 +89,13 @@ def content_counts(
             ImageAttachment.record_id == campaign_id,
         )
         columns.append(own_images.label("images"))
+    return columns
+
+
+def content_counts(
+    session: Session, campaign_id: uuid.UUID, *, with_images: bool = False
+) -> dict[str, int]:
+    """How much content a campaign holds, in one round trip (one scalar subquery per table);
+    `with_images` adds the images attached to the campaign itself."""
+    columns = content_count_columns(campaign_id, with_images=with_images)
     return dict(session.execute(sa.select(*columns)).one()._mapping)

@@ -17,10 +17,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from portal.models import (
     Campaign,
@@ -32,7 +33,12 @@ from portal.models import (
     utcnow,
 )
 from portal.models.base import UTCDateTime
-from portal.services.campaigns import CONTENT_TABLES, CampaignError, name_taken
+from portal.services.campaigns import (
+    CONTENT_TABLES,
+    CampaignError,
+    content_count_columns,
+    content_counts,
+)
 
 log = logging.getLogger("portal.pool")
 
@@ -54,6 +60,10 @@ class Assignment:
     pool_created_at: datetime | None
     activated_at: datetime
     duration_ms: float
+    # The claimed campaign as the claim left it (CLAIM_COLUMNS, by attribute) and its content
+    # counts: enough to answer the API without reading the campaign again.
+    campaign: Any
+    counts: dict[str, int]
 
 
 def current_template_version(session: Session) -> int | None:
@@ -104,20 +114,21 @@ class CampaignPoolService:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    def _claim(
-        self, include_user_pool: bool, params: dict[str, object]
-    ) -> tuple[uuid.UUID, datetime | None, str] | None:
-        """Claim and reset one campaign: (id, pool_created_at, pool_type), or None when no
-        pool has a ready campaign. Runs at Core level on the session's connection: the
-        statements are prebuilt and carry no ORM state to synchronize."""
+    def _claim(self, include_user_pool: bool, params: dict[str, object]) -> tuple[Any, dict]:
+        """Claim and reset one campaign: its CLAIM_COLUMNS row and content counts, or
+        (None, {}) when no pool has a ready campaign of the current template version. Runs at
+        Core level on the session's connection: the statements are prebuilt and carry no ORM
+        state to synchronize."""
         connection = self.session.connection()
         first, *rest = claim_statements(connection.dialect.name, include_user_pool)
         row = connection.execute(first, params).first()
         if row is None:
-            return None
+            return None, {}
+        if not rest:  # PostgreSQL: the counts came with the claim
+            return row, {name: row._mapping[name] for name in COUNT_NAMES}
         for update in rest:  # SQLite: the child resets, one by one, in the same transaction
-            connection.execute(update, {**params, "p_campaign": row[0]})
-        return (row[0], row[1], row[2])
+            connection.execute(update, {**params, "p_campaign": row.id})
+        return row, content_counts(self.session, row.id, with_images=True)
 
     def assign_pool_campaign(
         self, user: User, name: str, description: str | None = None
@@ -126,68 +137,83 @@ class CampaignPoolService:
 
         Returns None when no pool has a ready campaign of the current template version (the
         caller falls back to seeding). Raises NameTakenError, leaving the pool untouched, when
-        the user already has a campaign called `name`.
+        the user already has a campaign called `name`: the unique (user_id, name) constraint
+        rejects the claim's rename and the transaction rolls back, so the common case pays for
+        no separate name check.
         """
         started = time.perf_counter()
         session = self.session
-        if name_taken(session, user.id, name):
-            raise NameTakenError("has already been taken")
-        version = current_template_version(session)
-        if version is None:
-            return None
         now = utcnow()
+        user_id = user.id  # read before the commit expires `user`
         params = {
-            "p_version": version,
-            "p_user": user.id,
+            "p_user": user_id,
             "p_name": name,
             "p_description": description,
             "p_now": now,
         }
         try:
-            claimed = self._claim(bool(user.gamemaster), params)
+            claimed, counts = self._claim(bool(user.gamemaster), params)
         except IntegrityError:
-            # The name was taken between the check and the claim: nothing was changed.
             session.rollback()
             raise NameTakenError("has already been taken") from None
-        if claimed is not None:
-            campaign_id, pool_created_at, pool_type = claimed
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
-            pool_age_s = (now - pool_created_at).total_seconds() if pool_created_at else None
-            session.execute(
-                sa.insert(PoolEvent).values(
-                    kind="assigned",
-                    campaign_id=campaign_id,
-                    user_id=user.id,
-                    pool_type=pool_type,
-                    duration_ms=duration_ms,
-                    detail={"pool_age_s": pool_age_s, "template_version": version},
-                    created_at=now,
-                )
-            )
-            session.commit()
-            log.info(
-                "pool.assigned",
-                extra={
-                    "campaign_id": str(campaign_id),
-                    "user_id": str(user.id),
-                    "pool_type": pool_type,
-                    "duration_ms": duration_ms,
-                    "pool_age_s": pool_age_s,
-                },
-            )
-            return Assignment(
+        if claimed is None:
+            session.rollback()
+            return None
+        campaign_id, pool_type = claimed.id, claimed.pool_type
+        pool_created_at, version = claimed.pool_created_at, claimed.template_version
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        pool_age_s = (now - pool_created_at).total_seconds() if pool_created_at else None
+        session.execute(
+            sa.insert(PoolEvent).values(
+                kind="assigned",
                 campaign_id=campaign_id,
+                user_id=user_id,
                 pool_type=pool_type,
-                source=f"{pool_type}_pool",
-                pool_created_at=pool_created_at,
-                activated_at=now,
                 duration_ms=duration_ms,
+                detail={"pool_age_s": pool_age_s, "template_version": version},
+                created_at=now,
             )
-        session.rollback()
-        return None
+        )
+        session.commit()
+        log.info(
+            "pool.assigned",
+            extra={
+                "campaign_id": str(campaign_id),
+                "user_id": str(user_id),
+                "pool_type": pool_type,
+                "duration_ms": duration_ms,
+                "pool_age_s": pool_age_s,
+            },
+        )
+        return Assignment(
+            campaign_id=campaign_id,
+            pool_type=pool_type,
+            source=f"{pool_type}_pool",
+            pool_created_at=pool_created_at,
+            activated_at=now,
+            duration_ms=duration_ms,
+            campaign=claimed,
+            counts=counts,
+        )
 
 
 P_NOW = sa.bindparam("p_now", type_=UTCDateTime())
+# What a claim returns: the API's campaign fields and what the pool event records.
+CLAIM_COLUMNS = (
+    Campaign.id,
+    Campaign.name,
+    Campaign.description,
+    Campaign.user_id,
+    Campaign.active,
+    Campaign.created_at,
+    Campaign.updated_at,
+    Campaign.activated_at,
+    Campaign.seeded_at,
+    Campaign.pool_created_at,
+    Campaign.pool_type,
+    Campaign.template_version,
+)
+COUNT_NAMES = (*CONTENT_TABLES, "images")
 P_USER = sa.bindparam("p_user", type_=sa.Uuid())
 
 
@@ -197,18 +223,26 @@ def claim_statements(dialect: str, include_user_pool: bool) -> tuple[sa.Executab
     database spends on it) and executed with the `p_*` parameters.
 
     One candidate query serves both pools: the user's own ready campaigns sort before the
-    master pool's, so a gamemaster with an empty user pool pays no extra round trip. On
+    master pool's, so a gamemaster with an empty user pool pays no extra round trip. The
+    current template version is a subquery of the claim, not a query of its own. On
     PostgreSQL the claim and every child reset are ONE statement (data-modifying CTEs keyed on
     the claimed id); on SQLite the child resets follow as separate statements."""
     pools = Campaign.pool_type == "master"
     if include_user_pool:
         pools = sa.or_(pools, sa.and_(Campaign.pool_type == "user", Campaign.user_id == P_USER))
+    master = aliased(Campaign, name="master")
+    current_version = (
+        sa.select(master.template_version)
+        .where(master.is_master_template.is_(True))
+        .limit(1)
+        .scalar_subquery()
+    )
     candidate = (
         sa.select(Campaign.id)
         .where(
             Campaign.is_pool.is_(True),
             Campaign.pool_status == "ready",
-            Campaign.template_version == sa.bindparam("p_version", type_=sa.Integer()),
+            Campaign.template_version == current_version,
             pools,
         )
         .order_by(
@@ -235,44 +269,54 @@ def claim_statements(dialect: str, include_user_pool: bool) -> tuple[sa.Executab
             created_at=P_NOW,
             updated_at=P_NOW,
         )
-        .returning(Campaign.id, Campaign.pool_created_at, Campaign.pool_type)
+        .returning(*CLAIM_COLUMNS)
     )
     if dialect == "postgresql":
         claimed = claim.cte("claimed")
         claimed_id = sa.select(claimed.c.id).scalar_subquery()
-        resets = [u.cte(f"reset_{i}") for i, u in enumerate(_child_updates(claimed_id))]
-        select = sa.select(claimed.c.id, claimed.c.pool_created_at, claimed.c.pool_type)
+        resets = [u.cte(f"reset_{i}") for i, u in enumerate(_child_updates(claimed_id, dialect))]
+        # The counts read the snapshot from before the statement: the claim changes no row
+        # count, so they are the claimed campaign's, without another round trip.
+        counts = content_count_columns(claimed.c.id, with_images=True)
+        select = sa.select(*claimed.c, *counts)
         return (select.add_cte(*resets),)
-    return (claim, *_child_updates(sa.bindparam("p_campaign", type_=sa.Uuid())))
+    return (claim, *_child_updates(sa.bindparam("p_campaign", type_=sa.Uuid()), dialect))
 
 
-def _child_updates(campaign_id: sa.BindParameter | sa.ScalarSelect) -> list[sa.Update]:
+def _child_updates(
+    campaign_id: sa.BindParameter | sa.ScalarSelect, dialect: str
+) -> list[sa.Update]:
     """The UPDATEs that make a claimed campaign's children look new and belong to `owner`.
 
     Every content row with a campaign_id gets fresh timestamps (characters and vehicles a new
-    owner too); image positions of the campaign's records are matched by (type, id) pairs.
-    Image attachments keep their created_at: it records when the image link was made, is never
-    shown to users, and rewriting 789 rows would double the claim's cost (docs/pool.md)."""
+    owner too). Image positions have no campaign_id: they are matched per owner type through
+    the `(positionable_type, positionable_id)` index, so the cost follows the campaign's own
+    records and not the size of the table (on PostgreSQL as `= ANY(ARRAY(subquery))`, which
+    the planner always answers with index probes; a join over a `(type, id)` list made it
+    hash the whole table). Image attachments keep their created_at: it records when the image
+    link was made, is never shown to users, and rewriting 789 rows would double the claim's
+    cost (docs/pool.md)."""
     updates: list[sa.Update] = []
     for model in TIMESTAMPED_CONTENT:
         values: dict[str, object] = {"created_at": P_NOW, "updated_at": P_NOW}
         if model in OWNED_CONTENT:
             values["user_id"] = P_USER
         updates.append(sa.update(model).where(model.campaign_id == campaign_id).values(**values))
-    pair = sa.tuple_(ImagePosition.positionable_type, ImagePosition.positionable_id)
-    updates.append(
-        sa.update(ImagePosition)
-        .where(pair.in_(_records_of(campaign_id)))
-        .values(created_at=P_NOW, updated_at=P_NOW)
-    )
-    return updates
-
-
-def _records_of(campaign_id: sa.BindParameter | sa.ScalarSelect) -> sa.CompoundSelect:
-    """(record type, id) of every record of a campaign that can carry image positions."""
-    parts = [sa.select(sa.literal("Campaign"), Campaign.id).where(Campaign.id == campaign_id)]
-    parts += [
-        sa.select(sa.literal(model.__name__), model.id).where(model.campaign_id == campaign_id)
+    owners: list[tuple[str, sa.Select]] = [
+        ("Campaign", sa.select(Campaign.id).where(Campaign.id == campaign_id))
+    ]
+    owners += [
+        (model.__name__, sa.select(model.id).where(model.campaign_id == campaign_id))
         for model in TIMESTAMPED_CONTENT
     ]
-    return sa.union_all(*parts)
+    for record_type, ids in owners:
+        if dialect == "postgresql":
+            owned = ImagePosition.positionable_id == sa.any_(sa.func.array(ids.scalar_subquery()))
+        else:
+            owned = ImagePosition.positionable_id.in_(ids)
+        updates.append(
+            sa.update(ImagePosition)
+            .where(ImagePosition.positionable_type == record_type, owned)
+            .values(created_at=P_NOW, updated_at=P_NOW)
+        )
+    return updates

@@ -364,11 +364,18 @@ def enqueue_replenish(
     scheduled refill catches up; a request must never fail because the queue is down)."""
     from rq import Queue
     from rq.exceptions import DuplicateJobError
+    from rq.job import Job
 
     job_id = f"replenish-{pool_type}-{user_id or 'all'}"
     queue = Queue("seeding", connection=redis_client)
     started = time.perf_counter()
     try:
+        # In a burst every claim asks for the refill that is already queued: one EXISTS
+        # answers that (the job hash lives while the job is queued or running, and
+        # result_ttl=0 removes it at the end), where building and refusing a unique job
+        # costs about a millisecond of CPU. `unique=True` below still settles the race.
+        if redis_client.exists(Job.key_for(job_id)):
+            return None
         queue.enqueue(
             "jobs.pool.replenish_pool_job",
             pool_type,

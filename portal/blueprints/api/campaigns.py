@@ -12,7 +12,12 @@ from portal.blueprints.api import ApiError, bp, json_body
 from portal.blueprints.api.auth import current_api_user, token_required
 from portal.extensions import db
 from portal.models import Campaign
-from portal.services.campaign_creation import NoTemplateError, campaign_json, create_campaign
+from portal.services.campaign_creation import (
+    NoTemplateError,
+    campaign_json,
+    create_campaign,
+    created_campaign_json,
+)
 from portal.services.campaign_input import InvalidCampaignInput, parse_campaign_input
 from portal.services.pool import NameTakenError
 from portal.services.queue import get_redis
@@ -42,9 +47,7 @@ def create() -> ResponseReturnValue:
         raise ApiError(422, "invalid campaign", {"name": ["has already been taken"]}) from None
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
-    campaign = db.session.get(Campaign, created.campaign_id)
-    body = campaign_json(db.session, campaign, created.source, created.pending)
-    return jsonify(body), 201
+    return jsonify(created_campaign_json(db.session, created)), 201
 
 
 def _own_campaigns() -> sa.Select:
