@@ -32,7 +32,7 @@ from portal.models import (
 from portal.services.campaigns import find_master_template
 from portal.services.image_store import get_image_store
 from portal.services.monitor import run_monitor
-from portal.services.pool import CampaignPoolService, claim_statements
+from portal.services.pool import CampaignPoolService
 from portal.services.pool_config import PoolConfigError, set_pool_setting
 from portal.services.queue import get_redis
 from portal.services.replenish import build_pool_campaign, replenish_pool
@@ -242,24 +242,18 @@ def test_rollout_max_building_is_a_bounded_pool_setting(app):
 # -- races -------------------------------------------------------------------------------------
 
 
-def test_a_claim_that_read_the_old_version_gets_nothing_after_the_bump(template_app):
-    fill(template_app, 2)
+def test_after_a_bump_no_claim_takes_a_campaign_of_the_old_version(template_app):
+    old = fill(template_app, 2)
     user = gamemaster()
-    old_version = master().template_version  # what the claim read, just before ...
-    bump_template_version(db.session)  # ... the version changed
-    params = {
-        "p_version": old_version,
-        "p_user": user.id,
-        "p_name": "Late claim",
-        "p_description": None,
-        "p_now": utcnow(),
-    }
-    # The claim's own statements, with the version it read: nothing is ready at it any more.
-    connection = db.session.connection()
-    first, *_ = claim_statements(connection.dialect.name, True)
-    assert connection.execute(first, params).first() is None
-    db.session.rollback()
-    assert CampaignPoolService(db.session).assign_pool_campaign(user, "Now") is None
+    bump_template_version(db.session)
+    assert statuses(old) == ["retired", "retired"]
+    assert CampaignPoolService(db.session).assign_pool_campaign(user, "After") is None
+    # Even an old-version campaign put back to ready by hand is not taken: the claim asks
+    # for the master's version in the same statement.
+    db.session.execute(sa.update(Campaign).where(Campaign.id == old[0]).values(pool_status="ready"))
+    db.session.commit()
+    assert CampaignPoolService(db.session).assign_pool_campaign(user, "Still not") is None
+    assert statuses(old) == ["ready", "retired"]
 
 
 def test_a_build_running_while_the_version_changes_is_never_ready(template_app):

@@ -1,7 +1,7 @@
 """template fingerprint: the content hash of the master template at its template_version
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-24
 
 The master template is also edited in place (by the Chi War manager, or by an admin with SQL),
@@ -11,13 +11,13 @@ a hash of the template's content with this column and bumps the version when the
 `template_version`, so one guarded UPDATE changes both at once. NULL (every existing row) means
 "not fingerprinted yet": the first monitor pass records it without bumping.
 
-(Revises 0003: revision 0004 is being written on another branch; renumber at merge.)
+(Another branch may add a revision after 0004 as well; renumber at merge.)
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
