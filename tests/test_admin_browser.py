@@ -189,3 +189,28 @@ def test_csrf_confirmation_and_escaping(portal, live_server, page, artifacts_dir
     assert len(dialogs) == 2 and "older template version" in dialogs[0]
     assert page.evaluate("window.__pwned") is None
     assert page.js_errors == []
+
+
+def test_the_rollout_card_follows_a_version_change(portal, live_server, page) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    from portal.blueprints.admin.socket import broadcast_pool_update
+    from portal.services.template.versions import bump_template_version
+
+    login(page, live_server.url, ADMIN, DEFAULT_PASSWORD)
+    card = page.get_by_test_id("card-rollout")
+    expect(card.get_by_test_id("rollout-state")).to_have_text("up to date")
+    expect(card.get_by_test_id("rollout-ready")).to_have_text("2")
+    expect(card.get_by_test_id("rollout-progress")).to_have_js_property("value", 0.6667)
+    expect(page.get_by_test_id("live-indicator")).to_have_attribute("data-state", "live")
+
+    bump_template_version(db.session)  # the two ready campaigns are now of an old version
+    assert broadcast_pool_update()
+
+    expect(card.get_by_test_id("rollout-state")).to_have_text("rolling out")
+    expect(card.locator('[data-bind="rollout.template_version"]')).to_have_text("2")
+    expect(card.get_by_test_id("rollout-ready")).to_have_text("0")
+    expect(card.get_by_test_id("rollout-stale")).to_have_text("2")
+    expect(card.get_by_test_id("rollout-progress")).to_have_js_property("value", 0)
+    expect(card).to_have_class("metric metric--warn")
+    assert page.js_errors == []

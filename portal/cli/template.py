@@ -1,4 +1,4 @@
-"""`flask --app app template generate|import PATH [--replace]|export PATH|stats`.
+"""`flask --app app template generate|import PATH [--replace]|export PATH|stats|version|bump`.
 
 Thin wrappers over portal.services.template: each command calls one service and reports. Data
 (JSON stats, an export written to `-`) goes to stdout, status lines to stderr, so scripts can pipe
@@ -121,3 +121,52 @@ def stats_command() -> None:
         raise _fail(error) from None
     db.session.rollback()
     click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+
+
+@cli.command("version")
+def version_command() -> None:
+    """Print the template version, its stored fingerprint and whether the content has been
+    edited since (JSON; the monitor bumps the version when `edited` is true)."""
+    from portal.services.template.versions import version_state
+
+    try:
+        state = version_state(db.session)
+    except TemplateError as error:
+        raise _fail(error) from None
+    db.session.rollback()
+    click.echo(json.dumps(state.as_dict(), indent=2))
+
+
+@cli.command("bump")
+@click.option(
+    "--if-edited",
+    is_flag=True,
+    help="Bump only if the content changed since the version was set (what the monitor does).",
+)
+def bump_command(if_edited: bool) -> None:
+    """Bump the template version: pool campaigns of older versions are retired at once (never
+    handed out) and the pools are rebuilt at the new version (docs/pool.md)."""
+    from flask import current_app
+
+    from portal.services.queue import get_redis
+    from portal.services.replenish import enqueue_replenish
+    from portal.services.template.versions import bump_if_edited, bump_template_version
+
+    try:
+        if if_edited:
+            change = bump_if_edited(db.session)
+        else:
+            change = bump_template_version(db.session, actor=os.environ.get("USER") or "cli")
+    except TemplateError as error:
+        raise _fail(error) from None
+    if change is None:
+        click.echo("The template content is unchanged; the version stays.", err=True)
+        return
+    if not current_app.config["SETTINGS"].embedded_queue:
+        enqueue_replenish(get_redis(), "all")  # the monitor would do it within a minute
+    click.echo(json.dumps(change.as_dict(), indent=2))
+    click.echo(
+        f"Template version {change.previous} -> {change.current}; "
+        f"{change.retired} pool campaign(s) retired, the pools rebuild at the new version.",
+        err=True,
+    )

@@ -56,6 +56,8 @@ class Campaign(TimestampMixin, Base):
     pool_created_at: Mapped[datetime | None]
     activated_at: Mapped[datetime | None]
     template_version: Mapped[int | None]
+    # The master template's content hash at `template_version` (revision 0005; NULL elsewhere).
+    template_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     seeding_method: Mapped[str | None] = mapped_column(sa.String(16))
     seeding_duration_ms: Mapped[float | None]
 

@@ -21,6 +21,7 @@ POOL_EVENT_KINDS = (
     "alert",
     "snapshot",
     "action",
+    "template_version",  # the master template's version changed (portal.services.template)
 )
 
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.models import Campaign, PoolEvent, PoolSetting, User, utcnow
+from portal.models import PoolEvent, PoolSetting, User
 from portal.services.campaigns import find_master_template
 from portal.services.pool_config import PoolConfigError, set_pool_setting, set_pool_settings
 from portal.services.replenish import enqueue_replenish
+from portal.services.rollout import retire_old_versions
 
 log = logging.getLogger("portal.admin_actions")
 
@@ -157,48 +157,18 @@ def configure_demand_sizing(
 
 
 def retire_stale(session: Session) -> ActionResult:
-    """Retire ready pool campaigns built from an older template version.
+    """Retire pool campaigns (ready or building) built from an older template version.
 
-    A stale campaign is never handed out (claims take the current version only), but it keeps
-    taking space and hides how full the pool really is. Retiring marks it `retired` (clean-up
-    deletes retired campaigns later) and records one `retired` event per campaign, so the pool
-    level chart accounts for it."""
+    A version change retires them by itself (portal.services.rollout); this is for the ones
+    it could not see, e.g. campaigns stamped before an upgrade. A stale campaign is never
+    handed out, but it takes space and hides how full the pool really is. Retiring marks it
+    `retired` (clean-up deletes retired campaigns later) and records one `retired` event per
+    campaign, so the pool level chart accounts for it."""
     template = find_master_template(session)
     if template is None or template.template_version is None:
         return ActionResult("retire_stale", False, "There is no master template yet.", {})
     version = template.template_version
-    stale = sa.and_(
-        Campaign.is_pool.is_(True),
-        Campaign.pool_status == "ready",
-        sa.or_(Campaign.template_version.is_(None), Campaign.template_version != version),
-    )
-    rows = session.execute(
-        sa.update(Campaign)
-        .where(stale)
-        .values(pool_status="retired", updated_at=utcnow())
-        .returning(Campaign.id, Campaign.pool_type, Campaign.user_id, Campaign.template_version)
-        .execution_options(synchronize_session=False)
-    ).all()
-    now = utcnow()
-    if rows:
-        session.execute(
-            sa.insert(PoolEvent),
-            [
-                {
-                    "kind": "retired",
-                    "campaign_id": row.id,
-                    "user_id": row.user_id if row.pool_type == "user" else None,
-                    "pool_type": row.pool_type,
-                    "detail": {
-                        "reason": "stale_template",
-                        "template_version": row.template_version,
-                        "current_version": version,
-                    },
-                    "created_at": now,
-                }
-                for row in rows
-            ],
-        )
+    rows = retire_old_versions(session, version, reason="stale_template")
     session.commit()
     versions = sorted({row.template_version for row in rows if row.template_version is not None})
     if not rows:

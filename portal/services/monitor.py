@@ -3,7 +3,11 @@
 A pass (PoolMonitorJob, every minute; `flask --app app pool monitor` on demand):
 
 1. reaps builds stuck in `building` past their timeout (their worker died);
-2. reads pool levels and asks for a refill when a pool is below its target;
+   notices an edit of the master template in place and bumps its version, which retires the
+   old pool campaigns (portal.services.template.versions, portal.services.rollout);
+2. reads pool levels and asks for a refill when a pool is below its target; once a rollout
+   has rebuilt every pool, asks for the clean-up that deletes the retired campaigns
+   (`rollout.advance_rollout`);
 3. looks for live RQ workers (heartbeats in Redis);
 4. records a metrics snapshot (`pool_events` kind "snapshot") for the charts;
 5. reconciles the alert incidents (pool low/empty, refills failing, workers missing), which
@@ -38,6 +42,8 @@ from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
 from portal.services.queue import QUEUE_NAMES
 from portal.services.replenish import enqueue_replenish, gamemasters_needing_pools, pool_level
+from portal.services.rollout import advance_rollout
+from portal.services.template.versions import bump_if_edited
 
 log = logging.getLogger("portal.monitor")
 
@@ -62,6 +68,8 @@ class MonitorReport:
     workers: dict[str, Any] | None = None
     refill_needed: bool = False
     refill_job: str | None = None
+    template_change: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     duration_ms: float = 0.0
 
@@ -75,6 +83,8 @@ class MonitorReport:
             "workers": self.workers,
             "refill_needed": self.refill_needed,
             "refill_job": self.refill_job,
+            "template_change": self.template_change,
+            "rollout": self.rollout,
             "alerts": self.alerts,
             "duration_ms": self.duration_ms,
         }
@@ -283,6 +293,8 @@ def _pass(
     enqueue_refills: bool,
 ) -> None:
     report.reaped = [str(i) for i in reap_stuck_builds(session, now=now)]
+    change = bump_if_edited(session)
+    report.template_change = change.as_dict() if change else None
     status = pool_status(session, settings)
     config = load_pool_config(session, settings)
     master, user = status["pools"]["master"], status["pools"]["user"]
@@ -297,6 +309,10 @@ def _pass(
         report.refill_needed = short
         if short and enqueue_refills:
             report.refill_job = enqueue_replenish(redis_client, "all")
+        step = advance_rollout(
+            session, redis_client, version, pools_full=not short, enqueue=enqueue_refills
+        )
+        report.rollout = step.as_dict()
 
     conditions = pool_conditions(session, status, config.failure_budget)
     if check_workers:

@@ -33,6 +33,10 @@ SETTING_BOUNDS: dict[str, tuple[int, int, str]] = {
     "demand_service_level": (50, 99, "percent of claims the pool should serve within a lead time"),
     "demand_history_days": (0, 90, "days of history for the hour-of-day profile (0: none)"),
 }
+# Template versions (docs/pool.md, "Template versions and rolling rebuilds").
+SETTING_BOUNDS |= {
+    "rollout_max_building": (1, 50, "pool builds in flight at once while a rollout rebuilds"),
+}
 
 
 class PoolConfigError(ValueError):
@@ -52,6 +56,8 @@ class PoolConfig:
     demand_half_life_min: int
     demand_service_level: int
     demand_history_days: int
+    # template versions
+    rollout_max_building: int = 2
 
     def target_for(self, pool_type: str) -> int:
         target = self.master_target if pool_type == "master" else self.user_target
@@ -76,6 +82,8 @@ def env_defaults(settings: Settings) -> dict[str, int]:
         "demand_half_life_min": 15,
         "demand_service_level": 95,
         "demand_history_days": 28,
+        # template versions
+        "rollout_max_building": 2,
     }
 
 

@@ -26,6 +26,7 @@ from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.demand import effective_target
 from portal.services.pool_metrics import pool_status
+from portal.services.rollout_status import rollout_status
 from portal.services.sql_time import epoch_bucket
 
 log = logging.getLogger("portal.portal_metrics")
@@ -181,7 +182,8 @@ def admin_pool_payload(
     """The `/admin/api/pool` payload, also what `pool_update` carries on Socket.IO.
 
     `pool_status` (levels, targets, assignment metrics) plus an `ops` block with what the
-    dashboard cards show beyond it: refills in flight, seeding time, alerts, RQ workers."""
+    dashboard cards show beyond it: refills in flight, seeding time, alerts, RQ workers; and a
+    `rollout` block (template version changes and their rebuild, `rollout_status`)."""
     payload = pool_status(session, settings)
     since = utcnow() - timedelta(hours=24)
     pools = payload["pools"]
@@ -197,6 +199,7 @@ def admin_pool_payload(
         "alerts_active": len(alerts),
     }
     payload["demand"] = {"master": effective_target(session, settings, "master").as_dict()}
+    payload["rollout"] = rollout_status(session, payload)
     return payload
 
 

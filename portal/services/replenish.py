@@ -27,6 +27,13 @@ from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.campaigns import find_master_template
 from portal.services.demand import effective_target
 from portal.services.pool_config import PoolConfig, load_pool_config
+from portal.services.rollout import (
+    BuildSuperseded,
+    BuildThrottled,
+    admit_build,
+    mark_ready_if_current,
+    retire_superseded_build,
+)
 from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.pool")
@@ -45,7 +52,8 @@ class ReplenishReport:
     level_before: int = 0
     built: list[str] = field(default_factory=list)
     failed: int = 0
-    skipped: str | None = None  # why nothing was done: "locked", "halted", "no_template"
+    # why it stopped short: "locked", "halted", "no_template", "throttled" (a rollout's cap)
+    skipped: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -124,11 +132,20 @@ def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | 
 
 
 def build_pool_campaign(
-    session: Session, template: Campaign, pool_type: str, owner_id: uuid.UUID
+    session: Session,
+    template: Campaign,
+    pool_type: str,
+    owner_id: uuid.UUID,
+    *,
+    max_building: int | None = None,
 ) -> Campaign:
     """Create one pool campaign: a committed `building` row, then content + `ready` in one commit.
 
-    On failure the row is marked `failed` (content rolled back) and the error re-raised."""
+    With `max_building`, the build is admitted only within the rollout's cap (BuildThrottled,
+    nothing written, otherwise; see portal.services.rollout). The flip to `ready` is guarded:
+    if the template version changed during the build, the campaign was retired and nothing
+    is committed (BuildSuperseded). On failure the row is marked `failed` (content rolled
+    back) and the error re-raised."""
     now = utcnow()
     campaign = Campaign(
         id=uuid.uuid4(),
@@ -144,16 +161,34 @@ def build_pool_campaign(
         updated_at=now,
     )
     session.add(campaign)
+    in_flight = None
+    if max_building is not None and template.template_version is not None:
+        session.flush()
+        try:
+            in_flight = admit_build(
+                session, template.template_version, max_building, now - BUILD_STALE_AFTER
+            )
+        except BuildThrottled:
+            session.rollback()
+            raise
     session.commit()
     campaign_id = campaign.id
     log.info("pool.build.started", extra={"campaign_id": str(campaign_id), "pool_type": pool_type})
     try:
-        campaign.pool_status = "ready"
+        if not mark_ready_if_current(session, campaign_id):
+            session.rollback()
+            retire_superseded_build(session, campaign_id)
+            log.info("pool.build.superseded", extra={"campaign_id": str(campaign_id)})
+            raise BuildSuperseded(f"campaign {campaign_id} was built from an old template version")
         result = CampaignBatchSeeder(session).seed(campaign, template)
+    except BuildSuperseded:
+        raise
     except Exception as exc:
         session.rollback()
         session.execute(
-            sa.update(Campaign).where(Campaign.id == campaign_id).values(pool_status="failed")
+            sa.update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.pool_status == "building")
+            .values(pool_status="failed")
         )
         session.add(
             PoolEvent(
@@ -174,6 +209,9 @@ def build_pool_campaign(
             },
         )
         raise
+    detail: dict[str, object] = {"method": result.method, "rows": result.total_rows}
+    if in_flight is not None:
+        detail["in_flight"] = in_flight
     session.add(
         PoolEvent(
             kind="replenished",
@@ -181,7 +219,7 @@ def build_pool_campaign(
             user_id=owner_id if pool_type == "user" else None,
             pool_type=pool_type,
             duration_ms=result.duration_ms,
-            detail={"method": result.method, "rows": result.total_rows},
+            detail=detail,
         )
     )
     session.commit()
@@ -228,6 +266,7 @@ def replenish_pool(
             session, pool_type, template.template_version, user_id
         )
         missing = max(0, target - level)
+        superseded = 0
         while level < target:
             if pool_halted(session, pool_type, user_id, config.failure_budget):
                 report.skipped = "halted"
@@ -237,13 +276,30 @@ def replenish_pool(
                 )
                 break
             try:
-                campaign = build_pool_campaign(session, template, pool_type, owner_id)
+                campaign = build_pool_campaign(
+                    session,
+                    template,
+                    pool_type,
+                    owner_id,
+                    max_building=config.rollout_max_building,
+                )
+            except BuildThrottled as exc:
+                report.skipped = "throttled"
+                log.info("pool.replenish.throttled", extra={"reason": str(exc)})
+                break
+            except BuildSuperseded:
+                superseded += 1
             except Exception:
                 report.failed += 1
                 continue
-            report.built.append(str(campaign.id))
-            if progress:
-                progress(len(report.built), missing)
+            else:
+                report.built.append(str(campaign.id))
+                if progress:
+                    progress(len(report.built), missing)
+            # The version may have changed (an edit, a bump, an import): build the new one.
+            template = find_master_template(session)
+            if template is None or template.template_version is None or superseded > 3:
+                break
             level = pool_level(session, pool_type, template.template_version, user_id)
             lock.extend(LOCK_TIMEOUT_S, replace_ttl=True)
     finally:
@@ -289,13 +345,14 @@ def replenish_all(
     """Refill the master pool, then every gamemaster's own pool that is short."""
     reports = [replenish_pool(session, redis_client, settings, "master", progress=progress)]
     version = find_master_template(session)
-    if version is None:
+    if version is None or reports[0].skipped == "throttled":
         return reports
     config = load_pool_config(session, settings)
     for user_id in gamemasters_needing_pools(session, config, version.template_version or 0):
-        reports.append(
-            replenish_pool(session, redis_client, settings, "user", user_id, progress=progress)
-        )
+        report = replenish_pool(session, redis_client, settings, "user", user_id, progress=progress)
+        reports.append(report)
+        if report.skipped == "throttled":  # the rollout's builds are all taken: stop here
+            break
     return reports
 
 

@@ -36,9 +36,12 @@ from portal.models import (
 )
 from portal.services.campaigns import find_master_template
 from portal.services.image_store import ImageStore, checksum_of
+from portal.services.rollout import retire_old_versions
 from portal.services.template.document import CAMPAIGN_REF, RECORD_TYPE_OF, SECTIONS
 from portal.services.template.errors import TemplateError
+from portal.services.template.fingerprint import template_fingerprint
 from portal.services.template.validation import ValidTemplate
+from portal.services.template.versions import VersionChange, record_version_change
 
 log = logging.getLogger("portal.template")
 
@@ -97,6 +100,18 @@ def _demote_master(session: Session, old: Campaign) -> int:
     old.updated_at = utcnow()
     session.flush()
     return version
+
+
+def _supersede_pool(session: Session, campaign: Campaign, previous: int) -> None:
+    """A replacement is a new template version: retire the pool campaigns of the old ones in
+    this same transaction (see portal.services.rollout) and record the change."""
+    now = utcnow()
+    version = campaign.template_version or 1
+    retired = retire_old_versions(session, version, reason="template_version", now=now)
+    change = VersionChange(
+        previous, version, "imported", campaign.template_fingerprint or "", len(retired)
+    )
+    record_version_change(session, change, now)
 
 
 def _blob_key(blob_id: uuid.UUID, filename: str) -> str:
@@ -251,7 +266,12 @@ def write_template(
         owner = template_owner(session)
         # Serialize template writers on the owner row (PostgreSQL; SQLite serializes writes
         # anyway) so two concurrent imports cannot both see "no master" and create two.
-        session.execute(sa.select(User.id).where(User.id == owner.id).with_for_update())
+        # NO KEY UPDATE, not UPDATE: a pool build inserting the owner's characters takes a
+        # KEY SHARE lock on this row (the foreign key) while holding its pool campaign, which
+        # a replacement then retires; FOR UPDATE would deadlock with it.
+        session.execute(
+            sa.select(User.id).where(User.id == owner.id).with_for_update(key_share=True)
+        )
         existing = find_master_template(session)
         if existing is not None and not replace:
             raise TemplateError(
@@ -282,6 +302,9 @@ def write_template(
         session.flush()
         _store_files(store, plan, stored)
         _insert_rows(session, plan)
+        campaign.template_fingerprint = template_fingerprint(session, campaign.id)
+        if existing is not None:
+            _supersede_pool(session, campaign, version - 1)
         session.commit()
     except BaseException:
         session.rollback()
