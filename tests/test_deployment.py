@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from portal.devtools.imagekit_server import LocalImageKitServer
 from portal.services.bench_http import (
@@ -55,24 +56,22 @@ SCANNED = ("portal", "jobs", "migrations/env.py", "app.py", "wsgi.py", "gunicorn
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*[A-Z0-9]$")
 
 # docs/deployment.md, "Rollback": the commands and SQL the tests below run, verbatim.
-ROLLBACK_ONE_RELEASE = "flask --app app db downgrade 0002"
+# The previous release's head: going back one release from HEAD.
+PREVIOUS_RELEASE = "0003"
+ROLLBACK_ONE_RELEASE = f"flask --app app db downgrade {PREVIOUS_RELEASE}"
 RETIRE_POOL_SQL = "UPDATE campaigns SET pool_status = 'retired' WHERE is_pool;"
 POOL_CLEANUP = "flask --app app pool cleanup"
 ROLLBACK_BELOW_POOL = "flask --app app db downgrade 0001"
-RESTORE_VERSION_SQL = (
-    "UPDATE campaigns SET template_version = 1 "
-    "WHERE is_master_template AND template_version IS NULL;"
-)
 DOCUMENTED = (
     ROLLBACK_ONE_RELEASE,
     RETIRE_POOL_SQL,
     POOL_CLEANUP,
     ROLLBACK_BELOW_POOL,
-    RESTORE_VERSION_SQL,
 )
 TEMPLATE_GENERATE = "flask --app app template generate"
 CONTENT_TABLES = ("schticks", "weapons", "factions", "junctures", "characters")
 MASTER_TARGET = 2
+HEAD = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
 SERVICES = ("web", "worker", "scheduler")
 
 
@@ -486,9 +485,9 @@ def _fillfactors(deployment: Deployment) -> dict[str, Any]:
 @pytest.mark.redis
 @pytest.mark.slow
 def test_rollback_one_release_keeps_every_row(deployment: Deployment) -> None:
-    """docs/deployment.md, "Rollback": going back from 0003 to 0002 drops no data."""
+    """docs/deployment.md, "Rollback": going back one release (to 0003) drops no data."""
     deployment.ensure_running()
-    assert deployment.revision() == "0003"
+    assert deployment.revision() == HEAD
     kept = deployment.create_campaign("Before the rollback")
     deployment.stop("scheduler", "worker", "web")  # the worker finishes the refill it runs
     before = deployment.counts()
@@ -496,18 +495,21 @@ def test_rollback_one_release_keeps_every_row(deployment: Deployment) -> None:
     events = deployment.sql("SELECT count(*) FROM pool_events")[0][0]
     assert _fillfactors(deployment) == {
         "campaigns": ["fillfactor=70"],
-        "schticks": ["fillfactor=70"],
+        "schticks": ["fillfactor=45"],
     }
 
     deployment.run(ROLLBACK_ONE_RELEASE)
-    assert deployment.revision() == "0002"
-    assert _fillfactors(deployment) == {"campaigns": None, "schticks": None}  # all it drops
+    assert deployment.revision() == PREVIOUS_RELEASE
+    assert _fillfactors(deployment) == {
+        "campaigns": ["fillfactor=70"],
+        "schticks": ["fillfactor=70"],
+    }
     assert deployment.counts() == before
     assert deployment.sql("SELECT id, name, pool_status FROM campaigns ORDER BY id") == campaigns
     assert deployment.sql("SELECT count(*) FROM pool_events")[0][0] == events
 
     deployment.run(deployment.processes["release"])  # the upgrade again
-    assert deployment.revision() == "0003"
+    assert deployment.revision() == HEAD
     deployment.ensure_running()
     assert deployment.create_campaign("After the upgrade")["source"] == "master_pool"
     status, body = deployment.request("GET", f"/api/v2/campaigns/{kept['id']}")
@@ -522,7 +524,7 @@ def test_rollback_below_the_pool_revision_as_documented(deployment: Deployment) 
     tables and columns go, users, tokens, template and users' campaigns stay), upgrade again,
     restore the template version, and the pool refills and serves."""
     deployment.ensure_running()
-    assert deployment.revision() == "0003"
+    assert deployment.revision() == HEAD
     kept = deployment.create_campaign("Survives the pool rollback")
     deployment.stop("scheduler", "worker", "web")
 
@@ -540,7 +542,11 @@ def test_rollback_below_the_pool_revision_as_documented(deployment: Deployment) 
     assert deployment.sql("SELECT id, user_id, name FROM campaigns ORDER BY id") == owned
 
     deployment.run(deployment.processes["release"])
-    deployment.sql(RESTORE_VERSION_SQL)
+    # Migration 0002 gives the surviving master template its version back (the pool builds
+    # and claims only for the master template's version).
+    assert deployment.sql("SELECT template_version FROM campaigns WHERE is_master_template") == [
+        (1,)
+    ]
     deployment.ensure_running()
     assert deployment.create_campaign("After the pool rollback")["source"] == "master_pool"
     status, body = deployment.request("GET", f"/api/v2/campaigns/{kept['id']}")

@@ -5,7 +5,9 @@ Revises: 0001
 Create Date: 2026-11-24
 
 An existing deployment receives the pool as its own revision: the columns are added with
-defaults that leave every existing campaign an ordinary, non-pool campaign.
+defaults that leave every existing campaign an ordinary, non-pool campaign. A master template
+that already exists gets version 1: pool campaigns are built and claimed only for the master
+template's version, so without one the pool would never fill.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -54,6 +56,10 @@ def upgrade() -> None:
     sa.Column('updated_by_id', sa.Uuid(), nullable=True),
     sa.ForeignKeyConstraint(['updated_by_id'], ['users.id'], name=op.f('fk_pool_settings_updated_by_id_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_pool_settings'))
+    )
+    op.execute(
+        "UPDATE campaigns SET template_version = 1 "
+        "WHERE is_master_template AND template_version IS NULL"
     )
 
 

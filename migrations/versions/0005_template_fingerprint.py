@@ -10,8 +10,6 @@ a hash of the template's content with this column and bumps the version when the
 (docs/pool.md, "Template versions and rolling rebuilds"). It sits on the campaign row, next to
 `template_version`, so one guarded UPDATE changes both at once. NULL (every existing row) means
 "not fingerprinted yet": the first monitor pass records it without bumping.
-
-(Another branch may add a revision after 0004 as well; renumber at merge.)
 """
 from alembic import op
 import sqlalchemy as sa
