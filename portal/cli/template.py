@@ -8,6 +8,7 @@ written.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -156,7 +157,7 @@ def bump_command(if_edited: bool) -> None:
         if if_edited:
             change = bump_if_edited(db.session)
         else:
-            change = bump_template_version(db.session, actor=os.environ.get("USER") or "cli")
+            change = bump_template_version(db.session, actor=_operator())
     except TemplateError as error:
         raise _fail(error) from None
     if change is None:
@@ -170,3 +171,11 @@ def bump_command(if_edited: bool) -> None:
         f"{change.retired} pool campaign(s) retired, the pools rebuild at the new version.",
         err=True,
     )
+
+
+def _operator() -> str:
+    """Who ran the command, for the bump's pool event (the login name, else "cli")."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return "cli"
