@@ -57,6 +57,14 @@ from tests.databases import TestDatabases
 WEB_THREADS = 16
 
 
+@pytest.fixture
+def test_redis_url(redis_url: str) -> str:
+    """The shared test Redis (TEST_REDIS_URL); the test is skipped without one."""
+    if not redis_url:
+        pytest.skip("needs a real Redis: set TEST_REDIS_URL")
+    return redis_url
+
+
 def wait_until(
     condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.1
 ) -> Any:

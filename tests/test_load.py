@@ -2,11 +2,11 @@
 workers refill the pool, on PostgreSQL and Redis (issue 8).
 
 Steps of 1 -> 4 -> 8 -> 16 clients, each client its own gamemaster with its own token and
-keep-alive connection, `LOAD_SCALE` creates per client per step (1 in CI), one step straight after the
-other (the pool drains under the larger steps and creates fall back to seeding; that is part of
-what is measured). Per step: throughput, p50/p95/p99 of every create, errors, pool hit rate,
-written to test-artifacts/load.json with a summary line on stdout. What is asserted is
-behaviour, not speed: every create answered 201, every returned campaign verifies against the
+keep-alive connection, `LOAD_SCALE` creates per client per step (1 in CI), one step straight
+after the other (the pool drains under the larger steps and creates fall back to seeding; that
+is part of what is measured). Per step: throughput, p50/p95/p99 of every create, errors, pool
+hit rate, written to test-artifacts/load.json with a summary line on stdout. What is asserted
+is behaviour, not speed: every create answered 201, every returned campaign verifies against the
 template and belongs to its requester only, none was handed out twice, and the pool is back at
 its target once the load stops, with /health ok.
 
@@ -25,9 +25,10 @@ import pytest
 
 from portal.models import utcnow
 from portal.services.bench_http import run_burst
-from tests.processes import running_stack, step_figures
+from tests.processes import running_stack, step_figures, test_redis_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+__all__ = ["test_redis_url"]  # a fixture
 
 STEPS = (1, 4, 8, 16)
 
@@ -41,13 +42,6 @@ def load_scale() -> int:
     if scale < 1:
         raise pytest.UsageError(f"LOAD_SCALE must be at least 1, got {scale}")
     return scale
-
-
-@pytest.fixture
-def test_redis_url(redis_url: str) -> str:
-    if not redis_url:
-        pytest.skip("needs a real Redis: set TEST_REDIS_URL")
-    return redis_url
 
 
 def test_a_ramp_of_gamemasters_while_workers_refill(
