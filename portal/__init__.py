@@ -37,6 +37,7 @@ ENV_KEYS = frozenset(
         "ALERT_EMAILS",
         "SLACK_WEBHOOK_URL",
         "ALERT_COOLDOWN_MINUTES",
+        "POOL_BUILD_TIMEOUT",
     }
 )
 

@@ -49,6 +49,7 @@ class Settings:
     alert_emails: tuple[str, ...] = field(default_factory=tuple)
     slack_webhook_url: str | None = None
     alert_cooldown_minutes: int = 30
+    pool_build_timeout_s: int = 600
 
     @property
     def embedded_queue(self) -> bool:
@@ -248,4 +249,5 @@ def load_settings(
         alert_emails=_emails(env, "ALERT_EMAILS"),
         slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL"),
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
+        pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
     )

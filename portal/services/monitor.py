@@ -32,11 +32,16 @@ from sqlalchemy.orm import Session
 from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.alerts import AlertNotifier, Condition, reconcile
-from portal.services.cleanup import reap_stuck_builds
+from portal.services.cleanup import reap_after, reap_stuck_builds
 from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
 from portal.services.queue import QUEUE_NAMES
-from portal.services.replenish import enqueue_replenish, gamemasters_needing_pools, pool_level
+from portal.services.replenish import (
+    build_timeout,
+    enqueue_replenish,
+    gamemasters_needing_pools,
+    pool_level,
+)
 
 log = logging.getLogger("portal.monitor")
 
@@ -281,7 +286,8 @@ def _pass(
     check_workers: bool,
     enqueue_refills: bool,
 ) -> None:
-    report.reaped = [str(i) for i in reap_stuck_builds(session, now=now)]
+    reaped = reap_stuck_builds(session, now=now, older_than=reap_after(settings))
+    report.reaped = [str(i) for i in reaped]
     status = pool_status(session, settings)
     config = load_pool_config(session, settings)
     master, user = status["pools"]["master"], status["pools"]["user"]
@@ -290,7 +296,8 @@ def _pass(
     report.user = {k: user[k] for k in ("ready", "building", "failed", "target", "gamemasters")}
     version = status["template_version"]
     if version is not None:
-        short = pool_level(session, "master", version) < config.target_for("master")
+        level = pool_level(session, "master", version, stale_after=build_timeout(settings))
+        short = level < config.target_for("master")
         short = short or bool(gamemasters_needing_pools(session, config, version))
         report.refill_needed = short
         if short and enqueue_refills:

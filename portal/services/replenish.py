@@ -30,8 +30,10 @@ from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.pool")
 
+# A refill job's timeout (the whole refill), and the default build timeout
+# (POOL_BUILD_TIMEOUT): the refill lock's TTL, renewed after each build.
 LOCK_TIMEOUT_S = 600
-BUILD_STALE_AFTER = timedelta(minutes=10)
+BUILD_STALE_AFTER = timedelta(seconds=LOCK_TIMEOUT_S)
 HALT_COOLDOWN = timedelta(minutes=15)
 Progress = Callable[[int, int], None]
 
@@ -44,7 +46,7 @@ class ReplenishReport:
     level_before: int = 0
     built: list[str] = field(default_factory=list)
     failed: int = 0
-    skipped: str | None = None  # why nothing was done: "locked", "halted", "no_template"
+    skipped: str | None = None  # why it stopped: "locked", "halted", "no_template", "lock_lost"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,11 +65,22 @@ def lock_name(pool_type: str, user_id: uuid.UUID | None) -> str:
     return f"campaign-pool:refill:{pool_type}:{user_id or 'all'}"
 
 
+def build_timeout(settings: Settings | None) -> timedelta:
+    """How long one build may take (POOL_BUILD_TIMEOUT): the refill lock lives this long past
+    each build, and a `building` row older than this no longer counts as on its way."""
+    return timedelta(seconds=settings.pool_build_timeout_s if settings else LOCK_TIMEOUT_S)
+
+
 def pool_level(
-    session: Session, pool_type: str, version: int, user_id: uuid.UUID | None = None
+    session: Session,
+    pool_type: str,
+    version: int,
+    user_id: uuid.UUID | None = None,
+    *,
+    stale_after: timedelta = BUILD_STALE_AFTER,
 ) -> int:
     """Ready campaigns plus fresh builds of one pool at the current template version."""
-    stale_before = utcnow() - BUILD_STALE_AFTER
+    stale_before = utcnow() - stale_after
     stmt = sa.select(sa.func.count()).where(
         Campaign.is_pool.is_(True),
         Campaign.pool_type == pool_type,
@@ -216,7 +229,8 @@ def replenish_pool(
     if template is None or template.template_version is None:
         report.skipped = "no_template"
         return report
-    lock = redis_client.lock(lock_name(pool_type, user_id), timeout=LOCK_TIMEOUT_S)
+    timeout = build_timeout(settings)
+    lock = redis_client.lock(lock_name(pool_type, user_id), timeout=timeout.total_seconds())
     if not lock.acquire(blocking=False):
         report.skipped = "locked"
         log.info("pool.replenish.skipped", extra={"pool_type": pool_type, "reason": "locked"})
@@ -224,7 +238,7 @@ def replenish_pool(
     try:
         owner_id = user_id if pool_type == "user" else template.user_id
         report.level_before = level = pool_level(
-            session, pool_type, template.template_version, user_id
+            session, pool_type, template.template_version, user_id, stale_after=timeout
         )
         missing = max(0, target - level)
         while level < target:
@@ -243,8 +257,14 @@ def replenish_pool(
             report.built.append(str(campaign.id))
             if progress:
                 progress(len(report.built), missing)
-            level = pool_level(session, pool_type, template.template_version, user_id)
-            lock.extend(LOCK_TIMEOUT_S, replace_ttl=True)
+            level = pool_level(
+                session, pool_type, template.template_version, user_id, stale_after=timeout
+            )
+            try:
+                lock.extend(timeout.total_seconds(), replace_ttl=True)
+            except LockError:  # a build outlived the timeout: another refill may own the pool
+                report.skipped = "lock_lost"
+                break
     finally:
         try:
             lock.release()
