@@ -481,12 +481,36 @@ def rq_worker(
             _stop(process)
 
 
-def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signal a process started here in its own group (gunicorn, a worker) and all its
-    children at once, and reap it: with SIGKILL, what a host losing power does to them."""
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
+    """Signal a process started here in its own group (gunicorn, a worker), its group and every
+    descendant at once, and reap it: with SIGKILL, what a host losing power does to them.
+
+    Descendants are looked up separately because an RQ work horse calls setsid(): it is not in
+    its worker's process group, and a signal to the group alone leaves it running the job.
+    Returns the pids signalled."""
+    pids = [process.pid, *_descendants(process.pid)]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
+    for pid in pids[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
     process.wait(timeout=15)
+    return pids
+
+
+def _descendants(pid: int) -> list[int]:
+    """Children, grandchildren ... of `pid` (from /proc: field [1] of stat is the parent)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _proc_stat(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 # ---------------------------------------------------------------------------- resource usage
