@@ -57,9 +57,8 @@ from tests.databases import TestDatabases
 WEB_THREADS = 16
 
 
-@pytest.fixture
-def test_redis_url(redis_url: str) -> str:
-    """The shared test Redis (TEST_REDIS_URL); the test is skipped without one."""
+def require_redis(redis_url: str) -> str:
+    """The shared test Redis (the `redis_url` fixture, TEST_REDIS_URL), or skip the test."""
     if not redis_url:
         pytest.skip("needs a real Redis: set TEST_REDIS_URL")
     return redis_url

@@ -18,17 +18,16 @@ from rq import Queue
 
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent, Schtick, Weapon
-from portal.services.bench_http import kill_group, run_burst
+from portal.services.bench_http import Sample, kill_group, run_burst
 from portal.services.queue import get_redis
 from portal.services.verify import verify_campaigns
-from tests.processes import LoadLoop, Stack, running_stack, test_redis_url, wait_until
+from tests.processes import LoadLoop, Stack, require_redis, running_stack, wait_until
 from tests.smtp_helpers import RedisProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
-__all__ = ["test_redis_url"]  # a fixture
 
 
-def assert_nothing_lost_or_doubled(stack, samples) -> None:
+def assert_nothing_lost_or_doubled(stack: Stack, samples: list[Sample]) -> None:
     errors = [(s.status, s.error) for s in samples if s.status != 201]
     assert errors == [], errors[:5]
     checks = stack.check(samples)
@@ -75,14 +74,14 @@ def test_redis_stopped_under_load_falls_back_then_refills_resume(
 
 
 def test_a_burst_larger_than_the_pool_gets_a_campaign_for_everyone(
-    databases, template_golden, test_redis_url, tmp_path
+    databases, template_golden, redis_url, tmp_path
 ):
     """Twelve gamemasters at once, two creates each, against a pool of four: every request a
     201 (the pool's four and whatever the worker rebuilt meanwhile, the rest seeded in the
     request), all distinct, all complete, and the pool back at its target afterwards."""
-    target = 4
+    target, url = 4, require_redis(redis_url)
     with running_stack(
-        databases, template_golden, test_redis_url, tmp_path, users=12, master_target=target
+        databases, template_golden, url, tmp_path, users=12, master_target=target
     ) as stack:
         phase = run_burst(stack.port, stack.users, 2, "exhausted", timeout_s=120)
         samples = phase.samples
@@ -98,9 +97,9 @@ BUILD_TIMEOUT_S = 4  # POOL_BUILD_TIMEOUT for the kill test: reaped after 4 + 2 
 
 
 def test_a_worker_killed_mid_build_leaves_nothing_half_built_and_is_replaced(
-    databases, template_golden, test_redis_url, tmp_path
+    databases, template_golden, redis_url, tmp_path
 ):
-    """SIGKILL of a worker (its whole process group: worker, scheduler and the work horse)
+    """SIGKILL of a worker's whole process tree (worker, RQ scheduler and the work horse)
     while the horse is inside a build's seeding transaction. The build's content never
     commits: its row stays `building` with no content and is never ready. Creates go on.
     The monitor job (what `rq cron` enqueues every minute) reaps the row once it is older
@@ -112,15 +111,12 @@ def test_a_worker_killed_mid_build_leaves_nothing_half_built_and_is_replaced(
     `building` row, then waits inside its transaction until the worker is dead."""
     target = 3
     with running_stack(
-        databases, template_golden, test_redis_url, tmp_path,
+        databases, template_golden, require_redis(redis_url), tmp_path,
         users=4, master_target=target, env={"POOL_BUILD_TIMEOUT": str(BUILD_TIMEOUT_S)},
     ) as stack:  # fmt: skip
         (first,) = stack.workers.values()
-        blocker = sa.create_engine(
-            stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1),
-            poolclass=sa.pool.NullPool,
-        )
-        samples = []
+        blocker = sa.create_engine(stack.database_url, poolclass=sa.pool.NullPool)
+        samples: list[Sample] = []
         try:
             with blocker.connect() as lock_conn:
                 lock_conn.exec_driver_sql("LOCK TABLE image_attachments IN SHARE MODE")

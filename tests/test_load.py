@@ -25,10 +25,9 @@ import pytest
 
 from portal.models import utcnow
 from portal.services.bench_http import run_burst
-from tests.processes import running_stack, step_figures, test_redis_url
+from tests.processes import require_redis, running_stack, step_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
-__all__ = ["test_redis_url"]  # a fixture
 
 STEPS = (1, 4, 8, 16)
 
@@ -45,14 +44,14 @@ def load_scale() -> int:
 
 
 def test_a_ramp_of_gamemasters_while_workers_refill(
-    databases, template_golden, test_redis_url, tmp_path, artifacts_dir
+    databases, template_golden, redis_url, tmp_path, artifacts_dir
 ):
     scale = load_scale()
     per_client = scale
     target = min(50, 10 * scale)
     started = time.monotonic()
     with running_stack(
-        databases, template_golden, test_redis_url, tmp_path,
+        databases, template_golden, require_redis(redis_url), tmp_path,
         users=max(STEPS), master_target=target,
     ) as stack:  # fmt: skip
         assert stack.ready() == target
