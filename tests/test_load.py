@@ -49,25 +49,29 @@ def test_a_ramp_of_gamemasters_while_workers_refill(
     scale = load_scale()
     per_client = scale
     target = min(50, 10 * scale)
-    started = time.monotonic()
     with running_stack(
         databases, template_golden, require_redis(redis_url), tmp_path,
         users=max(STEPS), master_target=target,
     ) as stack:  # fmt: skip
         assert stack.ready() == target
-        phases = []
+        phases, ready_before = [], []
         for clients in STEPS:
+            ready_before.append(stack.ready())
             phase = run_burst(stack.port, stack.users[:clients], per_client, f"load x{clients}")
             phases.append((clients, phase))
         samples = [s for _, phase in phases for s in phase.samples]
         # The refills the creates queued bring the pool back without anyone asking again.
+        load_ended = time.monotonic()
         stack.wait_for_pool(target, timeout_s=60 * scale)
-        recovered_s = round(time.monotonic() - started - sum(p.wall_s for _, p in phases), 1)
+        recovered_s = round(time.monotonic() - load_ended, 1)
         status, health = stack.health()
         checks = stack.check(samples)
         statuses = stack.pool_statuses()
 
-    steps = [step_figures(phase, clients) for clients, phase in phases]
+    steps = [
+        {**step_figures(phase, clients), "pool_ready_at_start": ready}
+        for (clients, phase), ready in zip(phases, ready_before, strict=True)
+    ]
     report = {
         "load": {
             "scale": scale,
