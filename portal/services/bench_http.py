@@ -478,7 +478,11 @@ def rq_worker(
                 client.close()
             yield process
         finally:
+            horses = _descendants(process.pid)  # in sessions of their own: not in the group
             _stop(process)
+            for pid in horses:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
