@@ -38,6 +38,7 @@ ENV_KEYS = frozenset(
         "SLACK_WEBHOOK_URL",
         "ALERT_COOLDOWN_MINUTES",
         "API_TOKEN_TTL_DAYS",
+        "POOL_BUILD_TIMEOUT",
     }
 )
 

@@ -50,6 +50,7 @@ class Settings:
     slack_webhook_url: str | None = None
     alert_cooldown_minutes: int = 30
     api_token_ttl_days: int = 365
+    pool_build_timeout_s: int = 600
 
     @property
     def embedded_queue(self) -> bool:
@@ -250,4 +251,5 @@ def load_settings(
         slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL"),
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
+        pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
     )

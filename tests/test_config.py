@@ -29,6 +29,7 @@ def test_defaults_need_no_environment(tmp_path: Path) -> None:
     assert (s.pool_master_target, s.pool_user_target, s.pool_low_watermark) == (5, 1, 2)
     assert s.pool_fallback == "sync"
     assert s.alert_emails == ()
+    assert s.pool_build_timeout_s == 600
 
 
 def test_generated_secret_key_is_kept_private_and_reused(tmp_path: Path) -> None:
@@ -52,6 +53,7 @@ def test_blank_values_count_as_unset(tmp_path: Path) -> None:
         ({"POOL_USER_TARGET": "-1"}, "POOL_USER_TARGET must be at least 0"),
         ({"POOL_LOW_WATERMARK": "-3"}, "POOL_LOW_WATERMARK must be at least 0"),
         ({"MAIL_PORT": "0"}, "MAIL_PORT must be at least 1"),
+        ({"POOL_BUILD_TIMEOUT": "0"}, "POOL_BUILD_TIMEOUT must be at least 1"),
         ({"MAIL_PORT": "70000"}, "MAIL_PORT must be at most 65535"),
         ({"MAIL_PORT": "smtp"}, "MAIL_PORT must be an integer"),
         (
@@ -101,6 +103,7 @@ def test_good_values_are_typed(tmp_path: Path) -> None:
         POOL_FALLBACK="ASYNC",
         IMAGE_SHARING="Copy",
         MAIL_PORT="2525",
+        POOL_BUILD_TIMEOUT="30",
         ALERT_EMAILS="ops@example.com, oncall@example.org,",
         SLACK_WEBHOOK_URL="https://hooks.example.com/services/x/",
         IMAGEKIT_PRIVATE_KEY="private_x",
@@ -109,6 +112,7 @@ def test_good_values_are_typed(tmp_path: Path) -> None:
     )
     assert (s.pool_master_target, s.pool_user_target, s.pool_low_watermark) == (8, 0, 8)
     assert s.pool_fallback == "async" and s.image_sharing == "copy" and s.mail_port == 2525
+    assert s.pool_build_timeout_s == 30
     assert s.alert_emails == ("ops@example.com", "oncall@example.org")
     assert s.slack_webhook_url == "https://hooks.example.com/services/x"
     assert s.imagekit_url_endpoint == "https://ik.example.com/demo"

@@ -27,7 +27,7 @@ from portal.models import (
 from portal.services.campaigns import create_campaign_shell
 from portal.services.image_store import get_image_store
 from portal.services.seeding.traditional import TraditionalSeeder
-from portal.services.verify import VerifyError, verify_campaign
+from portal.services.verify import VerifyError, verify_campaign, verify_campaigns
 from tests.small_template import build_small_template, make_user
 
 
@@ -69,6 +69,23 @@ def test_a_faithful_copy_passes_and_reports_counts(app):
     # An explicit reference campaign works too, and a campaign matches itself.
     assert verify_campaign(db.session, str(target.id), str(template.id)).ok
     assert verify_campaign(db.session, template.id).ok
+
+
+def test_many_campaigns_verified_at_once_get_the_same_verdicts(app):
+    """`verify_campaigns` reads the template once; a damaged campaign among good ones is still
+    the one reported, with the same differences as when verified alone."""
+    template, good = seeded()
+    damaged = create_campaign_shell(db.session, make_user(db.session, "other"), "B")
+    TraditionalSeeder(db.session, get_image_store()).seed(damaged, template)
+    _field_changed(template, damaged)
+    db.session.commit()
+    ids = [good.id, damaged.id, template.id]
+    reports = verify_campaigns(db.session, [str(i) for i in ids])
+    assert [r.campaign_id for r in reports] == ids
+    assert [r.ok for r in reports] == [True, False, True]
+    alone = verify_campaign(db.session, damaged.id)
+    assert reports[1].differences == alone.differences != []
+    assert reports[0].counts == verify_campaign(db.session, good.id).counts
 
 
 def _delete_schtick(template: Campaign, target: Campaign) -> None:

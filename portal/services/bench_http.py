@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,10 +309,15 @@ def free_port() -> int:
 
 
 def server_env(
-    database_url: str, secret_key: str, plan: HttpBenchPlan, port: int
+    database_url: str,
+    secret_key: str,
+    plan: HttpBenchPlan,
+    port: int,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The process environment of the bench's gunicorn: the scratch database, and nothing that
-    reaches an outside service (no ImageKit, mail, Slack; Redis only when given)."""
+    reaches an outside service (no ImageKit, mail, Slack; Redis only when given). `extra` lets
+    a caller (the load and fault tests) add settings such as pool sizes on top."""
     env = dict(os.environ)
     env.update(
         {
@@ -332,12 +337,17 @@ def server_env(
             "SLACK_WEBHOOK_URL": "",
         }
     )
+    env.update(extra or {})
     return env
 
 
 @contextlib.contextmanager
 def gunicorn_server(
-    database_url: str, secret_key: str, plan: HttpBenchPlan, workdir: Path
+    database_url: str,
+    secret_key: str,
+    plan: HttpBenchPlan,
+    workdir: Path,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Run `gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1 until the block ends; yield
     (port, process group id) once `/health` answers. The server runs in its own process group,
@@ -357,7 +367,7 @@ def gunicorn_server(
         process = subprocess.Popen(
             command,
             cwd=workdir,
-            env=server_env(database_url, secret_key, plan, port),
+            env=server_env(database_url, secret_key, plan, port, extra_env),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -409,6 +419,104 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no server log)"
+
+
+WORKER_QUEUES = ("seeding", "default")
+
+
+@contextlib.contextmanager
+def rq_worker(
+    env: Mapping[str, str],
+    redis_url: str,
+    workdir: Path,
+    name: str,
+    startup_timeout_s: float = 60.0,
+) -> Iterator[subprocess.Popen]:
+    """Run the production worker (docs/running.md: `rq worker --with-scheduler --worker-class
+    jobs.worker.AppWorker seeding default`) until the block ends; yield its process once it has
+    registered in Redis under `name`.
+
+    Like `gunicorn_server` it runs in `workdir` in its own process group (the worker, RQ's
+    scheduler child and the work horse of the current job), so a test can SIGKILL the whole
+    group as a dying host would, and the group is stopped afterwards whatever happened. `env` is
+    the web process's environment (`server_env`): a worker must see the same database and
+    Redis. Output goes to `workdir/<name>.log`."""
+    from redis import Redis
+    from rq import Worker
+
+    command = [
+        sys.executable, "-m", "rq.cli", "worker", "--with-scheduler",
+        "--worker-class", "jobs.worker.AppWorker",
+        "--url", redis_url, "--name", name, *WORKER_QUEUES,
+    ]  # fmt: skip
+    child_env = dict(env)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            client = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+            try:
+                deadline = time.monotonic() + startup_timeout_s
+                while name not in {w.name for w in Worker.all(connection=client)}:
+                    if process.poll() is not None:
+                        raise RuntimeError(
+                            f"rq worker exited ({process.returncode}):\n{log_tail(log_path)}"
+                        )
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"rq worker did not register:\n{log_tail(log_path)}")
+                    time.sleep(0.1)
+            finally:
+                client.close()
+            yield process
+        finally:
+            horses = _descendants(process.pid)  # in sessions of their own: not in the group
+            stop_process_group(process)
+            for pid in horses:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
+    """Signal a process started here in its own group (gunicorn, a worker), its group and every
+    descendant at once, and reap it: with SIGKILL, what a host losing power does to them.
+
+    Descendants are looked up separately because an RQ work horse calls setsid(): it is not in
+    its worker's process group, and a signal to the group alone leaves it running the job.
+    Returns the pids signalled."""
+    pids = [process.pid, *_descendants(process.pid)]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    for pid in pids[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    process.wait(timeout=15)
+    return pids
+
+
+def _descendants(pid: int) -> list[int]:
+    """Children, grandchildren ... of `pid` (from /proc: field [1] of stat is the parent)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _proc_stat(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 # ---------------------------------------------------------------------------- resource usage
@@ -605,7 +713,22 @@ def _sequential(client: Client, count: int, label: str, tick: Tick) -> Phase:
 
 def _burst(port: int, users: list[BenchUser], plan: HttpBenchPlan, label: str, tick: Tick) -> Phase:
     """C threads, each its own user and connection (opened before the start), released at once."""
-    clients = [Client(port, i, user, plan.request_timeout_s) for i, user in enumerate(users)]
+    return run_burst(port, users, plan.per_client, label, plan.request_timeout_s, tick)
+
+
+def run_burst(
+    port: int,
+    users: list[BenchUser],
+    per_client: int,
+    label: str,
+    timeout_s: float = 30.0,
+    tick: Tick | None = None,
+) -> Phase:
+    """One closed-loop burst: a thread per user, each with its own keep-alive connection opened
+    before the start, released together, `per_client` creates each. Public for the load test,
+    which ramps the number of users step by step with it."""
+    tick = tick or (lambda _label: None)
+    clients = [Client(port, i, user, timeout_s) for i, user in enumerate(users)]
     results: list[list[Sample]] = [[] for _ in clients]
     ready = threading.Barrier(len(clients) + 1)
     tick_lock = threading.Lock()
@@ -618,7 +741,7 @@ def _burst(port: int, users: list[BenchUser], plan: HttpBenchPlan, label: str, t
             ready.wait()
         except threading.BrokenBarrierError:
             return
-        for request in range(plan.per_client):
+        for request in range(per_client):
             results[index].append(client.create(f"HTTP bench {label} {index}-{request}"))
             with tick_lock:
                 tick("burst")

@@ -42,13 +42,20 @@ from portal.models import (
 from portal.models import utcnow as _utcnow
 from portal.services.blobs import detach_images, purge_unused_blobs
 from portal.services.image_store import ImageStore
-from portal.services.replenish import LOCK_TIMEOUT_S
+from portal.services.replenish import build_timeout
 
 log = logging.getLogger("portal.cleanup")
 
-# A live build holds the refill lock and runs in a job with this timeout; past it (plus a
-# margin) the builder is certainly gone.
-REAP_BUILDING_AFTER = timedelta(seconds=LOCK_TIMEOUT_S) + timedelta(minutes=5)
+
+def reap_after(settings: Settings | None) -> timedelta:
+    """How long a build may stay in `building` before its builder is certainly gone: the build
+    timeout (a live build renews the refill lock within it) plus a margin of half of it, at
+    most 5 minutes. 15 minutes with the default POOL_BUILD_TIMEOUT of 10."""
+    timeout = build_timeout(settings)
+    return timeout + min(timedelta(minutes=5), timeout / 2)
+
+
+REAP_BUILDING_AFTER = reap_after(None)
 MAX_READY_AGE = timedelta(days=30)
 # Blobs without attachments younger than this are left alone: an upload may be about to be
 # attached by a transaction that has not committed yet.
@@ -229,7 +236,8 @@ def cleanup_pool(
         store = get_image_store()
     now = now or _utcnow()
     ready_before = now - max_ready_age
-    report = CleanupReport(reaped=[str(i) for i in reap_stuck_builds(session, now=now)])
+    reaped = reap_stuck_builds(session, now=now, older_than=reap_after(settings))
+    report = CleanupReport(reaped=[str(i) for i in reaped])
     candidates = session.execute(
         sa.select(Campaign.id, Campaign.pool_status, Campaign.pool_type, Campaign.user_id)
         .where(_eligible(ready_before))

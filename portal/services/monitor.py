@@ -36,12 +36,17 @@ from sqlalchemy.orm import Session
 from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.alerts import AlertNotifier, Condition, reconcile
-from portal.services.cleanup import reap_stuck_builds
+from portal.services.cleanup import reap_after, reap_stuck_builds
 from portal.services.demand import effective_target
 from portal.services.pool_config import load_pool_config
 from portal.services.pool_metrics import pool_status
 from portal.services.queue import QUEUE_NAMES
-from portal.services.replenish import enqueue_replenish, gamemasters_needing_pools, pool_level
+from portal.services.replenish import (
+    build_timeout,
+    enqueue_replenish,
+    gamemasters_needing_pools,
+    pool_level,
+)
 from portal.services.rollout import advance_rollout
 from portal.services.template.versions import bump_if_edited
 
@@ -292,7 +297,8 @@ def _pass(
     check_workers: bool,
     enqueue_refills: bool,
 ) -> None:
-    report.reaped = [str(i) for i in reap_stuck_builds(session, now=now)]
+    reaped = reap_stuck_builds(session, now=now, older_than=reap_after(settings))
+    report.reaped = [str(i) for i in reaped]
     change = bump_if_edited(session)
     report.template_change = change.as_dict() if change else None
     status = pool_status(session, settings)
@@ -304,7 +310,8 @@ def _pass(
     version = status["template_version"]
     if version is not None:
         target = effective_target(session, settings, "master", config=config, now=now).value
-        short = pool_level(session, "master", version) < target
+        level = pool_level(session, "master", version, stale_after=build_timeout(settings))
+        short = level < target
         short = short or bool(gamemasters_needing_pools(session, config, version))
         report.refill_needed = short
         if short and enqueue_refills:

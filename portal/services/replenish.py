@@ -38,8 +38,10 @@ from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.pool")
 
+# A refill job's timeout (the whole refill), and the default build timeout
+# (POOL_BUILD_TIMEOUT): the refill lock's TTL, renewed after each build.
 LOCK_TIMEOUT_S = 600
-BUILD_STALE_AFTER = timedelta(minutes=10)
+BUILD_STALE_AFTER = timedelta(seconds=LOCK_TIMEOUT_S)
 HALT_COOLDOWN = timedelta(minutes=15)
 Progress = Callable[[int, int], None]
 
@@ -52,7 +54,8 @@ class ReplenishReport:
     level_before: int = 0
     built: list[str] = field(default_factory=list)
     failed: int = 0
-    # why it stopped short: "locked", "halted", "no_template", "throttled" (a rollout's cap)
+    # why it stopped short: "locked", "halted", "no_template", "throttled" (a rollout's cap),
+    # "lock_lost" (a build outlived POOL_BUILD_TIMEOUT)
     skipped: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -72,11 +75,22 @@ def lock_name(pool_type: str, user_id: uuid.UUID | None) -> str:
     return f"campaign-pool:refill:{pool_type}:{user_id or 'all'}"
 
 
+def build_timeout(settings: Settings | None) -> timedelta:
+    """How long one build may take (POOL_BUILD_TIMEOUT): the refill lock lives this long past
+    each build, and a `building` row older than this no longer counts as on its way."""
+    return timedelta(seconds=settings.pool_build_timeout_s if settings else LOCK_TIMEOUT_S)
+
+
 def pool_level(
-    session: Session, pool_type: str, version: int, user_id: uuid.UUID | None = None
+    session: Session,
+    pool_type: str,
+    version: int,
+    user_id: uuid.UUID | None = None,
+    *,
+    stale_after: timedelta = BUILD_STALE_AFTER,
 ) -> int:
     """Ready campaigns plus fresh builds of one pool at the current template version."""
-    stale_before = utcnow() - BUILD_STALE_AFTER
+    stale_before = utcnow() - stale_after
     stmt = sa.select(sa.func.count()).where(
         Campaign.is_pool.is_(True),
         Campaign.pool_type == pool_type,
@@ -138,6 +152,7 @@ def build_pool_campaign(
     owner_id: uuid.UUID,
     *,
     max_building: int | None = None,
+    stale_after: timedelta = BUILD_STALE_AFTER,
 ) -> Campaign:
     """Create one pool campaign: a committed `building` row, then content + `ready` in one commit.
 
@@ -166,7 +181,7 @@ def build_pool_campaign(
         session.flush()
         try:
             in_flight = admit_build(
-                session, template.template_version, max_building, now - BUILD_STALE_AFTER
+                session, template.template_version, max_building, now - stale_after
             )
         except BuildThrottled:
             session.rollback()
@@ -255,7 +270,8 @@ def replenish_pool(
     if template is None or template.template_version is None:
         report.skipped = "no_template"
         return report
-    lock = redis_client.lock(lock_name(pool_type, user_id), timeout=LOCK_TIMEOUT_S)
+    timeout = build_timeout(settings)
+    lock = redis_client.lock(lock_name(pool_type, user_id), timeout=timeout.total_seconds())
     if not lock.acquire(blocking=False):
         report.skipped = "locked"
         log.info("pool.replenish.skipped", extra={"pool_type": pool_type, "reason": "locked"})
@@ -263,7 +279,7 @@ def replenish_pool(
     try:
         owner_id = user_id if pool_type == "user" else template.user_id
         report.level_before = level = pool_level(
-            session, pool_type, template.template_version, user_id
+            session, pool_type, template.template_version, user_id, stale_after=timeout
         )
         missing = max(0, target - level)
         superseded = 0
@@ -282,6 +298,7 @@ def replenish_pool(
                     pool_type,
                     owner_id,
                     max_building=config.rollout_max_building,
+                    stale_after=timeout,
                 )
             except BuildThrottled as exc:
                 report.skipped = "throttled"
@@ -300,8 +317,14 @@ def replenish_pool(
             template = find_master_template(session)
             if template is None or template.template_version is None or superseded > 3:
                 break
-            level = pool_level(session, pool_type, template.template_version, user_id)
-            lock.extend(LOCK_TIMEOUT_S, replace_ttl=True)
+            level = pool_level(
+                session, pool_type, template.template_version, user_id, stale_after=timeout
+            )
+            try:
+                lock.extend(timeout.total_seconds(), replace_ttl=True)
+            except LockError:  # a build outlived the timeout: another refill may own the pool
+                report.skipped = "lock_lost"
+                break
     finally:
         try:
             lock.release()

@@ -160,17 +160,48 @@ def verify_campaign(
     not trusted.
     """
     campaign = _campaign(session, campaign_id, "campaign")
-    if template_id is None:
-        template = find_master_template(session)
-        if template is None:
-            raise VerifyError("there is no master template to compare with")
-    else:
-        template = _campaign(session, template_id, "template")
-
+    template = _template(session, template_id)
     is_self = campaign.id == template.id
     mine = _Loader(session, campaign, check_owner=not is_self).load()
     theirs = mine if is_self else _Loader(session, template, check_owner=False).load()
+    return _report(campaign, template, mine, theirs, store)
 
+
+def verify_campaigns(
+    session: Session, campaign_ids: Iterable[uuid.UUID | str], *, store: ImageStore | None = None
+) -> list[VerifyReport]:
+    """`verify_campaign` for many campaigns against the master template, which is read once
+    rather than once per campaign: reading a campaign is most of a verification's cost, so
+    checking every campaign a load test created takes half as long."""
+    template = _template(session, None)
+    theirs = _Loader(session, template, check_owner=False).load()
+    reports = []
+    for campaign_id in campaign_ids:
+        campaign = _campaign(session, campaign_id, "campaign")
+        is_self = campaign.id == template.id
+        mine = theirs if is_self else _Loader(session, campaign, check_owner=not is_self).load()
+        reports.append(_report(campaign, template, mine, theirs, store))
+    return reports
+
+
+def _template(session: Session, template_id: uuid.UUID | str | None) -> Campaign:
+    if template_id is not None:
+        return _campaign(session, template_id, "template")
+    template = find_master_template(session)
+    if template is None:
+        raise VerifyError("there is no master template to compare with")
+    return template
+
+
+def _report(
+    campaign: Campaign,
+    template: Campaign,
+    mine: _Snapshot,
+    theirs: _Snapshot,
+    store: ImageStore | None,
+) -> VerifyReport:
+    """The differences between two snapshots, as the report `campaigns verify` prints."""
+    is_self = mine is theirs
     report = VerifyReport(campaign_id=campaign.id, template_id=template.id)
     diffs = report.differences
     for name in COUNTED:
