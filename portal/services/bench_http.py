@@ -449,9 +449,10 @@ def rq_worker(
         "--worker-class", "jobs.worker.AppWorker",
         "--url", redis_url, "--name", name, *WORKER_QUEUES,
     ]  # fmt: skip
+    # The project first on the import path, ahead of whatever path the caller passes on.
     child_env = dict(env)
     child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p
     )
     log_path = workdir / f"{name}.log"
     with open(log_path, "ab") as log_file:
