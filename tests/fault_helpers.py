@@ -13,9 +13,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -28,14 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, PoolEvent
-from portal.services.bench_http import (
-    PROJECT_ROOT,
-    HttpBenchPlan,
-    free_port,
-    server_env,
-    stop_process_group,
-    wait_until_up,
-)
+from portal.services.bench_http import HttpBenchPlan, gunicorn_server
+from portal.services.bench_http import rq_worker as bench_rq_worker
 from portal.services.campaigns import content_counts
 
 CREATE_PATH = "/api/v2/campaigns"
@@ -53,49 +44,17 @@ def gunicorn_with_env(
     """`bench_http.gunicorn_server` with `extra_env` laid over the bench's environment; yields
     (port, process group id) once `/health` answers, stops the whole group afterwards."""
     plan = HttpBenchPlan(threads=threads)
-    port = free_port()
-    env = {**server_env(database_url, secret_key, plan, port), **extra_env}
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
-        "--pythonpath", str(PROJECT_ROOT),
-        "-w", "1", "--threads", str(threads),
-        "-b", f"127.0.0.1:{port}",
-        "wsgi:app",
-    ]  # fmt: skip
-    log_path = workdir / "gunicorn.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_until_up(process, port, plan.startup_timeout_s, log_path)
-            yield port, process.pid
-        finally:
-            stop_process_group(process)
+    with gunicorn_server(database_url, secret_key, plan, workdir, extra_env) as served:
+        yield served
 
 
 @contextlib.contextmanager
 def rq_worker(redis_url: str, env: Mapping[str, str], workdir: Path) -> Iterator[int]:
-    """One `rq worker --with-scheduler --worker-class jobs.worker.AppWorker` process (the
-    documented production command) in its own process group; killed with the group on exit."""
-    command = [
-        sys.executable, "-m", "rq.cli", "worker", "--with-scheduler",
-        "--worker-class", "jobs.worker.AppWorker", "--url", redis_url, "seeding", "default",
-    ]  # fmt: skip
-    log_path = workdir / "worker.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            yield process.pid
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    """`bench_http.rq_worker` (the documented production command, in its own process group,
+    stopped with it) with `env` laid over this process's environment; yields its pid once it
+    has registered."""
+    with bench_rq_worker({**os.environ, **env}, redis_url, workdir, "faults-worker") as process:
+        yield process.pid
 
 
 def group_pids(pgid: int) -> set[int]:
