@@ -13,34 +13,9 @@ from typing import Any
 
 from flask import Flask
 
-from portal.config import ConfigError, Settings, load_settings
+from portal.config import ENV_NAMES, ConfigError, Settings, load_settings
 
 __all__ = ["ConfigError", "create_app"]
-
-ENV_KEYS = frozenset(
-    {
-        "DATABASE_URL",
-        "REDIS_URL",
-        "SECRET_KEY",
-        "IMAGEKIT_PRIVATE_KEY",
-        "IMAGEKIT_PUBLIC_KEY",
-        "IMAGEKIT_URL_ENDPOINT",
-        "IMAGEKIT_BASE_URL",
-        "IMAGE_SHARING",
-        "POOL_MASTER_TARGET",
-        "POOL_USER_TARGET",
-        "POOL_LOW_WATERMARK",
-        "POOL_FALLBACK",
-        "MAIL_SERVER",
-        "MAIL_PORT",
-        "MAIL_DEFAULT_SENDER",
-        "ALERT_EMAILS",
-        "SLACK_WEBHOOK_URL",
-        "ALERT_COOLDOWN_MINUTES",
-        "API_TOKEN_TTL_DAYS",
-        "POOL_BUILD_TIMEOUT",
-    }
-)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -64,10 +39,10 @@ def register_settings(app: Flask, overrides: Mapping[str, Any]) -> None:
     import os
 
     env = dict(os.environ)
-    env.update({k: str(v) for k, v in overrides.items() if k in ENV_KEYS and v is not None})
+    env.update({k: str(v) for k, v in overrides.items() if k in ENV_NAMES and v is not None})
     settings = load_settings(env, Path(app.instance_path))
     app.config.from_mapping(settings.flask_config())
-    app.config.from_mapping({k: v for k, v in overrides.items() if k not in ENV_KEYS})
+    app.config.from_mapping({k: v for k, v in overrides.items() if k not in ENV_NAMES})
 
 
 def register_logging(app: Flask) -> None:

@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -50,6 +51,12 @@ class Settings:
     slack_webhook_url: str | None = None
     alert_cooldown_minutes: int = 30
     api_token_ttl_days: int = 365
+
+    @property
+    def api_token_max_age(self) -> timedelta | None:
+        """How long an API token lives after it was issued; None: tokens do not expire."""
+        return timedelta(days=self.api_token_ttl_days) if self.api_token_ttl_days else None
+
     pool_build_timeout_s: int = 600
 
     @property
@@ -209,6 +216,34 @@ def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         if not EMAIL_RE.match(email):
             raise ConfigError(f"{name} holds an invalid email address: {email!r}")
     return emails
+
+
+# Every variable `load_settings` reads (a test checks the two agree): `create_app(config)`
+# treats these keys of `config` as environment overrides and the rest as Flask settings.
+ENV_NAMES = frozenset(
+    {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "IMAGEKIT_PRIVATE_KEY",
+        "IMAGEKIT_PUBLIC_KEY",
+        "IMAGEKIT_URL_ENDPOINT",
+        "IMAGEKIT_BASE_URL",
+        "IMAGE_SHARING",
+        "POOL_MASTER_TARGET",
+        "POOL_USER_TARGET",
+        "POOL_LOW_WATERMARK",
+        "POOL_FALLBACK",
+        "POOL_BUILD_TIMEOUT",
+        "MAIL_SERVER",
+        "MAIL_PORT",
+        "MAIL_DEFAULT_SENDER",
+        "ALERT_EMAILS",
+        "SLACK_WEBHOOK_URL",
+        "ALERT_COOLDOWN_MINUTES",
+        "API_TOKEN_TTL_DAYS",
+    }
+)
 
 
 def load_settings(

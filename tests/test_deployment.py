@@ -136,6 +136,15 @@ def env_vars_read_by_code() -> dict[str, set[str]]:
     return found
 
 
+def test_create_app_knows_every_variable_the_settings_read() -> None:
+    """`config.ENV_NAMES` (what `create_app(config)` passes to the settings as environment) is
+    exactly what `load_settings` reads: a new variable added to one and not the other fails."""
+    from portal.config import ENV_NAMES
+
+    source = (PROJECT_ROOT / "portal" / "config.py").read_text()
+    assert _env_names_in(ast.parse(source)) == ENV_NAMES
+
+
 def test_the_scanner_finds_each_way_the_code_reads_the_environment() -> None:
     """Not vacuous: one variable per reading style used in the code base is found."""
     found = env_vars_read_by_code()

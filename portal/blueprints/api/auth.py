@@ -12,7 +12,6 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from flask import current_app, g, jsonify, request
@@ -70,8 +69,7 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": REALM},
         )
-    ttl_days = current_app.config["SETTINGS"].api_token_ttl_days
-    found = lookup_token(db.session, token, timedelta(days=ttl_days) if ttl_days else None)
+    found = lookup_token(db.session, token, current_app.config["SETTINGS"].api_token_max_age)
     if found is None:
         raise ApiError(
             401,
