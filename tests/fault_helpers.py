@@ -10,14 +10,12 @@ ImageKit server or pool settings, which the bench deliberately blanks out.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, PoolEvent
-from portal.services.bench_http import HttpBenchPlan, gunicorn_server
+from portal.services.bench_http import Client, HttpBenchPlan, gunicorn_server
 from portal.services.bench_http import rq_worker as bench_rq_worker
 from portal.services.campaigns import content_counts
-
-CREATE_PATH = "/api/v2/campaigns"
 
 
 @contextlib.contextmanager
@@ -107,51 +103,30 @@ class Reply:
         )
 
 
-@dataclass
 class ApiClient:
-    """One gamemaster's client: its token and one keep-alive connection, reopened after errors."""
+    """One gamemaster's client (`bench_http.Client`: its token and one keep-alive connection,
+    reopened after errors) that keeps the whole reply."""
 
-    port: int
-    user: int
-    token: str
-    timeout_s: float = 20.0
-    conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+    def __init__(self, port: int, user: int, token: str, timeout_s: float = 20.0) -> None:
+        self.user = user
+        self._client = Client(port, user, token, timeout_s)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self._client.close()
 
     def create(self, name: str) -> Reply:
-        started = time.monotonic()
-        body = json.dumps({"campaign": {"name": name}})
-        headers = {
-            "Authorization": f"Bearer {self.token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=self.timeout_s
-                )
-            self.conn.request("POST", CREATE_PATH, body=body, headers=headers)
-            response = self.conn.getresponse()
-            raw = response.read()
-            if response.will_close:
-                self.close()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            return Reply(self.user, name, started, time.monotonic(), 0, error=repr(exc)[:200])
+        sent = self._client.exchange(name)
         reply = Reply(
-            self.user, name, started, time.monotonic(), response.status,
-            retry_after=response.getheader("Retry-After"),
-            content_type=response.getheader("Content-Type") or "",
+            self.user, name, sent.started, sent.ended, sent.status,
+            retry_after=sent.headers.get("Retry-After"),
+            content_type=sent.headers.get("Content-Type") or "",
+            error=sent.error,
         )  # fmt: skip
-        try:
-            reply.body = json.loads(raw)
-        except ValueError:
-            reply.body = raw[:300].decode(errors="replace")
+        if sent.status:
+            try:
+                reply.body = json.loads(sent.raw)
+            except ValueError:
+                reply.body = sent.raw[:300].decode(errors="replace")
         return reply
 
 

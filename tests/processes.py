@@ -104,7 +104,7 @@ class Stack:
     # ---------------------------------------------------------------- HTTP
 
     def client(self, user_index: int, timeout_s: float = 60.0) -> Client:
-        return Client(self.port, user_index, self.users[user_index], timeout_s)
+        return Client(self.port, user_index, self.users[user_index].token, timeout_s)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

@@ -628,14 +628,33 @@ class UsageProbe:
 # ---------------------------------------------------------------------------- the load
 
 
-class Client:
-    """One API client: one user, one keep-alive connection, reconnecting after an error."""
+@dataclass(frozen=True)
+class Exchange:
+    """One create request as it went over the wire, on the monotonic clock: status 0 and
+    `error` when no HTTP answer came at all."""
 
-    def __init__(self, port: int, user_index: int, user: BenchUser, timeout_s: float) -> None:
+    started: float
+    ended: float
+    status: int
+    raw: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)  # case-insensitive when answered
+    error: str | None = None
+
+    @property
+    def ms(self) -> float:
+        return (self.ended - self.started) * 1000
+
+
+class Client:
+    """One API client: one user's token, one keep-alive connection, reconnecting after an
+    error. `exchange` is the request as sent and answered (the fault tests read its headers
+    and body); `create` is what the bench and the load test record of it."""
+
+    def __init__(self, port: int, user_index: int, token: str, timeout_s: float) -> None:
         self.port = port
         self.user_index = user_index
         self.headers = {
-            "Authorization": f"Bearer {user.token}",
+            "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
@@ -652,34 +671,41 @@ class Client:
             self.conn.close()
             self.conn = None
 
-    def create(self, name: str) -> Sample:
-        """POST one campaign; time it from sending to the last byte of the body."""
+    def exchange(self, name: str) -> Exchange:
+        """POST one campaign, timed from sending to the last byte of the body."""
         body = json.dumps({"campaign": {"name": name}})
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
             self.connect()
             assert self.conn is not None
             self.conn.request("POST", CREATE_PATH, body=body, headers=self.headers)
             response = self.conn.getresponse()
             raw = response.read()
-            ms = (time.perf_counter() - started) * 1000
+            ended = time.monotonic()
             if response.will_close:
                 self.close()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            ms = (time.perf_counter() - started) * 1000
-            return Sample(self.user_index, ms, 0, error=f"{type(exc).__name__}: {exc}"[:200])
-        sample = Sample(self.user_index, ms, response.status)
+            error = f"{type(exc).__name__}: {exc}"[:200]
+            return Exchange(started, time.monotonic(), 0, error=error)
+        return Exchange(started, ended, response.status, raw, response.msg)
+
+    def create(self, name: str) -> Sample:
+        """POST one campaign and keep what the figures need."""
+        sent = self.exchange(name)
+        sample = Sample(self.user_index, sent.ms, sent.status, error=sent.error)
+        if not sent.status:
+            return sample
         try:
-            payload = json.loads(raw)
+            payload = json.loads(sent.raw)
         except ValueError:
             sample.error = "invalid JSON body"
             return sample
-        if response.status == 201 and isinstance(payload, dict):
+        if sent.status == 201 and isinstance(payload, dict):
             sample.campaign_id = payload.get("id")
             sample.source = payload.get("source")
             sample.gamemaster_id = payload.get("gamemaster_id")
-        elif response.status != 201:
+        elif sent.status != 201:
             sample.error = str(payload)[:200]
         return sample
 
@@ -688,7 +714,7 @@ def _load(
     port: int, users: list[BenchUser], plan: HttpBenchPlan, probe: UsageProbe, tick: Tick
 ) -> tuple[Phase, Phase, Phase]:
     run = uuid.uuid4().hex[:8]
-    first = Client(port, 0, users[0], plan.request_timeout_s)
+    first = Client(port, 0, users[0].token, plan.request_timeout_s)
     try:
         warmup = _sequential(first, plan.warmup, f"warmup {run}", tick)
         with probe.measure() as usage:
@@ -729,7 +755,7 @@ def run_burst(
     before the start, released together, `per_client` creates each. Public for the load test,
     which ramps the number of users step by step with it."""
     tick = tick or (lambda _label: None)
-    clients = [Client(port, i, user, timeout_s) for i, user in enumerate(users)]
+    clients = [Client(port, i, user.token, timeout_s) for i, user in enumerate(users)]
     results: list[list[Sample]] = [[] for _ in clients]
     ready = threading.Barrier(len(clients) + 1)
     tick_lock = threading.Lock()
