@@ -20,7 +20,7 @@ help:
 	@echo "             set DATABASE_URL / REDIS_URL for PostgreSQL and Redis)"
 	@echo "make test    run the test suite (set TEST_DATABASE_URL / TEST_REDIS_URL for PostgreSQL + Redis)"
 	@echo "make worker  run an RQ worker against REDIS_URL (production-style deployments)"
-	@echo "make lint    ruff check + format check"
+	@echo "make lint    ruff, import-linter (layers) and mypy"
 
 install: $(STAMP) $(ASSETS)
 
@@ -67,9 +67,11 @@ worker: install
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# ruff (style and bugs) and import-linter (the layers of docs/architecture.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

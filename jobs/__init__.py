@@ -8,7 +8,7 @@ synchronously cannot drift apart.
 Where jobs run:
 
 * embedded default (`make run`, no REDIS_URL): a worker thread inside the web process,
-  `jobs.worker.start_embedded_worker`, on the in-process fakeredis;
+  `jobs.embedded.start_embedded_worker`, on the in-process fakeredis;
 * production: any number of worker processes, on any host, with the environment of the web
   process (DATABASE_URL, REDIS_URL, SECRET_KEY, IMAGEKIT_* ...)::
 

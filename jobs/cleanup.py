@@ -1,5 +1,5 @@
 """The clean-up job: delete failed, retired and abandoned pool campaigns with their content,
-and purge blobs nothing uses any more (portal.services.cleanup). Scheduled hourly
+and purge blobs nothing uses any more (portal.services.pool.cleanup). Scheduled hourly
 (jobs.schedule); also `flask --app app pool cleanup` and the portal's quick action."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ log = logging.getLogger("jobs.cleanup")
 def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
     """Run the clean-up in this job's app; return what it removed."""
     from portal.extensions import db
-    from portal.services.cleanup import MAX_READY_AGE, cleanup_pool
-    from portal.services.events import pool_payload, publish_pool_update
-    from portal.services.image_store import get_image_store
-    from portal.services.queue import get_redis
+    from portal.services.images.backend import get_image_store
+    from portal.services.infra.queue import get_redis
+    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.pool.cleanup import MAX_READY_AGE, cleanup_pool
 
     with app_context() as app:
         settings = app.config["SETTINGS"]

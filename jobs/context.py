@@ -24,23 +24,13 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
+from portal.runtime import current_embedded_app
+
 log = logging.getLogger("jobs.context")
 
 _lock = threading.Lock()
-_embedded_app: Flask | None = None
 _process_app: Flask | None = None
 _process_app_pid: int | None = None
-
-
-def set_embedded_app(app: Flask | None) -> None:
-    """Declare (or clear, with None) the app whose embedded worker runs jobs in this process."""
-    global _embedded_app
-    _embedded_app = app
-
-
-def current_embedded_app() -> Flask | None:
-    """The app whose embedded worker runs in this process, if any."""
-    return _embedded_app
 
 
 def process_app() -> Flask:
@@ -74,8 +64,9 @@ def current_job_app() -> Flask:
     """The app a job running here should use (see the module docstring for the order)."""
     if has_app_context():
         return current_app._get_current_object()  # type: ignore[attr-defined]
-    if _embedded_app is not None:
-        return _embedded_app
+    embedded = current_embedded_app()
+    if embedded is not None:
+        return embedded
     return process_app()
 
 

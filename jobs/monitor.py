@@ -1,4 +1,4 @@
-"""PoolMonitorJob: one monitor pass (portal.services.monitor), then a `pool_update` push.
+"""PoolMonitorJob: one monitor pass (portal.services.monitoring.monitor), then a `pool_update` push.
 
 Scheduled every minute (jobs.schedule); `flask --app app pool monitor` runs the same pass."""
 
@@ -16,11 +16,11 @@ log = logging.getLogger("jobs.monitor")
 def monitor_job() -> dict[str, Any]:
     """Run one monitor pass in this job's app; return its report."""
     from portal.extensions import db
-    from portal.services.alerts import AlertNotifier
-    from portal.services.events import pool_payload, publish_pool_update
-    from portal.services.health import workers_required
-    from portal.services.monitor import run_monitor
-    from portal.services.queue import get_redis
+    from portal.services.infra.queue import get_redis
+    from portal.services.monitoring.alerts import AlertNotifier
+    from portal.services.monitoring.health import workers_required
+    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.monitoring.monitor import run_monitor
 
     with app_context() as app:
         settings = app.config["SETTINGS"]

@@ -16,9 +16,9 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     every pool with pool_type="all". Serialized per pool inside the service, so duplicates of
     this job that slip through are harmless."""
     from portal.extensions import db
-    from portal.services.events import pool_payload, publish_pool_update
-    from portal.services.queue import get_redis
-    from portal.services.replenish import replenish_all, replenish_pool
+    from portal.services.infra.queue import get_redis
+    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.pool.replenish import replenish_all, replenish_pool
 
     with app_context() as app:
         settings = app.config["SETTINGS"]

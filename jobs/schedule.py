@@ -26,6 +26,8 @@ import redis
 from flask import Flask
 from redis.exceptions import RedisError
 
+from portal.services.infra.queue import JobPath
+
 log = logging.getLogger("jobs.schedule")
 
 # How often the embedded thread looks at the schedule (each look is one Redis call per job).
@@ -54,7 +56,7 @@ class PeriodicJob:
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(
         "monitor",
-        "jobs.monitor.monitor_job",
+        JobPath.MONITOR,
         "default",
         interval_s=60,
         timeout_s=240,
@@ -62,7 +64,7 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     ),
     PeriodicJob(
         "replenish",
-        "jobs.pool.replenish_pool_job",
+        JobPath.REPLENISH,
         "seeding",
         interval_s=300,
         timeout_s=600,
@@ -71,7 +73,7 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     ),
     PeriodicJob(
         "cleanup",
-        "jobs.cleanup.cleanup_job",
+        JobPath.CLEANUP,
         "default",
         interval_s=3600,
         timeout_s=1800,

@@ -34,10 +34,10 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
     database connection is retried (the shell is committed, so starting again is safe)."""
     from portal.extensions import db
     from portal.models import Campaign
-    from portal.services.campaigns import find_master_template
-    from portal.services.retry import is_connection_lost
+    from portal.services.campaigns.records import find_master_template
+    from portal.services.infra.retry import is_connection_lost
+    from portal.services.seeding.base import SeedingError
     from portal.services.seeding.batch import CampaignBatchSeeder
-    from portal.services.seeding.traditional import SeedingError
 
     cid = uuid.UUID(str(campaign_id))
     context = {"campaign_id": str(cid)}

@@ -7,11 +7,14 @@ piece of the application is wired without scrolling through one long function.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import click
 from flask import Flask
+from flask.cli import AppGroup
 
 from portal.config import ENV_NAMES, ConfigError, Settings, load_settings
 
@@ -54,7 +57,7 @@ def register_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from portal import models  # noqa: F401  (every model registered before migrations run)
     from portal.extensions import csrf, db, login_manager, migrate, socketio
-    from portal.services.database import close_request_session, install_sqlite_pragmas
+    from portal.services.infra.database import close_request_session, install_sqlite_pragmas
 
     db.init_app(app)
     # Runs before Flask-SQLAlchemy's own teardown (teardowns run in reverse order), which then
@@ -77,13 +80,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_queue(app: Flask) -> None:
-    from portal.services.queue import init_queue
+    from portal.services.infra.queue import init_queue
 
     init_queue(app)
 
 
 def register_images(app: Flask) -> None:
-    from portal.services.image_store import init_image_store
+    from portal.services.images.backend import init_image_store
 
     init_image_store(app)
 
@@ -100,10 +103,42 @@ def register_error_handlers(app: Flask) -> None:
     install_error_handlers(app)
 
 
-def register_cli(app: Flask) -> None:
-    from portal.cli import register_commands
+# `flask --app app NAME ...`: each command group is the `cli` of its module under portal/cli/.
+CLI_MODULES = {
+    "users": "portal.cli.users",
+    "template": "portal.cli.template",
+    "campaigns": "portal.cli.campaigns",
+    "pool": "portal.cli.pool",
+    "bench": "portal.cli.bench",
+    "serve": "portal.cli.serve",
+}
 
-    register_commands(app)
+
+class LazyCommands(AppGroup):
+    """`app.cli` that imports a command's module only when that command is run or listed.
+
+    The web and worker processes build the app too, and never run a command: they should not
+    import the commands (nor the development tools behind `bench` and `pool simulate`). It also
+    keeps the application package from importing its own entry points."""
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        super().__init__()
+        self.modules = dict(modules)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.modules})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.modules and cmd_name not in self.commands:
+            self.add_command(importlib.import_module(self.modules[cmd_name]).cli, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def register_cli(app: Flask) -> None:
+    commands = LazyCommands(CLI_MODULES)
+    for name, command in app.cli.commands.items():  # what extensions registered already
+        commands.add_command(command, name)
+    app.cli = commands
 
 
 def settings_of(app: Flask) -> Settings:

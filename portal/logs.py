@@ -68,3 +68,12 @@ def configure_logging(app: Flask) -> None:
     if app.logger is not logging.getLogger("portal"):
         app.logger.handlers.clear()
         app.logger.parent = logging.getLogger("portal")
+
+
+def safe_log_extra(context: dict[str, Any] | None = None, **values: Any) -> dict[str, Any]:
+    """`extra` for a log call from a caller-supplied context plus our own fields.
+
+    Context comes from callers (seeders, jobs); a key like "name" or "filename" would make the
+    logging call itself raise, so such keys are prefixed instead of trusted."""
+    merged = {**(context or {}), **values}
+    return {(f"ctx_{k}" if k in _STANDARD_ATTRS else k): v for k, v in merged.items()}

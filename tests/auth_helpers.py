@@ -13,8 +13,8 @@ from werkzeug.test import TestResponse
 
 from portal.extensions import db
 from portal.models import User
-from portal.services.tokens import issue_token
-from portal.services.users import create_user
+from portal.services.accounts.tokens import issue_token
+from portal.services.accounts.users import create_user
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 DEFAULT_PASSWORD = "correct horse battery"

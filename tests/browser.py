@@ -49,7 +49,7 @@ class LiveServer:
         running). Separate from starting the server so a test can look at a quiet pool
         before anything refills it."""
         if self.worker is None:
-            from jobs.worker import start_embedded_worker
+            from jobs.embedded import start_embedded_worker
 
             self.worker = start_embedded_worker(self.app)
 

@@ -126,7 +126,7 @@ def build_template_database(url: str) -> None:
     app = make_app(url)
     with app.app_context():
         from portal.extensions import db
-        from portal.services.image_store import get_image_store
+        from portal.services.images.backend import get_image_store
         from portal.services.template import generate_template
 
         generate_template(db.session, get_image_store())

@@ -2,7 +2,7 @@
 every reply (status, JSON body, headers, timing), and the database checks that say whether
 anything was lost or handed out twice.
 
-The server itself is `portal.services.bench_http`'s (same command, process group, start-up probe
+The server itself is `portal.devtools.bench_http`'s (same command, process group, start-up probe
 and shutdown); only the environment differs, because a fault test points the app at its own
 ImageKit server or pool settings, which the bench deliberately blanks out.
 """
@@ -22,10 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.devtools.bench_http import Client, HttpBenchPlan, gunicorn_server
+from portal.devtools.bench_http import rq_worker as bench_rq_worker
 from portal.models import Campaign, PoolEvent
-from portal.services.bench_http import Client, HttpBenchPlan, gunicorn_server
-from portal.services.bench_http import rq_worker as bench_rq_worker
-from portal.services.campaigns import content_counts
+from portal.services.campaigns.records import content_counts
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ def imagekit_app(
 ) -> Iterator[Flask]:
     """Like `app` (fresh migrated empty database, inside an app context), with the image store
     configured for ImageKit and pointing at `imagekit_server`, retrying with tiny waits."""
-    from portal.services.image_store import get_image_store
+    from portal.services.images.backend import get_image_store
     from tests.conftest import app_on
 
     for app in app_on(

@@ -3,7 +3,7 @@
 A `Stack` is what docs/running.md deploys, on 127.0.0.1: gunicorn (`gunicorn.conf.py`, one
 process, threads) and `rq worker --with-scheduler --worker-class jobs.worker.AppWorker`
 processes, on a private copy of the template database (PostgreSQL) and a Redis. The processes
-are started with `portal.services.bench_http`'s helpers (`gunicorn_server`, `rq_worker`), each
+are started with `portal.devtools.bench_http`'s helpers (`gunicorn_server`, `rq_worker`), each
 in its own process group, and stopped in `finally` blocks whatever the test did, so a failing
 test leaves no gunicorn, worker or database behind.
 
@@ -31,9 +31,7 @@ import redis
 import sqlalchemy as sa
 from flask import Flask
 
-from portal.extensions import db
-from portal.models import Campaign, PoolEvent
-from portal.services.bench_http import (
+from portal.devtools.bench_http import (
     POOL_SOURCES,
     BenchUser,
     Client,
@@ -45,12 +43,14 @@ from portal.services.bench_http import (
     rq_worker,
     server_env,
 )
-from portal.services.campaigns import find_master_template
-from portal.services.percentiles import percentile
-from portal.services.pool_config import set_pool_setting
-from portal.services.tokens import issue_token
-from portal.services.users import create_user
-from portal.services.verify import verify_campaigns
+from portal.extensions import db
+from portal.models import Campaign, PoolEvent
+from portal.services.accounts.tokens import issue_token
+from portal.services.accounts.users import create_user
+from portal.services.campaigns.records import find_master_template
+from portal.services.infra.percentiles import percentile
+from portal.services.pool.config import set_pool_setting
+from portal.services.seeding.verify import verify_campaigns
 from tests.conftest import TEST_SECRET, make_app
 from tests.databases import TestDatabases
 

@@ -31,8 +31,8 @@ from portal.models import (
     Vehicle,
     Weapon,
 )
-from portal.services.blobs import store_blob
-from portal.services.image_store import ImageStore
+from portal.services.images.blobs import store_blob
+from portal.services.images.store import ImageStore
 
 PICTURES = (b"\x89PNG-small-template-picture-one", b"\x89PNG-small-template-picture-two")
 

@@ -17,9 +17,9 @@ from flask import Flask
 
 from portal.extensions import db
 from portal.models import Campaign, PoolSetting, utcnow
-from portal.services.campaigns import find_master_template
-from portal.services.pool_config import set_pool_setting
-from portal.services.users import create_user
+from portal.services.accounts.users import create_user
+from portal.services.campaigns.records import find_master_template
+from portal.services.pool.config import set_pool_setting
 from tests.auth_helpers import DEFAULT_PASSWORD
 from tests.browser import chromium, live_server, login, page, screenshot  # noqa: F401
 

@@ -22,8 +22,8 @@ from flask.testing import FlaskClient
 
 from portal.extensions import db, socketio
 from portal.models import Campaign, PoolEvent, PoolSetting, User, utcnow
-from portal.services.portal_metrics import metrics
-from portal.services.queue import get_redis
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.dashboard import metrics
 from tests.auth_helpers import AuthActions, csrf_token_from
 from tests.conftest import app_on
 
@@ -435,7 +435,7 @@ def test_cleanup_needs_confirmation_and_reports_its_result(pool, admin_client: F
     body = response.get_json()
     assert body["action"] == "cleanup" and body["message"]
     assert actions_recorded()[-1]["action"] == "cleanup"
-    if importlib.util.find_spec("portal.services.cleanup") is None:
+    if importlib.util.find_spec("portal.services.pool.cleanup") is None:
         assert body["ok"] is False  # installations without the clean-up service say so
         return
     assert body["ok"] is True, body

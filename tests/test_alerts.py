@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import PoolEvent, utcnow
-from portal.services.alerts import (
+from portal.services.monitoring.alerts import (
     AlertMessage,
     AlertNotifier,
     Condition,

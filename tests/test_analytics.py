@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from portal import settings_of
 from portal.extensions import db
 from portal.models import Campaign, ImageAttachment, ImageBlob, PoolEvent, User
-from portal.services.analytics import PeriodError, analytics, parse_period
-from portal.services.pool_config import set_pool_settings
+from portal.services.monitoring.analytics import PeriodError, analytics, parse_period
+from portal.services.pool.config import set_pool_settings
 from tests.auth_helpers import AuthActions
 
 # Wednesday 25 November 2026, 12:00 UTC.
@@ -119,8 +119,8 @@ def test_storage_saved_counts_every_shared_use_of_a_blob(app: Flask) -> None:
 
 
 def test_the_full_template_shares_its_images_with_every_seeded_campaign(template_app) -> None:
-    from portal.services.queue import get_redis
-    from portal.services.replenish import replenish_pool
+    from portal.services.infra.queue import get_redis
+    from portal.services.pool.replenish import replenish_pool
 
     set_pool_settings(db.session, settings_of(template_app), {"master_target": 2})
     db.session.commit()

@@ -11,7 +11,7 @@ from flask import Flask
 
 from portal.extensions import db
 from portal.models import PoolEvent, utcnow
-from portal.services.users import create_user
+from portal.services.accounts.users import create_user
 from tests.auth_helpers import DEFAULT_PASSWORD
 from tests.browser import LiveServer, chromium, login, page, screenshot, start_live_server  # noqa: F401
 

@@ -11,7 +11,7 @@ from flask import Flask, jsonify
 
 from portal.extensions import db
 from portal.models import ApiToken, utcnow
-from portal.services.tokens import hash_token
+from portal.services.accounts.tokens import hash_token
 from tests.auth_helpers import DEFAULT_PASSWORD, AuthActions
 from tests.conftest import app_on
 
@@ -201,7 +201,7 @@ def role_views(app: Flask):
     """Views guarded by role, registered on a throw-away blueprint for this test only."""
     from flask import Blueprint
 
-    from portal.blueprints.api import token_required
+    from portal.blueprints.api.auth import token_required
     from portal.extensions import csrf
 
     bp = Blueprint("role_test", __name__, url_prefix="/api/v2/test")

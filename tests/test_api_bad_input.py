@@ -25,11 +25,11 @@ from flask.testing import FlaskClient
 from portal.blueprints.api.campaigns import MAX_PAGE
 from portal.extensions import db
 from portal.models import ApiToken, Campaign, PoolEvent, utcnow
-from portal.services.campaign_input import DESCRIPTION_MAX, NAME_MAX
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
-from portal.services.tokens import revoke_token
+from portal.services.accounts.tokens import revoke_token
+from portal.services.campaigns.input import DESCRIPTION_MAX, NAME_MAX
+from portal.services.infra.queue import get_redis
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
 from tests.auth_helpers import DEFAULT_PASSWORD, AuthActions
 from tests.conftest import app_on
 from tests.databases import TestDatabases

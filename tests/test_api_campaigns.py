@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Campaign
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
+from portal.services.infra.queue import get_redis
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
 from tests.auth_helpers import AuthActions
 
 

@@ -11,7 +11,7 @@ import re
 import schemathesis
 from flask import Flask
 
-from portal.services.campaign_input import NAME_MAX
+from portal.services.campaigns.input import NAME_MAX
 from tests.auth_helpers import AuthActions
 from tests.conftest import app_on
 from tests.databases import TestDatabases

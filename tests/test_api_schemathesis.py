@@ -30,10 +30,10 @@ from schemathesis.specs.openapi.checks import (
 from portal.blueprints.api.openapi import build_openapi
 from portal.extensions import db
 from portal.models import User
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
-from portal.services.tokens import issue_token
+from portal.services.accounts.tokens import issue_token
+from portal.services.infra.queue import get_redis
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
 from tests.auth_helpers import AuthActions
 from tests.conftest import app_on
 from tests.databases import TestDatabases

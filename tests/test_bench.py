@@ -8,9 +8,9 @@ import json
 
 import sqlalchemy as sa
 
+from portal.devtools.bench import BenchPlan, summarize
 from portal.extensions import db
 from portal.models import Campaign
-from portal.services.bench import BenchPlan, summarize
 
 TINY = [
     "bench",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.services.bench_http import HttpBenchPlan
-from portal.services.percentiles import percentile
+from portal.devtools.bench_http import HttpBenchPlan
+from portal.services.infra.percentiles import percentile
 from tests.test_bench import bench_databases
 
 TINY = ["bench", "--http", "--sequential", "5", "--clients", "2", "--per-client", "3"]

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from portal.devtools.imagekit_server import LocalImageKitServer
 from portal.extensions import db
 from portal.models import Campaign, Faction, ImageAttachment, ImageBlob, User, Weapon
-from portal.services.blobs import (
+from portal.services.campaigns.records import create_campaign_shell
+from portal.services.images.backend import get_image_store
+from portal.services.images.blobs import (
     NotPersistedError,
     attach_image,
     attachments_for,
@@ -24,8 +26,7 @@ from portal.services.blobs import (
     purge_unused_blobs,
     store_blob,
 )
-from portal.services.campaigns import create_campaign_shell
-from portal.services.image_store import ImageStore, checksum_of, get_image_store
+from portal.services.images.store import ImageStore, checksum_of
 
 PNG = b"\x89PNG\r\n\x1a\nemblem-bytes"
 
@@ -170,7 +171,7 @@ def test_copy_mode_retries_a_flaky_server(
 def test_copy_mode_failure_names_the_record_and_leaves_no_rows(
     store: ImageStore, blob: ImageBlob, campaign: Campaign, imagekit_server: LocalImageKitServer
 ) -> None:
-    from portal.services.image_store import ImageStoreError
+    from portal.services.images.store import ImageStoreError
 
     faction = new_faction(db.session, campaign)
     db.session.commit()

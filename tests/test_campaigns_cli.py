@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from portal.cli import campaigns as campaigns_cli
 from portal.extensions import db
 from portal.models import Campaign, Schtick
-from portal.services.image_store import get_image_store
+from portal.services.images.backend import get_image_store
 from tests.small_template import build_small_template, make_user
 
 

@@ -26,15 +26,16 @@ from portal.models import (
     Weapon,
     utcnow,
 )
-from portal.services.blobs import attach_image, store_blob
-from portal.services.cleanup import MAX_READY_AGE, cleanup_pool, delete_pool_campaign
-from portal.services.image_store import ImageStore, get_image_store
-from portal.services.pool import CampaignPoolService
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
-from portal.services.users import create_user
-from portal.services.verify import verify_campaign
+from portal.services.accounts.users import create_user
+from portal.services.images.backend import get_image_store
+from portal.services.images.blobs import attach_image, store_blob
+from portal.services.images.store import ImageStore
+from portal.services.infra.queue import get_redis
+from portal.services.pool.claim import CampaignPoolService
+from portal.services.pool.cleanup import MAX_READY_AGE, cleanup_pool, delete_pool_campaign
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
+from portal.services.seeding.verify import verify_campaign
 from tests.small_template import build_small_template, content_counts
 
 

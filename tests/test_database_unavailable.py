@@ -13,7 +13,7 @@ from flask import Blueprint, Flask
 
 from portal.blueprints.errors import DATABASE_RETRY_AFTER_S
 from portal.extensions import csrf, db
-from portal.services.database import close_request_session, database_unavailable
+from portal.services.infra.database import close_request_session, database_unavailable
 
 
 def wrapped(orig: Exception, invalidated: bool = False) -> sa_exc.DBAPIError:

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from portal import settings_of
 from portal.extensions import db
 from portal.models import PoolEvent, PoolSetting
-from portal.services.demand import (
+from portal.services.pool.config import PoolConfigError, load_pool_config, set_pool_settings
+from portal.services.pool.demand import (
     DEFAULT_LEAD_TIME_S,
     effective_target,
     ewma_rates,
@@ -21,7 +22,6 @@ from portal.services.demand import (
     poisson_quantile,
     profile_rate,
 )
-from portal.services.pool_config import PoolConfigError, load_pool_config, set_pool_settings
 
 NOW = datetime(2026, 11, 24, 18, 30, tzinfo=UTC)
 
@@ -183,8 +183,8 @@ def test_bad_settings_are_refused_and_change_nothing(app, values, message) -> No
 
 
 def test_the_pool_payload_carries_the_effective_target_under_a_new_key(app) -> None:
-    from portal.services.portal_metrics import admin_pool_payload
-    from portal.services.queue import get_redis
+    from portal.services.infra.queue import get_redis
+    from portal.services.monitoring.dashboard import admin_pool_payload
 
     configure(app, demand_sizing=1, demand_min=3)
     payload = admin_pool_payload(db.session, settings_of(app), get_redis(app))
@@ -196,8 +196,8 @@ def test_the_pool_payload_carries_the_effective_target_under_a_new_key(app) -> N
 
 def test_refills_build_to_the_effective_target(template_app) -> None:
     from portal.models import utcnow
-    from portal.services.queue import get_redis
-    from portal.services.replenish import replenish_pool
+    from portal.services.infra.queue import get_redis
+    from portal.services.pool.replenish import replenish_pool
 
     settings = settings_of(template_app)
     configure(template_app, master_target=1, demand_sizing=1, demand_min=1, demand_max=3)

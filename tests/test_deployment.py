@@ -32,8 +32,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from portal.devtools.imagekit_server import LocalImageKitServer
-from portal.services.bench_http import (
+from portal.devtools.bench_http import (
     PROJECT_ROOT,
     HttpBenchPlan,
     free_port,
@@ -42,7 +41,8 @@ from portal.services.bench_http import (
     stop_process_group,
     wait_until_up,
 )
-from portal.services.pool_config import SETTING_BOUNDS
+from portal.devtools.imagekit_server import LocalImageKitServer
+from portal.services.pool.config import SETTING_BOUNDS
 from tests.conftest import _flush_redis
 from tests.databases import TestDatabases
 

@@ -14,8 +14,9 @@ from flask import Flask, current_app
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from jobs.context import app_context, current_embedded_app, current_job_app, set_embedded_app
-from jobs.worker import EmbeddedWorker, EmbeddedWorkerThread, start_embedded_worker
+from jobs.context import app_context, current_job_app
+from jobs.embedded import EmbeddedWorker, EmbeddedWorkerThread, start_embedded_worker
+from portal.runtime import current_embedded_app, set_embedded_app
 from tests.conftest import app_on
 from tests.databases import TestDatabases
 

@@ -34,9 +34,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.devtools.bench_http import HttpBenchPlan, fill_pool, gunicorn_server
 from portal.models import Campaign
-from portal.services.bench_http import HttpBenchPlan, fill_pool, gunicorn_server
-from portal.services.verify import verify_campaign
+from portal.services.seeding.verify import verify_campaign
 from tests.conftest import TEST_SECRET, build_template_database
 from tests.fault_helpers import (
     ApiClient,
@@ -67,8 +67,8 @@ class Golden:
 @pytest.fixture(scope="module")
 def golden(pg_cluster: PgCluster) -> Golden:
     from portal.extensions import db
-    from portal.services.tokens import issue_token
-    from portal.services.users import create_user
+    from portal.services.accounts.tokens import issue_token
+    from portal.services.accounts.users import create_user
     from tests.conftest import make_app
 
     url = pg_cluster.create_database("golden")

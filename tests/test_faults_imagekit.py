@@ -34,13 +34,13 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from portal.devtools.bench_http import PROJECT_ROOT, fill_pool
 from portal.devtools.imagekit_server import OPERATIONS, LocalImageKitServer
 from portal.extensions import db
 from portal.models import Campaign, ImageAttachment, ImageBlob, PoolEvent
-from portal.services.bench_http import PROJECT_ROOT, fill_pool
-from portal.services.image_store import get_image_store
-from portal.services.tokens import issue_token
-from portal.services.verify import verify_campaign
+from portal.services.accounts.tokens import issue_token
+from portal.services.images.backend import get_image_store
+from portal.services.seeding.verify import verify_campaign
 from tests.conftest import TEST_SECRET
 from tests.fault_helpers import ApiClient, assignment_problems, gunicorn_with_env, rq_worker
 from tests.imagekit import IMAGEKIT_TEST_KEY
@@ -188,7 +188,7 @@ def copy_counts(session: Session, campaign_id: uuid.UUID) -> tuple[int, int]:
 
 
 def _record_ids(campaign_id: uuid.UUID) -> sa.Select:
-    from portal.services.campaigns import CONTENT_TABLES
+    from portal.services.campaigns.records import CONTENT_TABLES
 
     selects = [sa.select(m.id).where(m.campaign_id == campaign_id) for m in CONTENT_TABLES.values()]
     return sa.union_all(sa.select(sa.literal(campaign_id)), *selects)

@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 from rq import Queue
 
+from portal.devtools.bench_http import Sample, kill_group, run_burst
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent, Schtick, Weapon
-from portal.services.bench_http import Sample, kill_group, run_burst
-from portal.services.queue import get_redis
-from portal.services.verify import verify_campaigns
+from portal.services.infra.queue import get_redis
+from portal.services.seeding.verify import verify_campaigns
 from tests.processes import LoadLoop, Stack, require_redis, running_stack, wait_until
 from tests.smtp_helpers import RedisProcess
 

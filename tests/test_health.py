@@ -10,12 +10,12 @@ import pytest
 from flask import Flask
 from rq import Worker
 
-from jobs.context import set_embedded_app
 from portal.extensions import db
-from portal.services.health import check_health, clear_health_cache
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
+from portal.runtime import set_embedded_app
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.health import check_health, clear_health_cache
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
 from tests.conftest import app_on, make_app
 from tests.databases import TestDatabases
 from tests.smtp_helpers import RedisProcess
@@ -134,7 +134,7 @@ def test_pool_and_workers_are_cached_for_cheap_polling(template_app: Flask) -> N
 def test_the_embedded_worker_counts_in_the_process_that_runs_it(
     databases: TestDatabases, migrated_golden: str
 ) -> None:
-    from jobs.worker import start_embedded_worker
+    from jobs.embedded import start_embedded_worker
 
     for app in app_on(databases, migrated_golden, "", HEALTH_CACHE_SECONDS=0):
         # Another process on the embedded queue (a CLI command) cannot see the worker.

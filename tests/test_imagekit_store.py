@@ -13,8 +13,8 @@ import pytest
 
 from portal.config import load_settings
 from portal.devtools.imagekit_server import LocalImageKitServer
-from portal.services.image_store import ImageStoreError
-from portal.services.images import ImageKitStore
+from portal.services.images.imagekit import ImageKitStore
+from portal.services.images.store import ImageStoreError
 from tests.imagekit import FAST_RETRY, IMAGEKIT_TEST_KEY
 
 PNG = b"\x89PNG\r\n\x1a\nnot-really-a-png-but-bytes"

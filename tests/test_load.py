@@ -23,8 +23,8 @@ import time
 
 import pytest
 
+from portal.devtools.bench_http import run_burst
 from portal.models import utcnow
-from portal.services.bench_http import run_burst
 from tests.processes import require_redis, running_stack, step_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

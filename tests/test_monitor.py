@@ -20,20 +20,20 @@ import sqlalchemy as sa
 from flask import Flask
 from rq import Queue, Worker
 
-from jobs.context import set_embedded_app
 from jobs.monitor import monitor_job
 from jobs.schedule import PERIODIC_JOBS, enqueue_due, run_due_jobs
 from portal import settings_of
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent, utcnow
-from portal.services.alerts import AlertNotifier, open_incidents
-from portal.services.events import publish_pool_update, route_for
-from portal.services.monitor import LOCK_NAME, run_monitor
-from portal.services.pool import CampaignPoolService
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
-from portal.services.users import create_user
+from portal.runtime import set_embedded_app
+from portal.services.accounts.users import create_user
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.alerts import AlertNotifier, open_incidents
+from portal.services.monitoring.live import publish_pool_update, route_for
+from portal.services.monitoring.monitor import LOCK_NAME, run_monitor
+from portal.services.pool.claim import CampaignPoolService
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
 from tests.conftest import app_on
 from tests.databases import TestDatabases
 from tests.smtp_helpers import RedisProcess, SmtpSink, WebhookSink
@@ -335,7 +335,7 @@ def test_run_due_jobs_never_raises(app: Flask, dead_port: int) -> None:
 def test_the_embedded_worker_runs_the_scheduled_monitor(
     databases: TestDatabases, template_golden: str
 ) -> None:
-    from jobs.worker import start_embedded_worker
+    from jobs.embedded import start_embedded_worker
 
     for app in app_on(databases, template_golden, ""):
         thread = start_embedded_worker(app)

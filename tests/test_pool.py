@@ -20,19 +20,19 @@ from portal.models import (
     PoolEvent,
     utcnow,
 )
-from portal.services.campaign_creation import create_campaign
-from portal.services.campaigns import CONTENT_TABLES, content_counts, find_master_template
-from portal.services.pool import (
+from portal.services.accounts.users import create_user
+from portal.services.campaigns.records import CONTENT_TABLES, content_counts, find_master_template
+from portal.services.infra.queue import get_redis
+from portal.services.pool.claim import (
     OWNED_CONTENT,
     CampaignPoolService,
     NameTakenError,
     claim_statements,
 )
-from portal.services.pool_config import PoolConfigError, load_pool_config, set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import pool_level, replenish_pool
-from portal.services.users import create_user
-from portal.services.verify import verify_campaign
+from portal.services.pool.config import PoolConfigError, load_pool_config, set_pool_setting
+from portal.services.pool.creation import create_campaign
+from portal.services.pool.replenish import pool_level, replenish_pool
+from portal.services.seeding.verify import verify_campaign
 
 
 def make_user(email: str, *, gamemaster: bool = True):
@@ -431,7 +431,7 @@ def test_fifty_concurrent_creates_against_a_pool_of_twenty(template_app):
 
 def test_latency_percentiles_are_nearest_rank_like_the_charts(app):
     """The cards' p50/p95 use the same nearest-rank definition as the SQL-built charts."""
-    from portal.services.pool_metrics import assignment_metrics
+    from portal.services.pool.status import assignment_metrics
 
     for ms in range(1, 11):
         db.session.add(PoolEvent(kind="assigned", pool_type="master", duration_ms=float(ms)))

@@ -8,11 +8,10 @@ import pytest
 from flask import Flask
 from rq import Queue
 
-from jobs.worker import EmbeddedWorker
+from jobs.embedded import EmbeddedWorker
 from portal.extensions import db, socketio
-from portal.services.pool_config import set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import enqueue_replenish
+from portal.services.infra.queue import enqueue_replenish, get_redis
+from portal.services.pool.config import set_pool_setting
 from tests.auth_helpers import AuthActions
 from tests.conftest import app_on
 

@@ -17,20 +17,20 @@ import sqlalchemy as sa
 from flask import Flask
 from rq import Queue
 
+from jobs.embedded import EmbeddedWorker
 from jobs.monitor import monitor_job
-from jobs.worker import EmbeddedWorker
 from portal import settings_of
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent, Schtick, User, utcnow
-from portal.services.campaign_creation import create_campaign
-from portal.services.campaigns import find_master_template
-from portal.services.pool import CampaignPoolService
-from portal.services.pool_config import set_pool_setting
-from portal.services.portal_metrics import admin_pool_payload
-from portal.services.queue import get_redis
-from portal.services.replenish import replenish_pool
-from portal.services.users import create_user
-from portal.services.verify import verify_campaign
+from portal.services.accounts.users import create_user
+from portal.services.campaigns.records import find_master_template
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.pool.claim import CampaignPoolService
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.creation import create_campaign
+from portal.services.pool.replenish import replenish_pool
+from portal.services.seeding.verify import verify_campaign
 from tests.conftest import app_on
 
 TARGET = 4
@@ -290,7 +290,7 @@ def test_concurrent_refills_during_a_rollout_keep_within_the_cap(app):
     `rollout_max_building` builds in flight (as counted by each admission, under its lock)."""
     import threading
 
-    from portal.services.replenish import replenish_all
+    from portal.services.pool.replenish import replenish_all
     from portal.services.template.versions import bump_template_version
 
     configure(master_target=2, user_target=1)

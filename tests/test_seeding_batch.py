@@ -32,11 +32,11 @@ from portal.models import (
     User,
     Vehicle,
 )
-from portal.services.campaigns import create_campaign_shell, find_master_template
-from portal.services.image_store import get_image_store
+from portal.services.campaigns.records import create_campaign_shell, find_master_template
+from portal.services.images.backend import get_image_store
+from portal.services.seeding.base import SeedingError
 from portal.services.seeding.batch import ALL_TABLES, CampaignBatchSeeder, new_uuid4_hex
-from portal.services.seeding.traditional import SeedingError
-from portal.services.verify import verify_campaign
+from portal.services.seeding.verify import verify_campaign
 from tests.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
 
 TABLES = (

@@ -13,10 +13,10 @@ from rq.job import Job, JobStatus
 
 from portal.extensions import db
 from portal.models import Campaign, Schtick
-from portal.services.campaigns import create_campaign_shell
-from portal.services.image_store import get_image_store
-from portal.services.queue import get_queue, get_redis
-from portal.services.verify import verify_campaign
+from portal.services.campaigns.records import create_campaign_shell
+from portal.services.images.backend import get_image_store
+from portal.services.infra.queue import get_queue, get_redis
+from portal.services.seeding.verify import verify_campaign
 from tests.small_template import build_small_template, content_counts, make_user
 
 

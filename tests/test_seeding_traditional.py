@@ -31,15 +31,14 @@ from portal.models import (
     Schtick,
     User,
 )
-from portal.services.campaigns import create_campaign_shell, find_master_template
-from portal.services.image_store import (
-    checksum_of,
-    get_image_store,
-)
-from portal.services.retry import is_connection_lost, run_unit_of_work
-from portal.services.seeding.traditional import SeedingError, TraditionalSeeder
+from portal.services.campaigns.records import create_campaign_shell, find_master_template
+from portal.services.images.backend import get_image_store
+from portal.services.images.store import checksum_of
+from portal.services.infra.retry import is_connection_lost, run_unit_of_work
+from portal.services.seeding.base import SeedingError
+from portal.services.seeding.traditional import TraditionalSeeder
+from portal.services.seeding.verify import verify_campaign
 from portal.services.template import generate_template
-from portal.services.verify import verify_campaign
 from tests.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
 
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.security import check_password_hash
 
-from portal.services import bootstrap
+from portal.cli import bootstrap
 from tests.databases import TestDatabases
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from portal.config import normalize_database_url
+from portal.devtools.simulate import Burst, SimulationError, SimulationPlan
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent
-from portal.services.simulate import Burst, SimulationError, SimulationPlan
 
 
 def test_bursts_parse_and_explain_mistakes() -> None:

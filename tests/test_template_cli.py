@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Base, Campaign
-from portal.services.campaigns import find_master_template
+from portal.services.campaigns.records import find_master_template
 from tests.conftest import make_app
 
 

@@ -17,8 +17,9 @@ from flask import Flask
 
 from portal.extensions import db
 from portal.models import Base, Campaign, ImageBlob, Schtick
-from portal.services.campaigns import find_master_template
-from portal.services.image_store import ImageStoreError, LocalImageStore, get_image_store
+from portal.services.campaigns.records import find_master_template
+from portal.services.images.backend import get_image_store
+from portal.services.images.store import ImageStoreError, LocalImageStore
 from portal.services.template import (
     TemplateError,
     build_template_document,

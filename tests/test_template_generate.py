@@ -23,8 +23,8 @@ from portal.models import (
     User,
     Weapon,
 )
-from portal.services.campaigns import find_master_template
-from portal.services.image_store import get_image_store
+from portal.services.campaigns.records import find_master_template
+from portal.services.images.backend import get_image_store
 from portal.services.template import (
     TEMPLATE_OWNER_EMAIL,
     TemplateError,

@@ -29,14 +29,15 @@ from portal.models import (
     Weapon,
     utcnow,
 )
-from portal.services.campaigns import find_master_template
-from portal.services.image_store import get_image_store
-from portal.services.monitor import run_monitor
-from portal.services.pool import CampaignPoolService
-from portal.services.pool_config import PoolConfigError, set_pool_setting
-from portal.services.queue import get_redis
-from portal.services.replenish import build_pool_campaign, replenish_pool
-from portal.services.rollout import BuildSuperseded, retire_old_versions
+from portal.services.accounts.users import create_user
+from portal.services.campaigns.records import find_master_template
+from portal.services.images.backend import get_image_store
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.monitor import run_monitor
+from portal.services.pool.claim import CampaignPoolService
+from portal.services.pool.config import PoolConfigError, set_pool_setting
+from portal.services.pool.replenish import build_pool_campaign, replenish_pool
+from portal.services.pool.rollout import BuildSuperseded, retire_old_versions
 from portal.services.template import export_template, import_template
 from portal.services.template.errors import TemplateError
 from portal.services.template.fingerprint import template_fingerprint
@@ -45,7 +46,6 @@ from portal.services.template.versions import (
     bump_template_version,
     version_state,
 )
-from portal.services.users import create_user
 from tests.conftest import app_on
 from tests.small_template import build_small_template
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ApiToken, User, utcnow
-from portal.services import tokens as token_service
-from portal.services.tokens import (
+from portal.services.accounts import tokens as token_service
+from portal.services.accounts.tokens import (
     TokenError,
     hash_token,
     issue_token,
@@ -19,7 +19,7 @@ from portal.services.tokens import (
     revoke_token,
     user_for_token,
 )
-from portal.services.users import UserError, authenticate, create_user, find_by_email
+from portal.services.accounts.users import UserError, authenticate, create_user, find_by_email
 
 PASSWORD = "s3cret-enough"
 

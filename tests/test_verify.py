@@ -24,10 +24,10 @@ from portal.models import (
     Vehicle,
     Weapon,
 )
-from portal.services.campaigns import create_campaign_shell
-from portal.services.image_store import get_image_store
+from portal.services.campaigns.records import create_campaign_shell
+from portal.services.images.backend import get_image_store
 from portal.services.seeding.traditional import TraditionalSeeder
-from portal.services.verify import VerifyError, verify_campaign, verify_campaigns
+from portal.services.seeding.verify import VerifyError, verify_campaign, verify_campaigns
 from tests.small_template import build_small_template, make_user
 
 

@@ -26,10 +26,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
+from portal.blueprints.forms import LoginForm
 from portal.extensions import db, login_manager
-from portal.forms import LoginForm
 from portal.models import User
-from portal.services.users import authenticate
+from portal.services.accounts.users import authenticate
 
 log = logging.getLogger("portal.auth")
 

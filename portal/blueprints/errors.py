@@ -135,7 +135,7 @@ def install_error_handlers(app: Flask) -> None:
     def handle_database_error(error: DBAPIError) -> ResponseReturnValue:
         """A database that is down or restarting is an outage the client can wait out (503 and
         Retry-After, as for a load balancer's health check), not a bug (500)."""
-        from portal.services.database import database_unavailable
+        from portal.services.infra.database import database_unavailable
 
         if not database_unavailable(error):
             return handle_unexpected(error)

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from portal.extensions import csrf
-from portal.services.health import check_health
+from portal.services.monitoring.health import check_health
 
 bp = Blueprint("health", __name__)
 csrf.exempt(bp)

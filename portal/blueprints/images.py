@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, send_from_directory
 from flask.typing import ResponseReturnValue
 
-from portal.services.image_store import SAFE_KEY, LocalImageStore, get_image_store
+from portal.services.images.backend import get_image_store
+from portal.services.images.store import SAFE_KEY, LocalImageStore
 
 bp = Blueprint("images", __name__)
 

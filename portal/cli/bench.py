@@ -3,8 +3,8 @@
 `bench --http` measures `POST /api/v2/campaigns` through gunicorn instead (one client, then a
 burst of concurrent clients) and prints `{"http": {...}}`; the other options are then unused.
 The JSON alone goes to stdout (so a script can `| jq .ratio`); the progress bar and status lines
-go to stderr. The measuring itself, on a scratch database, is `portal.services.bench` and
-`portal.services.bench_http`.
+go to stderr. The measuring itself, on a scratch database, is `portal.devtools.bench` and
+`portal.devtools.bench_http`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 import click
 from flask import current_app
 
-from portal.services.bench import BenchPlan, run_bench
-from portal.services.bench_http import HttpBenchPlan, run_http_bench
+from portal.devtools.bench import BenchPlan, run_bench
+from portal.devtools.bench_http import HttpBenchPlan, run_http_bench
 
 
 @click.command("bench")

@@ -20,11 +20,17 @@ from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import User
-from portal.services.campaigns import CampaignError, create_campaign_shell, find_master_template
-from portal.services.image_store import ImageStore, get_image_store
+from portal.services.campaigns.records import (
+    CampaignError,
+    create_campaign_shell,
+    find_master_template,
+)
+from portal.services.images.backend import get_image_store
+from portal.services.images.store import ImageStore
+from portal.services.seeding.base import SeedingError
 from portal.services.seeding.batch import CampaignBatchSeeder
-from portal.services.seeding.traditional import SeedingError, TraditionalSeeder
-from portal.services.verify import VerifyError, verify_campaign
+from portal.services.seeding.traditional import TraditionalSeeder
+from portal.services.seeding.verify import VerifyError, verify_campaign
 
 cli = AppGroup("campaigns", help="Seed campaigns from the master template and verify them.")
 

@@ -9,9 +9,9 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from portal.extensions import db
-from portal.services.portal_metrics import admin_pool_payload
-from portal.services.queue import get_redis
-from portal.services.replenish import enqueue_replenish, replenish_all
+from portal.services.infra.queue import enqueue_replenish, get_redis
+from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.pool.replenish import replenish_all
 
 cli = AppGroup("pool", help="Inspect and refill the campaign pools.")
 
@@ -64,8 +64,8 @@ def cleanup(max_age_days: int | None) -> None:
     no attachment uses any more, and print what was removed (JSON)."""
     from datetime import timedelta
 
-    from portal.services.cleanup import MAX_READY_AGE, cleanup_pool
-    from portal.services.image_store import get_image_store
+    from portal.services.images.backend import get_image_store
+    from portal.services.pool.cleanup import MAX_READY_AGE, cleanup_pool
 
     settings = current_app.config["SETTINGS"]
     report = cleanup_pool(
@@ -86,7 +86,7 @@ def monitor() -> None:
 
     Also the watchdog for production: run from system cron, it alerts even when no worker is
     alive to run the scheduled monitor job."""
-    from portal.services.monitor import run_monitor
+    from portal.services.monitoring.monitor import run_monitor
 
     settings = current_app.config["SETTINGS"]
     # Without REDIS_URL this process has its own in-process queue: no worker can be seen on
@@ -150,14 +150,14 @@ def simulate(
     import sys
 
     from portal.config import ConfigError, normalize_database_url
-    from portal.services.pool_config import env_defaults
-    from portal.services.simulate import (
+    from portal.devtools.simulate import (
         Burst,
         SimulationError,
         SimulationPlan,
         format_table,
         run_simulation,
     )
+    from portal.services.pool.config import env_defaults
 
     settings = current_app.config["SETTINGS"]
     defaults = env_defaults(settings)

@@ -1,6 +1,6 @@
 """`flask --app app serve`: prepare the installation and serve it (the `make run` command).
 
-Thin: options in, `portal.services.bootstrap.run_server` does the work (migrations, master
+Thin: options in, `portal.cli.bootstrap.run_server` does the work (migrations, master
 template, demo admin, banner, embedded worker, Werkzeug server through Flask-SocketIO).
 Production serves with gunicorn instead (`gunicorn -c gunicorn.conf.py wsgi:app`).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 from flask import current_app
 
-from portal.services import bootstrap
+from portal.cli import bootstrap
 
 
 @click.command("serve")

@@ -19,7 +19,8 @@ import click
 from flask.cli import AppGroup
 
 from portal.extensions import db
-from portal.services.image_store import ImageStoreError, get_image_store
+from portal.services.images.backend import get_image_store
+from portal.services.images.store import ImageStoreError
 from portal.services.template import (
     TemplateError,
     dump_template,
@@ -149,8 +150,7 @@ def bump_command(if_edited: bool) -> None:
     handed out) and the pools are rebuilt at the new version (docs/pool.md)."""
     from flask import current_app
 
-    from portal.services.queue import get_redis
-    from portal.services.replenish import enqueue_replenish
+    from portal.services.infra.queue import enqueue_replenish, get_redis
     from portal.services.template.versions import bump_if_edited, bump_template_version
 
     try:

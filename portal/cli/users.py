@@ -13,8 +13,8 @@ import click
 from flask.cli import AppGroup
 
 from portal.extensions import db
-from portal.services.tokens import TokenError, issue_token, revoke_all
-from portal.services.users import UserError, create_user, find_by_email
+from portal.services.accounts.tokens import TokenError, issue_token, revoke_all
+from portal.services.accounts.users import UserError, create_user, find_by_email
 
 cli = AppGroup("users", help="Create users and manage their API tokens.")
 
@@ -77,8 +77,7 @@ def _request_user_pool(user_id: object) -> None:
     queue this process has no worker; the scheduled refill in `make run` builds it instead."""
     from flask import current_app
 
-    from portal.services.queue import get_redis
-    from portal.services.replenish import enqueue_replenish
+    from portal.services.infra.queue import enqueue_replenish, get_redis
 
     if not current_app.config["SETTINGS"].embedded_queue:
         enqueue_replenish(get_redis(), "user", user_id)  # type: ignore[arg-type]

@@ -12,49 +12,7 @@ scripts), `actions` (the quick-action forms), `socket` (live updates) and `rq` (
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-from flask import Blueprint, abort
-from flask.typing import ResponseReturnValue
-from flask_login import current_user
-
-from portal.blueprints.errors import wants_json
-from portal.extensions import login_manager
-
-bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def require_admin() -> ResponseReturnValue | None:
-    """None when the current user is an active admin; otherwise the response to send."""
-    if not current_user.is_authenticated:
-        if wants_json():
-            abort(401, "sign in to the portal first")
-        return login_manager.unauthorized()
-    if not current_user.admin:
-        abort(403, "The portal is for administrators only.")
-    return None
-
-
-def admin_required(view: F) -> F:
-    """The same guard as a decorator, for admin views outside this blueprint."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        denied = require_admin()
-        if denied is not None:
-            return denied
-        return view(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-bp.before_request(require_admin)
-
-# The endpoint modules register their routes on `bp` when imported.
-from portal.blueprints.admin import actions, api, rq, socket, views  # noqa: E402
+from portal.blueprints.admin import actions, api, rq, socket, views
+from portal.blueprints.admin.blueprint import admin_required, bp, require_admin
 
 __all__ = ["actions", "admin_required", "api", "bp", "require_admin", "rq", "socket", "views"]

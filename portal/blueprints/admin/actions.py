@@ -2,7 +2,7 @@
 demand sizing settings.
 
 Each is a POSTed WTForm (CSRF-checked by CSRFProtect before the view runs). The work is done
-by `portal.services.admin_actions`; this layer validates the form, records the action with the
+by `portal.services.pool.actions`; this layer validates the form, records the action with the
 admin who ran it, tells every open dashboard (`pool_update`) and answers in the caller's terms:
 JSON for the dashboard's script (which shows the result without a reload), a flash message and
 a redirect to the dashboard for a plain form post.
@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from portal.blueprints.admin import bp
+from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
     DemandSizingForm,
@@ -28,9 +28,9 @@ from portal.blueprints.admin.forms import (
 from portal.blueprints.admin.socket import broadcast_pool_update, current_payload
 from portal.blueprints.errors import wants_json
 from portal.extensions import db
-from portal.services import admin_actions
-from portal.services.admin_actions import ActionResult
-from portal.services.queue import get_redis
+from portal.services.infra.queue import get_redis
+from portal.services.pool import actions as admin_actions
+from portal.services.pool.actions import ActionResult
 
 
 def _form_errors(form: FlaskForm) -> dict[str, list[str]]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from portal.blueprints.admin import bp
+from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.errors import ApiError
 from portal.extensions import db
-from portal.services.analytics import PeriodError, analytics, parse_period
-from portal.services.portal_metrics import WindowError, admin_pool_payload, metrics
-from portal.services.queue import get_redis
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.analytics import PeriodError, analytics, parse_period
+from portal.services.monitoring.dashboard import WindowError, admin_pool_payload, metrics
 
 
 @bp.get("/api/pool")

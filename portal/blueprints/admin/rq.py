@@ -20,8 +20,8 @@ from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 
-from portal.blueprints.admin import bp, require_admin
-from portal.services.queue import get_redis
+from portal.blueprints.admin.blueprint import bp, require_admin
+from portal.services.infra.queue import get_redis
 
 URL_PREFIX = "/admin/rq"
 BLUEPRINT = "rq_dashboard"

@@ -20,10 +20,10 @@ from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 from flask_socketio import Namespace, emit
 
-from portal.blueprints.admin import bp
+from portal.blueprints.admin.blueprint import bp
 from portal.extensions import db, socketio
-from portal.services.portal_metrics import admin_pool_payload
-from portal.services.queue import get_redis
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.dashboard import admin_pool_payload
 
 log = logging.getLogger("portal.admin.socket")
 
@@ -69,7 +69,7 @@ class AdminNamespace(Namespace):
 def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
     """Send `pool_update` to every admin dashboard; False (logged) when it could not be sent.
 
-    Goes through `portal.services.events.publish_pool_update`, the one emitter jobs and
+    Goes through `portal.services.monitoring.live.publish_pool_update`, the one emitter jobs and
     services use too. Never raises: a dashboard missing one update must not turn a successful
     action into an error page."""
     try:
@@ -78,7 +78,7 @@ def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
         db.session.rollback()
         log.warning("admin.pool_update_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return False
-    from portal.services.events import publish_pool_update
+    from portal.services.monitoring.live import publish_pool_update
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     return publish_pool_update(app, data)

@@ -1,6 +1,6 @@
 """The portal's HTML pages: the dashboard, the pool campaign list and usage analytics.
 
-Thin: the figures come from `portal.services.portal_metrics`; the dashboard is rendered with
+Thin: the figures come from `portal.services.monitoring.dashboard`; the dashboard is rendered with
 the same payload `/admin/api/pool` serves and `pool_update` pushes, embedded as JSON, so the
 page's script starts from exactly what the server rendered.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from flask import abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from portal.blueprints.admin import bp
+from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
     DemandSizingForm,
@@ -24,10 +24,10 @@ from portal.extensions import db
 from portal.models import (
     Campaign,
 )
-from portal.services.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
-from portal.services.campaigns import content_counts, find_master_template
-from portal.services.pool_config import load_pool_config
-from portal.services.portal_metrics import (
+from portal.services.campaigns.records import content_counts, find_master_template
+from portal.services.infra.queue import get_redis
+from portal.services.monitoring.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
+from portal.services.monitoring.dashboard import (
     DEFAULT_WINDOW,
     LIST_POOL_TYPES,
     LIST_STATUSES,
@@ -37,7 +37,7 @@ from portal.services.portal_metrics import (
     recent_actions,
     recent_assignments,
 )
-from portal.services.queue import get_redis
+from portal.services.pool.config import load_pool_config
 
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:

@@ -17,19 +17,19 @@ from typing import Any, TypeVar, overload
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from portal.blueprints.api import bp, json_body, require_strings
+from portal.blueprints.api.blueprint import bp, json_body, require_strings
 from portal.blueprints.errors import ApiError
 from portal.extensions import db
 from portal.models import User
-from portal.services.text_input import text_problems
-from portal.services.tokens import (
+from portal.services.accounts.tokens import (
     TOKEN_NAME_MAX,
     TokenError,
     issue_token,
     lookup_token,
     revoke_token,
 )
-from portal.services.users import authenticate
+from portal.services.accounts.users import authenticate
+from portal.services.infra.text_input import text_problems
 
 log = logging.getLogger("portal.api")
 

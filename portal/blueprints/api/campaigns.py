@@ -9,19 +9,19 @@ import sqlalchemy as sa
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from portal.blueprints.api import ApiError, bp, json_body
 from portal.blueprints.api.auth import current_api_user, token_required
+from portal.blueprints.api.blueprint import ApiError, bp, json_body
 from portal.extensions import db
 from portal.models import Campaign
-from portal.services.campaign_creation import (
+from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
+from portal.services.infra.queue import get_redis
+from portal.services.pool.claim import NameTakenError
+from portal.services.pool.creation import (
     NoTemplateError,
     campaign_json,
     create_campaign,
     created_campaign_json,
 )
-from portal.services.campaign_input import InvalidCampaignInput, parse_campaign_input
-from portal.services.pool import NameTakenError
-from portal.services.queue import get_redis
 
 PAGE_SIZE = 50
 # Far beyond any real account (50 million campaigns), and small enough that the OFFSET it

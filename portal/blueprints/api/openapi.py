@@ -14,11 +14,11 @@ from typing import Any
 from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from portal.blueprints.api import bp
+from portal.blueprints.api.blueprint import bp
 from portal.blueprints.api.campaigns import MAX_PAGE, PAGE_SIZE
-from portal.services.campaign_input import DESCRIPTION_MAX, NAME_MAX
-from portal.services.campaigns import CONTENT_TABLES
-from portal.services.tokens import TOKEN_NAME_MAX
+from portal.services.accounts.tokens import TOKEN_NAME_MAX
+from portal.services.campaigns.input import DESCRIPTION_MAX, NAME_MAX
+from portal.services.campaigns.records import CONTENT_TABLES
 
 JSON = "application/json"
 # Patterns mirror the server's rules (campaign_input, the token endpoint). A name: no control

@@ -72,8 +72,7 @@ from portal.models import (
     utcnow,
 )
 from portal.models.base import UTCDateTime
-from portal.services.seeding.result import SeedResult
-from portal.services.seeding.traditional import SeedingError
+from portal.services.seeding.base import SeedingError, SeedResult
 
 log = logging.getLogger("portal.seeding")
 

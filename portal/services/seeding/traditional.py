@@ -45,9 +45,9 @@ from portal.models import (
     Weapon,
     utcnow,
 )
-from portal.services.image_store import ImageStore
-from portal.services.retry import run_unit_of_work
-from portal.services.seeding.result import SeedResult
+from portal.services.images.store import ImageStore
+from portal.services.infra.retry import run_unit_of_work
+from portal.services.seeding.base import SeedingError, SeedResult
 
 log = logging.getLogger("portal.seeding")
 
@@ -57,10 +57,6 @@ M = TypeVar("M", bound=Base)
 
 # Columns a copy never takes from its source: identity, ownership and the clock.
 _NEVER_COPIED = frozenset({"id", "campaign_id", "user_id", "created_at", "updated_at"})
-
-
-class SeedingError(RuntimeError):
-    """Seeding could not complete; everything was rolled back. The message names the record."""
 
 
 def record_label(record: Base) -> str:
@@ -424,7 +420,7 @@ class TraditionalSeeder:
     def _attach_record_images(self, type_name: str, old_id: uuid.UUID, new: Base) -> None:
         """Attach to the (already flushed) copy what the template record has: the same blob in
         share mode, an uploaded copy of the file in copy mode."""
-        from portal.services.blobs import attach_image
+        from portal.services.images.blobs import attach_image
 
         for attachment in self._images.get((type_name, old_id), ()):
             context = {

@@ -31,8 +31,8 @@ from portal.models import (
     ImagePosition,
     utcnow,
 )
-from portal.services.campaigns import find_master_template
-from portal.services.image_store import ImageStore, ImageStoreError
+from portal.services.campaigns.records import find_master_template
+from portal.services.images.store import ImageStore, ImageStoreError
 from portal.services.template.document import (
     CAMPAIGN_REF,
     FORMAT_NAME,
@@ -202,7 +202,7 @@ def export_template(session: Session, store: ImageStore | None = None) -> dict[s
 
     `store` defaults to the application's image store (the image bytes are read from it)."""
     if store is None:
-        from portal.services.image_store import get_image_store
+        from portal.services.images.backend import get_image_store
 
         store = get_image_store()
     master = find_master_template(session)

@@ -25,9 +25,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+import portal.services.template.content as text
 from portal.models import Campaign
-from portal.services.image_store import ImageStore
-from portal.services.template import content as text
+from portal.services.images.store import ImageStore
 from portal.services.template.document import CAMPAIGN_REF, FORMAT_NAME, FORMAT_VERSION
 from portal.services.template.errors import TemplateError
 from portal.services.template.pictures import render_picture
@@ -371,7 +371,7 @@ def generate_template(session: Session, store: ImageStore) -> Campaign:
     """Generate the master template and commit it (its own unit of work).
 
     Raises TemplateError, writing nothing, when a master template already exists."""
-    from portal.services.campaigns import find_master_template
+    from portal.services.campaigns.records import find_master_template
 
     existing = find_master_template(session)
     if existing is not None:

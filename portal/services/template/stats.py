@@ -26,7 +26,7 @@ from portal.models import (
     Vehicle,
     Weapon,
 )
-from portal.services.campaigns import find_master_template
+from portal.services.campaigns.records import find_master_template
 from portal.services.template.errors import TemplateError
 from portal.services.template.scope import attachments_of, positions_of
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, PoolEvent, utcnow
-from portal.services.rollout import retire_old_versions
+from portal.services.pool.rollout import retire_old_versions
 from portal.services.template.errors import TemplateError
 from portal.services.template.fingerprint import template_fingerprint
 

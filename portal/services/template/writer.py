@@ -34,9 +34,9 @@ from portal.models import (
     Weapon,
     utcnow,
 )
-from portal.services.campaigns import find_master_template
-from portal.services.image_store import ImageStore, checksum_of
-from portal.services.rollout import retire_old_versions
+from portal.services.campaigns.records import find_master_template
+from portal.services.images.store import ImageStore, checksum_of
+from portal.services.pool.rollout import retire_old_versions
 from portal.services.template.document import CAMPAIGN_REF, RECORD_TYPE_OF, SECTIONS
 from portal.services.template.errors import TemplateError
 from portal.services.template.fingerprint import template_fingerprint
@@ -104,7 +104,7 @@ def _demote_master(session: Session, old: Campaign) -> int:
 
 def _supersede_pool(session: Session, campaign: Campaign, previous: int) -> None:
     """A replacement is a new template version: retire the pool campaigns of the old ones in
-    this same transaction (see portal.services.rollout) and record the change."""
+    this same transaction (see portal.services.pool.rollout) and record the change."""
     now = utcnow()
     version = campaign.template_version or 1
     retired = retire_old_versions(session, version, reason="template_version", now=now)

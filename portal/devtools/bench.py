@@ -1,0 +1,496 @@
+"""`bench`: measure seeding (and pool assignment) the way DESIGN section 7 states its targets.
+
+Everything runs on a scratch database, never on the configured one: on PostgreSQL a new database
+`campaign_pool_bench_<random>` on the same server (created, migrated, dropped afterwards), on
+SQLite a temporary file. The scratch app has no Redis (in-process fakeredis), no ImageKit (a
+local store in a temporary folder) and no mail or Slack, so a bench run can neither upload files
+nor enqueue jobs nor alert anyone. The master template is generated there, the database is
+filled with `background` batch-seeded campaigns and ANALYZEd (a production database holds many
+campaigns and has statistics that say so; a database holding only the template, or one analysed
+before the campaigns arrived, is planned for a world where every row belongs to the template),
+then:
+
+* batch and traditional seeding (both with shared images), N timed runs each after a warm-up,
+  timed around `seed()` including its COMMIT; their medians give the ratio of DESIGN 7;
+* image uploads: the store is wrapped in a counter and blobs are counted before and after, so
+  "a new campaign adds zero uploads and zero blobs in share mode" is measured, not assumed; one
+  traditional run in copy mode shows what sharing saves;
+* the DESIGN 7 reference point: the template's schticks, weapons and their attachments written
+  one INSERT statement per row, against the same rows copied set-based (the batch seeder's own
+  statements for those three tables);
+* pool assignment: ready pool campaigns are built, then claimed one by one (claim, rename,
+  ownership, timestamp reset of every child row).
+
+Figures are wall-clock medians and nearest-rank 95th percentiles in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from portal.models import Campaign, ImageAttachment, ImageBlob, Schtick, User, Weapon, utcnow
+from portal.services.campaigns.records import create_campaign_shell, find_master_template
+from portal.services.images.store import ImageStore
+from portal.services.infra.percentiles import percentile
+from portal.services.seeding.batch import CampaignBatchSeeder, copy_tables
+from portal.services.seeding.traditional import TraditionalSeeder
+
+log = logging.getLogger("portal.bench")
+
+Tick = Callable[[str], None]
+"""Called once per unit of work done (a seeding run, a baseline run, a claim), with a label."""
+
+BASELINE_TABLES = ("schticks", "weapons", "image_attachments")
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """How many timed runs of each measurement (warm-up runs come on top and are discarded)."""
+
+    batch_runs: int = 10
+    traditional_runs: int = 3
+    baseline_runs: int = 5
+    assign_runs: int = 10
+    warmup: int = 1
+    copy_run: bool = True
+    background: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("batch_runs", "traditional_runs", "baseline_runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if min(self.assign_runs, self.warmup, self.background) < 0:
+            raise ValueError("assign_runs, warmup and background must not be negative")
+
+    @property
+    def units(self) -> int:
+        """Units of work the run reports through `tick` (for a progress bar)."""
+        seeds = (self.batch_runs + self.warmup) + (self.traditional_runs + self.warmup)
+        baseline = 2 * (self.baseline_runs + self.warmup)
+        assign = 2 * (self.assign_runs + self.warmup) if self.assign_runs else 0
+        return 1 + self.background + seeds + baseline + assign + int(self.copy_run)
+
+
+def summarize(samples: list[float]) -> dict[str, float | int]:
+    """Median, nearest-rank p95, min, max (ms) of some timed runs."""
+    ordered = sorted(samples)
+    return {
+        "median": round(statistics.median(ordered), 2),
+        "p95": percentile(ordered, 95, ndigits=2),
+        "min": round(ordered[0], 2),
+        "max": round(ordered[-1], 2),
+        "runs": len(ordered),
+    }
+
+
+class CountingStore:
+    """An image store that counts what it is asked to do, then does it (uploads = put + copy)."""
+
+    def __init__(self, inner: ImageStore) -> None:
+        self.inner = inner
+        self.service_name = inner.service_name
+        self.calls = {"put": 0, "copy": 0, "delete": 0}
+
+    @property
+    def uploads(self) -> int:
+        return self.calls["put"] + self.calls["copy"]
+
+    def put(self, key: str, filename: str, content: bytes, content_type: str, *, context: Any):
+        self.calls["put"] += 1
+        return self.inner.put(key, filename, content, content_type, context=context)
+
+    def copy(self, source_meta: dict[str, Any], key: str, *, context: Any):
+        self.calls["copy"] += 1
+        return self.inner.copy(source_meta, key, context=context)
+
+    def fetch(self, meta: dict[str, Any]) -> bytes:
+        return self.inner.fetch(meta)
+
+    def delete(self, meta: dict[str, Any], *, context: Any) -> None:
+        self.calls["delete"] += 1
+        self.inner.delete(meta, context=context)
+
+    def url(self, meta: dict[str, Any], transformation: Any = None) -> str:
+        return self.inner.url(meta, transformation)
+
+
+# ---------------------------------------------------------------------------- scratch database
+
+
+@contextlib.contextmanager
+def scratch_database(database_url: str, workdir: Path) -> Iterator[str]:
+    """A new, empty database next to `database_url` (same PostgreSQL server, or a SQLite file
+    in `workdir`), dropped afterwards whatever happens."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        path = workdir / "bench.sqlite3"
+        yield f"sqlite:///{path}"
+        return
+    name = f"campaign_pool_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        log.info("bench.database_created", extra={"database": name})
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log.info("bench.database_dropped", extra={"database": name})
+    finally:
+        admin.dispose()
+
+
+def build_scratch_app(database_url: str, instance: Path, secret_key: str) -> Flask:
+    """An app on the scratch database that cannot reach any real outside service."""
+    from portal import create_app
+
+    return create_app(
+        {
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": "",
+            "SECRET_KEY": secret_key,
+            "IMAGEKIT_PRIVATE_KEY": "",
+            "IMAGEKIT_PUBLIC_KEY": "",
+            "IMAGEKIT_URL_ENDPOINT": "",
+            "IMAGEKIT_BASE_URL": "",
+            "IMAGE_SHARING": "share",
+            "MAIL_SERVER": "",
+            "ALERT_EMAILS": "",
+            "SLACK_WEBHOOK_URL": "",
+        }
+    )
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Per-seed info logs would drown the progress bar: warnings only while measuring."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def run_bench(
+    database_url: str, secret_key: str, plan: BenchPlan, tick: Tick | None = None
+) -> dict[str, Any]:
+    """Measure everything of the module docstring on a scratch database; return the figures."""
+    from flask_migrate import upgrade
+
+    tick = tick or (lambda _label: None)
+    workdir = Path(tempfile.mkdtemp(prefix="campaign-pool-bench-"))
+    try:
+        with scratch_database(database_url, workdir) as scratch_url:
+            app = build_scratch_app(scratch_url, workdir / "instance", secret_key)
+            try:
+                with app.app_context(), _quiet("portal", "jobs", "alembic"):
+                    upgrade()
+                    from portal.extensions import db
+                    from portal.services.images.backend import get_image_store
+
+                    store = CountingStore(get_image_store(app))
+                    figures = _measure(db.session, store, plan, tick)
+                    db.session.remove()
+            finally:
+                with app.app_context():
+                    from portal.extensions import db
+
+                    db.engine.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return figures
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick) -> dict[str, Any]:
+    from portal.services.template import generate_template
+
+    dialect = session.get_bind().dialect.name
+    generate_template(session, store)
+    template_uploads = store.uploads
+    tick("template")
+    owner_id = _user(session, "bench-owner").id
+    # A production database holds many campaigns besides the template, and has statistics that
+    # say so; measuring on the template alone would time plans no real database would get.
+    for _ in range(plan.background):
+        _seed_once(session, "batch", owner_id, store)
+        tick("background")
+    session.execute(sa.text("ANALYZE"))
+    session.commit()
+
+    blobs_before, uploads_before = _count(session, ImageBlob), store.uploads
+    batch_ms, rows = _seed_runs(session, "batch", plan, tick, owner_id, store)
+    trad_ms, _ = _seed_runs(session, "traditional", plan, tick, owner_id, store)
+    share_uploads = store.uploads - uploads_before
+    share_blobs = _count(session, ImageBlob) - blobs_before
+
+    copy_figures: dict[str, Any] = {}
+    if plan.copy_run:
+        uploads, blobs = store.uploads, _count(session, ImageBlob)
+        copy_ms, _ = _seed_once(session, "traditional", owner_id, store, "copy")
+        copy_figures = {
+            "copy_per_campaign": store.uploads - uploads,
+            "copy_blobs_per_campaign": _count(session, ImageBlob) - blobs,
+            "copy_traditional_ms": round(copy_ms, 2),
+        }
+        tick("copy mode")
+
+    batch, traditional = summarize(batch_ms), summarize(trad_ms)
+    result: dict[str, Any] = {
+        "traditional_ms": traditional,
+        "batch_ms": batch,
+        "ratio": round(traditional["median"] / batch["median"], 1),
+        "rows_per_campaign": rows,
+        "imagekit_uploads": {
+            "share": share_uploads,
+            "share_blobs_created": share_blobs,
+            "template_generation": template_uploads,
+            **copy_figures,
+        },
+        "baseline": _baseline(session, plan, tick, owner_id),
+        "assignment_ms": _assignment(session, plan, tick),
+        "database": dialect,
+        "runs": {
+            "batch": plan.batch_runs,
+            "traditional": plan.traditional_runs,
+            "baseline": plan.baseline_runs,
+            "assignment": plan.assign_runs,
+            "warmup": plan.warmup,
+            "background_campaigns": plan.background,
+        },
+        "measured_at": utcnow().isoformat(timespec="seconds"),
+    }
+    return result
+
+
+def _count(session: Session, model: type[Any]) -> int:
+    return int(session.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
+
+
+def _user(session: Session, label: str, *, gamemaster: bool = False) -> User:
+    """A committed user, loaded again (as a request's token lookup would have it), so that a
+    timed step does not include reloading the user its commit expired."""
+    user = User(
+        id=uuid.uuid4(),
+        email=f"{label}-{uuid.uuid4().hex[:8]}@bench.invalid",
+        name=label,
+        gamemaster=gamemaster,
+    )
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def _template(session: Session) -> Campaign:
+    template = find_master_template(session)
+    if template is None:  # pragma: no cover - generate_template just made it
+        raise RuntimeError("the scratch database has no master template")
+    return template
+
+
+def _seed_once(
+    session: Session, method: str, owner_id: uuid.UUID, store: ImageStore, image_mode: str = "share"
+) -> tuple[float, int]:
+    """Seed one new campaign; return the wall time of `seed()` (ms, COMMIT included) and the
+    rows it created. The shell is created (and flushed) before the clock starts."""
+    template = _template(session)
+    owner = session.get(User, owner_id)
+    shell = create_campaign_shell(session, owner, f"bench {method} {uuid.uuid4().hex[:10]}")
+    if method == "batch":
+        seeder: Any = CampaignBatchSeeder(session)
+    else:
+        seeder = TraditionalSeeder(session, store, image_mode=image_mode)
+    started = time.perf_counter()
+    result = seeder.seed(shell, template)
+    elapsed = (time.perf_counter() - started) * 1000
+    session.expunge_all()  # the next run starts with an empty identity map, like a new request
+    return elapsed, result.total_rows
+
+
+def _seed_runs(
+    session: Session,
+    method: str,
+    plan: BenchPlan,
+    tick: Tick,
+    owner_id: uuid.UUID,
+    store: ImageStore,
+) -> tuple[list[float], int]:
+    runs = plan.batch_runs if method == "batch" else plan.traditional_runs
+    samples: list[float] = []
+    rows = 0
+    for index in range(plan.warmup + runs):
+        elapsed, rows = _seed_once(session, method, owner_id, store)
+        if index >= plan.warmup:
+            samples.append(elapsed)
+        tick(method)
+    return samples, rows
+
+
+# ---------------------------------------------------------------------------- DESIGN 7 baseline
+
+
+def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID) -> dict[str, Any]:
+    """Schticks, weapons and their attachments: one INSERT per row vs set-based.
+
+    Both variants write the same rows into a fresh campaign in one transaction and commit; the
+    row-by-row variant reads the source rows first (not timed) so only the writes are compared."""
+    template = _template(session)
+    template_id = template.id
+    sources = _baseline_rows(session, template_id)
+    row_count = sum(len(rows) for _, rows in sources)
+    row_ms: list[float] = []
+    set_ms: list[float] = []
+    for index in range(plan.warmup + plan.baseline_runs):
+        user = session.get(User, owner_id)
+        shell = create_campaign_shell(session, user, f"baseline rows {uuid.uuid4().hex[:10]}")
+        session.commit()
+        target_id = shell.id
+        started = time.perf_counter()
+        _insert_row_by_row(session, sources, target_id)
+        session.commit()
+        elapsed = (time.perf_counter() - started) * 1000
+        if index >= plan.warmup:
+            row_ms.append(elapsed)
+        tick("baseline rows")
+
+        user = session.get(User, owner_id)
+        shell = create_campaign_shell(session, user, f"baseline set {uuid.uuid4().hex[:10]}")
+        session.commit()
+        target_id = shell.id
+        started = time.perf_counter()
+        copied = copy_tables(
+            session,
+            template_id=template_id,
+            target_id=target_id,
+            owner_id=owner_id,
+            now=utcnow(),
+            tables=BASELINE_TABLES,
+            with_campaign=False,
+        )
+        session.commit()
+        elapsed = (time.perf_counter() - started) * 1000
+        if index >= plan.warmup:
+            set_ms.append(elapsed)
+        if sum(copied.values()) != row_count:
+            raise RuntimeError(f"baseline: set-based copied {copied}, expected {row_count} rows")
+        tick("baseline set")
+        session.expunge_all()
+    rows_stats, set_stats = summarize(row_ms), summarize(set_ms)
+    return {
+        "tables": list(BASELINE_TABLES),
+        "rows": row_count,
+        "row_by_row_ms": rows_stats,
+        "set_based_ms": set_stats,
+        "ratio": round(rows_stats["median"] / set_stats["median"], 1),
+    }
+
+
+def _baseline_rows(
+    session: Session, template_id: uuid.UUID
+) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
+    """The template's schticks, weapons and their attachments, as plain column dicts."""
+    out: list[tuple[sa.Table, list[dict[str, Any]]]] = []
+    for model in (Schtick, Weapon):
+        table = model.__table__
+        rows = session.execute(sa.select(table).where(table.c.campaign_id == template_id))
+        out.append((table, [dict(row._mapping) for row in rows]))
+    attachments = ImageAttachment.__table__
+    owned = sa.or_(
+        *(
+            sa.and_(
+                attachments.c.record_type == model.__name__,
+                attachments.c.record_id.in_(
+                    sa.select(model.__table__.c.id).where(
+                        model.__table__.c.campaign_id == template_id
+                    )
+                ),
+            )
+            for model in (Schtick, Weapon)
+        )
+    )
+    rows = session.execute(sa.select(attachments).where(owned))
+    out.append((attachments, [dict(row._mapping) for row in rows]))
+    session.commit()
+    return out
+
+
+def _insert_row_by_row(
+    session: Session, sources: list[tuple[sa.Table, list[dict[str, Any]]]], target_id: uuid.UUID
+) -> None:
+    """The pre-batch way: one INSERT statement (one round trip) per row, ids remapped in Python."""
+    now = utcnow()
+    new_ids: dict[uuid.UUID, uuid.UUID] = {}
+    for _table, rows in sources:
+        for row in rows:
+            new_ids[row["id"]] = uuid.uuid4()
+    for table, rows in sources:
+        insert = table.insert()
+        for row in rows:
+            values = dict(row, id=new_ids[row["id"]])
+            if "campaign_id" in values:
+                values["campaign_id"] = target_id
+            if "updated_at" in values:
+                values["updated_at"] = now
+            values["created_at"] = now
+            if values.get("prerequisite_id") is not None:
+                values["prerequisite_id"] = new_ids[values["prerequisite_id"]]
+            if "record_id" in values:
+                values["record_id"] = new_ids[values["record_id"]]
+            session.execute(insert, values)
+
+
+# ---------------------------------------------------------------------------- pool assignment
+
+
+def _assignment(session: Session, plan: BenchPlan, tick: Tick) -> dict[str, Any] | None:
+    """Claim + rename + ownership + timestamp reset, per claim (None without a pool service)."""
+    if not plan.assign_runs:
+        return None
+    from portal.services.pool.claim import CampaignPoolService
+    from portal.services.pool.replenish import build_pool_campaign
+
+    template = _template(session)
+    total = plan.warmup + plan.assign_runs
+    for _ in range(total):
+        build_pool_campaign(session, _template(session), "master", template.user_id)
+        tick("pool build")
+    samples: list[float] = []
+    service = CampaignPoolService(session)
+    for index in range(total):
+        # A gamemaster, as the API requires: the claim also looks in their (empty) own pool.
+        user = _user(session, f"bench-gm-{index}", gamemaster=True)
+        started = time.perf_counter()
+        assignment = service.assign_pool_campaign(user, f"Bench campaign {index}")
+        elapsed = (time.perf_counter() - started) * 1000
+        if assignment is None:
+            raise RuntimeError("bench: the pool ran dry before every claim was made")
+        if index >= plan.warmup:
+            samples.append(elapsed)
+        session.expunge_all()
+        tick("assign")
+    return summarize(samples)

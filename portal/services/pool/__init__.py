@@ -1,0 +1,8 @@
+"""The campaign pool, from claim to refill.
+
+`claim` (the atomic hand-out), `creation` (a user's campaign: their pool, the master pool, else
+seeding), `config` (targets and limits, runtime overrides), `demand` (demand-aware sizing),
+`replenish` (refills), `rollout` and `rollout_status` (rebuilds after a template version change),
+`cleanup` (deleting what nobody will use), `status` (levels and assignment figures), `events`
+(recording what happened), `actions` (the portal's quick actions).
+"""

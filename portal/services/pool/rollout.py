@@ -1,0 +1,257 @@
+"""Rolling rebuilds after a template version change: retire the old campaigns, cap the builds.
+
+When the master template's version changes (an edit noticed by the monitor, `template bump`,
+`template import --replace`), every pool campaign built from an older version is *stale*: it
+must never be handed out, and the pools must be rebuilt at the new version.
+
+* Retire at once, in the bump's own transaction (`retire_old_versions`). A stale campaign is
+  never claimed anyway (the claim filters on the current version), so keeping it `ready`
+  would buy no availability; retiring it in the transaction that changes the version means
+  that, from the moment the new version is visible, no stale campaign is `ready`, and a claim
+  that read the old version a moment earlier finds nothing to take (its guarded UPDATE needs
+  `pool_status = 'ready'`). Builds of the old version still running are retired too; their
+  final flip to `ready` is guarded (`replenish.build_pool_campaign`), so they cannot come back.
+* Rebuild gradually: while a rollout is in progress (old-version campaigns are still in the
+  database: stale or retired and not yet deleted), a build is admitted only while fewer than
+  `rollout_max_building` pool builds are in flight, counted across all pools
+  (`admit_build`), so an edit does not turn into as many simultaneous builds as there are
+  workers. Refills stay serialized per pool as always.
+* Delete afterwards: the monitor queues the clean-up once every pool is back at its target,
+  so the deletes do not compete with the rebuild; the rollout is over when the retired
+  campaigns are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.models import Campaign, PoolEvent, utcnow
+from portal.services.infra.queue import enqueue_cleanup
+
+log = logging.getLogger("portal.rollout")
+
+# Any constant shared by every process; "cpbuild" in ASCII.
+ADMISSION_LOCK_KEY = 0x63706275696C64
+# Pool states an old-version campaign can be in while a rollout is under way.
+OLD_STATES = ("ready", "building", "retired")
+
+
+class BuildRefused(Exception):
+    """A pool build was not started or not finished; not a failure of the build itself."""
+
+
+class BuildThrottled(BuildRefused):
+    """A rollout is in progress and `rollout_max_building` builds are already in flight."""
+
+    def __init__(self, in_flight: int, limit: int) -> None:
+        super().__init__(f"{in_flight} pool builds in flight, the rollout allows {limit}")
+        self.in_flight = in_flight
+        self.limit = limit
+
+
+class BuildSuperseded(BuildRefused):
+    """The template version changed while the campaign was being built: it was retired."""
+
+
+@dataclass(frozen=True)
+class RetiredCampaign:
+    id: uuid.UUID
+    pool_type: str | None
+    template_version: int | None
+
+
+def retire_superseded_build(session: Session, campaign_id: uuid.UUID) -> None:
+    """Retire a build that turned out to be of an old version (it started from a template
+    read before the change, after the change had retired everything else); commit.
+    Left in `building`, it would hold a slot of the rollout's cap until reaped, then count
+    as a failed build."""
+    now = utcnow()
+    row = session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.pool_status == "building")
+        .values(pool_status="retired", updated_at=now)
+        .returning(Campaign.pool_type, Campaign.user_id, Campaign.template_version)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is not None:
+        session.add(
+            PoolEvent(
+                kind="retired",
+                campaign_id=campaign_id,
+                user_id=row.user_id if row.pool_type == "user" else None,
+                pool_type=row.pool_type,
+                detail={
+                    "reason": "superseded",
+                    "template_version": row.template_version,
+                    "current_version": session.scalar(current_version()),
+                },
+                created_at=now,
+            )
+        )
+    session.commit()
+
+
+def current_version() -> sa.Select[tuple[int | None]]:
+    """The master template's version, as a SELECT to run or embed."""
+    return (
+        sa.select(Campaign.template_version).where(Campaign.is_master_template.is_(True)).limit(1)
+    )
+
+
+def old_version(version: int) -> sa.ColumnElement[bool]:
+    """A campaign built from any version but `version` (or from no known version)."""
+    return sa.or_(Campaign.template_version.is_(None), Campaign.template_version != version)
+
+
+def retire_old_versions(
+    session: Session,
+    version: int,
+    *,
+    reason: str,
+    statuses: tuple[str, ...] = ("ready", "building"),
+    now: datetime | None = None,
+) -> list[RetiredCampaign]:
+    """Mark pool campaigns of any version but `version` in `statuses` as `retired`, with one
+    `retired` pool event each; no commit (the caller's transaction decides).
+
+    On PostgreSQL the UPDATE waits for a build holding its campaign's row and re-checks it
+    afterwards, so a build that turns `ready` while this runs is retired too."""
+    now = now or utcnow()
+    rows = session.execute(
+        sa.update(Campaign)
+        .where(Campaign.is_pool.is_(True), Campaign.pool_status.in_(statuses), old_version(version))
+        .values(pool_status="retired", updated_at=now)
+        .returning(
+            Campaign.id,
+            Campaign.pool_type,
+            Campaign.user_id,
+            Campaign.template_version,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    if rows:
+        session.execute(
+            sa.insert(PoolEvent),
+            [
+                {
+                    "kind": "retired",
+                    "campaign_id": row.id,
+                    "user_id": row.user_id if row.pool_type == "user" else None,
+                    "pool_type": row.pool_type,
+                    "detail": {
+                        "reason": reason,
+                        "template_version": row.template_version,
+                        "current_version": version,
+                    },
+                    "created_at": now,
+                }
+                for row in rows
+            ],
+        )
+        log.info(
+            "pool.retired",
+            extra={"count": len(rows), "reason": reason, "current_version": version},
+        )
+    return [RetiredCampaign(r.id, r.pool_type, r.template_version) for r in rows]
+
+
+def rollout_in_progress(session: Session, version: int) -> bool:
+    """Old-version pool campaigns are still around (stale, or retired and not yet deleted)."""
+    stmt = sa.select(Campaign.id).where(
+        Campaign.is_pool.is_(True), Campaign.pool_status.in_(OLD_STATES), old_version(version)
+    )
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def builds_in_flight(session: Session, since: datetime) -> int:
+    """Pool campaigns in `building` started after `since` (older ones have a dead builder)."""
+    return session.scalar(
+        sa.select(sa.func.count()).where(
+            Campaign.is_pool.is_(True),
+            Campaign.pool_status == "building",
+            Campaign.pool_created_at > since,
+        )
+    )
+
+
+def _serialize_admissions(session: Session) -> None:
+    """Make admissions one at a time until the caller commits. SQLite already serializes
+    writers (the caller has written its `building` row); PostgreSQL needs a lock, and a
+    transaction-level advisory lock touches no row anybody else uses."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
+
+
+def admit_build(session: Session, version: int, limit: int, since: datetime) -> int:
+    """Admit the `building` row the caller has just flushed (not committed): return how many
+    builds are in flight with it, or raise BuildThrottled when a rollout is in progress and
+    that would exceed `limit`. The caller commits promptly (that ends the serialization) or
+    rolls back on BuildThrottled.
+
+    The count taken here, under the lock, is the exact number in flight the moment this
+    build starts; recorded on the build's event, its maximum over a rollout is the most
+    builds that ever ran at once."""
+    _serialize_admissions(session)
+    in_flight = builds_in_flight(session, since)
+    if in_flight > limit and rollout_in_progress(session, version):
+        raise BuildThrottled(in_flight - 1, limit)
+    return in_flight
+
+
+def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
+    """Flip a pool campaign from `building` to `ready` (uncommitted, in the build's own
+    transaction) only if it was built from the current template version and nobody retired
+    it meanwhile. False means the build is superseded and must not be committed."""
+    current = current_version().scalar_subquery()
+    flipped = session.execute(
+        sa.update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.pool_status == "building",
+            Campaign.template_version == current,
+        )
+        .values(pool_status="ready")
+        .execution_options(synchronize_session=False)
+    )
+    return flipped.rowcount == 1
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """What one monitor pass did for a rollout."""
+
+    retired: int
+    cleanup_job: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"retired": self.retired, "cleanup_job": self.cleanup_job}
+
+
+def advance_rollout(
+    session: Session,
+    redis_client: redis.Redis,
+    version: int,
+    *,
+    pools_full: bool,
+    enqueue: bool = True,
+) -> RolloutStep:
+    """The monitor's part of a rollout, every pass (commits).
+
+    Retires any pool campaign of an old version that is still ready or building: a version
+    change already did that in its own transaction, so this only catches what it could not
+    see (campaigns stamped before an upgrade, a version changed by hand in SQL). Once every
+    pool is back at its target (`pools_full`), queues the clean-up that deletes the retired
+    campaigns, so deletes never compete with the rebuild."""
+    retired = retire_old_versions(session, version, reason="template_version")
+    session.commit()
+    cleanup_job = None
+    if pools_full and enqueue and rollout_in_progress(session, version):
+        cleanup_job = enqueue_cleanup(redis_client)
+    return RolloutStep(len(retired), cleanup_job)

@@ -1,0 +1,128 @@
+"""Pool levels and assignment metrics: the `/admin/api/pool` payload and `pool status`.
+
+Counts come from one GROUP BY over the partial pool index; assignment figures come from
+`pool_events` over a time window. Everything returned is JSON-ready.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.config import Settings
+from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.services.campaigns.records import find_master_template
+from portal.services.infra.percentiles import percentile
+from portal.services.pool.config import load_pool_config
+from portal.services.pool.replenish import consecutive_failures, pool_halted
+
+STATUSES = ("building", "ready", "failed", "retired")
+
+
+def _levels(session: Session, version: int | None) -> dict[str, dict[str, int]]:
+    current = Campaign.template_version == version if version is not None else sa.false()
+    stmt = (
+        sa.select(
+            Campaign.pool_type,
+            Campaign.pool_status,
+            sa.case((current, True), else_=False).label("current"),
+            sa.func.count(),
+        )
+        .where(Campaign.is_pool.is_(True))
+        .group_by(Campaign.pool_type, Campaign.pool_status, "current")
+    )
+    levels = {pt: dict.fromkeys((*STATUSES, "stale"), 0) for pt in ("master", "user")}
+    for pool_type, status, is_current, count in session.execute(stmt):
+        if pool_type not in levels or status not in levels[pool_type]:
+            continue
+        if status == "ready" and not is_current:
+            levels[pool_type]["stale"] += count
+        else:
+            levels[pool_type][status] += count
+    return levels
+
+
+def assignment_metrics(session: Session, window: timedelta) -> dict[str, Any]:
+    since = utcnow() - window
+    rows = session.execute(
+        sa.select(PoolEvent.kind, PoolEvent.duration_ms, PoolEvent.detail).where(
+            PoolEvent.kind.in_(("assigned", "fallback")), PoolEvent.created_at >= since
+        )
+    ).all()
+    hits = [r for r in rows if r.kind == "assigned"]
+    latencies = [r.duration_ms for r in hits if r.duration_ms is not None]
+    ages = [
+        float(r.detail["pool_age_s"])
+        for r in hits
+        if r.detail and r.detail.get("pool_age_s") is not None
+    ]
+    total = len(rows)
+    return {
+        "window_s": int(window.total_seconds()),
+        "total": total,
+        "pool_hits": len(hits),
+        "fallbacks": total - len(hits),
+        "hit_rate": round(len(hits) / total, 4) if total else None,
+        "latency_ms": {
+            "avg": round(statistics.fmean(latencies), 3) if latencies else None,
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
+        },
+        "time_in_pool_s": {
+            "avg": round(statistics.fmean(ages), 1) if ages else None,
+            "p50": percentile(ages, 50),
+            "max": round(max(ages), 1) if ages else None,
+        },
+    }
+
+
+def pool_status(
+    session: Session, settings: Settings, window: timedelta = timedelta(hours=24)
+) -> dict[str, Any]:
+    """Levels, targets and health of every pool plus assignment metrics over `window`."""
+    template = find_master_template(session)
+    version = template.template_version if template else None
+    config = load_pool_config(session, settings)
+    levels = _levels(session, version)
+    gamemasters = session.scalar(
+        sa.select(sa.func.count()).where(User.gamemaster.is_(True), User.active.is_(True))
+    )
+    with_ready = session.scalar(
+        sa.select(sa.func.count(sa.distinct(Campaign.user_id))).where(
+            Campaign.is_pool.is_(True),
+            Campaign.pool_type == "user",
+            Campaign.pool_status == "ready",
+            Campaign.template_version == version,
+        )
+    )
+    master = levels["master"]
+    master_failures = consecutive_failures(session, "master", None)
+    pools = {
+        "master": {
+            **master,
+            "target": config.target_for("master"),
+            "low_watermark": config.low_watermark,
+            "low": master["ready"] < config.low_watermark,
+            "empty": master["ready"] == 0,
+            "consecutive_failures": master_failures,
+            "halted": pool_halted(session, "master", None, config.failure_budget),
+        },
+        "user": {
+            **levels["user"],
+            "target": config.target_for("user"),
+            "gamemasters": gamemasters or 0,
+            "gamemasters_with_ready_pool": with_ready or 0,
+        },
+    }
+    return {
+        "generated_at": utcnow().isoformat(),
+        "template_version": version,
+        "config": config.as_dict(),
+        "pools": pools,
+        "assignments": assignment_metrics(session, window),
+    }
