@@ -5,10 +5,10 @@ run on a quiet machine, not to a test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-from pathlib import Path
 
+import psutil
 import pytest
 
 from portal.devtools.bench_http import HttpBenchPlan
@@ -21,14 +21,10 @@ TINY = ["bench", "--http", "--sequential", "5", "--clients", "2", "--per-client"
 def _server_children() -> list[int]:
     """gunicorn processes this test process started and that are still alive."""
     found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == os.getpid() and b"gunicorn" in cmdline:
-            found.append(int(entry.name))
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "gunicorn" in " ".join(child.cmdline()):
+                found.append(child.pid)
     return found
 
 
