@@ -17,10 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from portal import create_app
-from tests.auth_helpers import AuthActions
-from tests.databases import TestDatabases
+from tests.support.auth import AuthActions
+from tests.support.databases import TestDatabases
 
-pytest_plugins = ["tests.imagekit", "tests.smtp_helpers", "tests.pg_cluster"]
+pytest_plugins = ["tests.support.imagekit", "tests.support.smtp", "tests.support.pg_cluster"]
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
@@ -91,7 +91,8 @@ def migrated_golden(databases: TestDatabases) -> str:
     return databases.golden("migrated", migrate_database)
 
 
-def _flush_redis(url: str) -> None:
+def flush_redis(url: str) -> None:
+    """Empty the test Redis database (nothing for fakeredis, url "")."""
     if url:
         import redis
 
@@ -103,7 +104,7 @@ def app_on(
 ) -> Iterator[Flask]:
     """A fresh copy of `golden_url`, an app on it (inside an app context), dropped afterwards."""
     url = databases.clone(golden_url)
-    _flush_redis(redis_url)
+    flush_redis(redis_url)
     app = make_app(url, redis_url, **overrides)
     with app.app_context():
         yield app
@@ -121,7 +122,7 @@ def app(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Itera
 
 
 def build_template_database(url: str) -> None:
-    """Migrate, then generate the full master template (DESIGN section 5)."""
+    """Migrate, then generate the full master template (docs/template-format.md)."""
     migrate_database(url)
     app = make_app(url)
     with app.app_context():
