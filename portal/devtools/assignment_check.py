@@ -135,6 +135,8 @@ def _not_verifying(session: Session, ids: list[uuid.UUID]) -> list[str]:
 
 def _incomplete(session: Session) -> list[str]:
     template_id = session.scalar(sa.select(Campaign.id).where(Campaign.is_master_template))
+    if template_id is None:
+        return ["there is no master template to compare with"]
     expected = content_counts(session, template_id, with_images=True)
     found = []
     for campaign in session.scalars(

@@ -34,14 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.devtools.scratch import (
-    NOISY_LOGGERS,
-    Tick,
-    no_progress,
-    quiet_loggers,
-    scratch_app,
-    temporary_folder,
-)
+from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
 from portal.extensions import db
 from portal.models import Campaign, ImageAttachment, ImageBlob, Schtick, User, Weapon, utcnow
 from portal.services.campaigns.records import create_campaign_shell, find_master_template
@@ -138,12 +131,10 @@ def run_bench(
 ) -> dict[str, Any]:
     """Measure everything of the module docstring on a scratch database; return the figures."""
     with (
-        temporary_folder("campaign-pool-bench-") as workdir,
-        scratch_app(database_url, secret_key, workdir) as app,
-        app.app_context(),
-        quiet_loggers(*NOISY_LOGGERS),
+        scratch_app(database_url, secret_key, "campaign-pool-bench-") as scratch,
+        quietly(scratch.app),
     ):
-        store = CountingStore(get_image_store(app))
+        store = CountingStore(get_image_store(scratch.app))
         figures = _measure(db.session, store, plan, tick)
         db.session.remove()
     return figures

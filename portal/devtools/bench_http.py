@@ -51,14 +51,7 @@ from portal.devtools.http_client import POOL_SOURCES, Client, Reply
 from portal.devtools.load import Phase, run_burst
 from portal.devtools.prepare import ApiUser, create_gamemasters, fill_pool
 from portal.devtools.processes import gunicorn_server
-from portal.devtools.scratch import (
-    NOISY_LOGGERS,
-    Tick,
-    no_progress,
-    quiet_loggers,
-    scratch_app,
-    temporary_folder,
-)
+from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
 from portal.devtools.usage import UsageProbe
 from portal.extensions import db
 from portal.models import utcnow
@@ -114,17 +107,16 @@ def run_http_bench(
 ) -> dict[str, Any]:
     """Prepare a scratch database, serve it with gunicorn, load it, check it; return figures."""
     with (
-        temporary_folder("campaign-pool-bench-http-") as workdir,
         redis_guard(plan.redis_url),
-        scratch_app(database_url, secret_key, workdir) as app,
+        scratch_app(database_url, secret_key, "campaign-pool-bench-http-") as scratch,
     ):
-        scratch_url = app.config["SETTINGS"].database_url
-        with app.app_context(), quiet_loggers(*NOISY_LOGGERS):
+        app, scratch_url = scratch.app, scratch.database_url
+        with quietly(app):
             users = _prepare(db.session, plan, tick)
             db.session.remove()
             db.engine.dispose()  # no idle connections of ours while gunicorn serves
         with gunicorn_server(
-            scratch_url, secret_key, workdir,
+            scratch_url, secret_key, scratch.folder,
             workers=plan.workers, threads=plan.threads, redis_url=plan.redis_url,
             startup_timeout_s=plan.startup_timeout_s,
         ) as server:  # fmt: skip
@@ -169,7 +161,7 @@ def _prepare(session: Session, plan: HttpBenchPlan, tick: Tick) -> list[ApiUser]
     template_id, owner_id = template.id, template.user_id
     tick("template")
     users = create_gamemasters(session, plan.clients, "bench")
-    fill_pool(session.get_bind(), template_id, owner_id, plan.total_requests, tick)
+    fill_pool(db.engine, template_id, owner_id, plan.total_requests, tick)
     # Statistics that know the database holds many campaigns, not only the template.
     session.execute(sa.text("ANALYZE"))
     session.commit()

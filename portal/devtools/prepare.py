@@ -70,6 +70,8 @@ def fill_pool(
                         return
                 try:
                     template = session.get(Campaign, template_id)
+                    if template is None:
+                        raise LookupError(f"no template {template_id}")
                     build_pool_campaign(session, template, "master", owner_id)
                 except BaseException as exc:  # surfaced below, in the caller's thread
                     failures.append(exc)

@@ -23,12 +23,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self, TypeVar
 
 import psutil
 from redis import Redis
 from rq import Worker
+
+from portal.devtools.scratch import OFFLINE_SETTINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 WORKER_QUEUES = ("seeding", "default")
@@ -173,14 +174,7 @@ def server_env(
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "WEB_THREADS": str(threads),
-            "IMAGEKIT_PRIVATE_KEY": "",
-            "IMAGEKIT_PUBLIC_KEY": "",
-            "IMAGEKIT_URL_ENDPOINT": "",
-            "IMAGEKIT_BASE_URL": "",
-            "IMAGE_SHARING": "share",
-            "MAIL_SERVER": "",
-            "ALERT_EMAILS": "",
-            "SLACK_WEBHOOK_URL": "",
+            **OFFLINE_SETTINGS,
         }
     )
     env.update(extra or {})
@@ -361,12 +355,7 @@ class LocalStack:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.exits.close()
         self.server = None
 

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -32,21 +33,10 @@ Tick = Callable[[str], None]
 the CLI's progress bar advances on."""
 
 NOISY_LOGGERS = ("portal", "jobs", "alembic")
-"""Per-seed and per-migration info lines that would drown a progress bar."""
 
 
 def no_progress(_label: str) -> None:
     """A `Tick` for callers without a progress bar."""
-
-
-@contextlib.contextmanager
-def temporary_folder(prefix: str) -> Iterator[Path]:
-    """A new folder under the system's temporary directory, removed with everything in it."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -88,6 +78,20 @@ def scratch_database(database_url: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
+OFFLINE_SETTINGS = {
+    "IMAGEKIT_PRIVATE_KEY": "",
+    "IMAGEKIT_PUBLIC_KEY": "",
+    "IMAGEKIT_URL_ENDPOINT": "",
+    "IMAGEKIT_BASE_URL": "",
+    "IMAGE_SHARING": "share",
+    "MAIL_SERVER": "",
+    "ALERT_EMAILS": "",
+    "SLACK_WEBHOOK_URL": "",
+}
+"""Settings that keep an app from reaching ImageKit, mail or Slack: the scratch apps' and those
+of the local gunicorn and workers (`processes.server_env`), unless a test lays its own over them."""
+
+
 def build_scratch_app(database_url: str, instance: Path, secret_key: str) -> Flask:
     """An app on the scratch database that cannot reach any real outside service."""
     return create_app(
@@ -96,30 +100,45 @@ def build_scratch_app(database_url: str, instance: Path, secret_key: str) -> Fla
             "DATABASE_URL": database_url,
             "REDIS_URL": "",
             "SECRET_KEY": secret_key,
-            "IMAGEKIT_PRIVATE_KEY": "",
-            "IMAGEKIT_PUBLIC_KEY": "",
-            "IMAGEKIT_URL_ENDPOINT": "",
-            "IMAGEKIT_BASE_URL": "",
-            "IMAGE_SHARING": "share",
-            "MAIL_SERVER": "",
-            "ALERT_EMAILS": "",
-            "SLACK_WEBHOOK_URL": "",
+            **OFFLINE_SETTINGS,
         }
     )
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """A migrated app on a scratch database, that database's URL, and the temporary folder
+    both live in (the app's instance folder, a SQLite file, a server's logs)."""
+
+    app: Flask
+    database_url: str
+    folder: Path
+
+
 @contextlib.contextmanager
-def scratch_app(database_url: str, secret_key: str, workdir: Path) -> Iterator[Flask]:
-    """A migrated app on a new scratch database (see `scratch_database`), its instance folder in
-    `workdir`. Afterwards its connections are closed and the database is dropped; the app's
-    database URL is `app.config["SETTINGS"].database_url`."""
-    with scratch_database(database_url, workdir) as url:
-        app = build_scratch_app(url, workdir / "instance", secret_key)
-        try:
-            with app.app_context(), quiet_loggers(*NOISY_LOGGERS):
-                upgrade()
-            yield app
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+def scratch_app(database_url: str, secret_key: str, prefix: str) -> Iterator[Scratch]:
+    """A migrated app on a new scratch database (see `scratch_database`) in a new temporary
+    folder named `prefix...`. Afterwards the app's connections are closed, the database is
+    dropped and the folder removed, whatever happened."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with scratch_database(database_url, folder) as url:
+            app = build_scratch_app(url, folder / "instance", secret_key)
+            try:
+                with quietly(app):
+                    upgrade()
+                yield Scratch(app, url, folder)
+            finally:
+                with app.app_context():
+                    db.session.remove()
+                    db.engine.dispose()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def quietly(app: Flask) -> Iterator[None]:
+    """Inside `app`'s context, with warnings only from the loggers that would drown a progress
+    bar (per-seed and per-migration info lines)."""
+    with app.app_context(), quiet_loggers(*NOISY_LOGGERS):
+        yield

@@ -33,21 +33,13 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.devtools.scratch import (
-    NOISY_LOGGERS,
-    Tick,
-    no_progress,
-    quiet_loggers,
-    scratch_app,
-    temporary_folder,
-)
+from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
 from portal.extensions import db
 from portal.models import Campaign, ImageBlob, PoolEvent, User
 from portal.services.accounts.users import create_user
@@ -370,7 +362,6 @@ class _Replay:
 
 def _replay_in_scratch(
     database_url: str,
-    workdir: Path,
     secret_key: str,
     plan: SimulationPlan,
     policy: str,
@@ -378,11 +369,9 @@ def _replay_in_scratch(
 ) -> VariantResult:
     """Migrate a scratch database, generate the template, replay one policy on it."""
     started = time.perf_counter()
-    with (
-        scratch_app(database_url, secret_key, workdir / policy) as app,
-        app.app_context(),
-        quiet_loggers(*NOISY_LOGGERS),
-    ):
+    prefix = f"campaign-pool-simulate-{policy}-"
+    with scratch_app(database_url, secret_key, prefix) as scratch, quietly(scratch.app):
+        app = scratch.app
         session = db.session
         generate_template(session, get_image_store(app))
         settings = app.config["SETTINGS"]
@@ -428,12 +417,8 @@ def run_simulation(
     that server, anything else in a temporary SQLite file. Nothing is written to it."""
     arrivals = plan.arrivals()
     variants = {}
-    with temporary_folder("campaign-pool-simulate-") as workdir:
-        for policy in ("fixed", "demand"):
-            (workdir / policy).mkdir()
-            variants[policy] = _replay_in_scratch(
-                database_url, workdir, secret_key, plan, policy, tick
-            )
+    for policy in ("fixed", "demand"):
+        variants[policy] = _replay_in_scratch(database_url, secret_key, plan, policy, tick)
     fixed, demand = variants["fixed"], variants["demand"]
     backend = sa.engine.make_url(database_url).get_backend_name()
     return {
