@@ -91,7 +91,8 @@ def migrated_golden(databases: TestDatabases) -> str:
     return databases.golden("migrated", migrate_database)
 
 
-def _flush_redis(url: str) -> None:
+def flush_redis(url: str) -> None:
+    """Empty the test Redis database (nothing for fakeredis, url "")."""
     if url:
         import redis
 
@@ -103,7 +104,7 @@ def app_on(
 ) -> Iterator[Flask]:
     """A fresh copy of `golden_url`, an app on it (inside an app context), dropped afterwards."""
     url = databases.clone(golden_url)
-    _flush_redis(redis_url)
+    flush_redis(redis_url)
     app = make_app(url, redis_url, **overrides)
     with app.app_context():
         yield app

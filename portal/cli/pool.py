@@ -147,8 +147,7 @@ def simulate(
 ) -> None:
     """Replay a demand pattern on a scratch database with a fixed target and with demand
     sizing; print both as JSON (stdout) and as a table (stderr)."""
-    import sys
-
+    from portal.cli.progress import progress
     from portal.config import ConfigError, normalize_database_url
     from portal.devtools.simulate import (
         Burst,
@@ -187,13 +186,7 @@ def simulate(
         "(fixed target, demand sizing), each on a new scratch database ...",
         err=True,
     )
-    with click.progressbar(
-        length=2 * arrivals, label="simulate", file=sys.stderr, show_pos=True, item_show_func=str
-    ) as bar:
-
-        def tick(label: str) -> None:
-            bar.update(1, label)
-
+    with progress(2 * arrivals, "simulate") as tick:
         try:
             figures = run_simulation(server, settings.secret_key, plan, tick)
         except RuntimeError as error:
