@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 from portal.devtools.bench import Tick, _quiet, build_scratch_app, scratch_database
 from portal.models import Campaign, PoolEvent, utcnow
 from portal.services.infra.percentiles import percentile
+from portal.services.pool.events import PoolEventKind
 
 log = logging.getLogger("portal.bench")
 
@@ -797,14 +798,15 @@ def _check(session: Session, users: list[BenchUser], phases: list[Phase]) -> dic
     samples = [s for phase in phases for s in phase.samples if s.campaign_id]
     twice = (
         sa.select(PoolEvent.campaign_id)
-        .where(PoolEvent.kind == "assigned")
+        .where(PoolEvent.kind == PoolEventKind.ASSIGNED)
         .group_by(PoolEvent.campaign_id)
         .having(sa.func.count() > 1)
         .subquery()
     )
     duplicated_events = session.scalar(sa.select(sa.func.count()).select_from(twice)) or 0
     assigned_events = (
-        session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "assigned")) or 0
+        session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == PoolEventKind.ASSIGNED))
+        or 0
     )
     owners: dict[str, str] = {}
     ids = [uuid.UUID(s.campaign_id) for s in samples if s.campaign_id]

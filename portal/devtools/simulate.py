@@ -54,6 +54,7 @@ from portal.services.pool.config import (
     validate_setting,
 )
 from portal.services.pool.demand import effective_target
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 
 log = logging.getLogger("portal.simulate")
 
@@ -281,7 +282,9 @@ class _Replay:
             stamp = self.at(self.clock)
             self.session.execute(
                 sa.update(PoolEvent)
-                .where(PoolEvent.campaign_id.in_(built), PoolEvent.kind == "replenished")
+                .where(
+                    PoolEvent.campaign_id.in_(built), PoolEvent.kind == PoolEventKind.REPLENISHED
+                )
                 .values(created_at=stamp)
             )
             self.session.execute(
@@ -306,7 +309,7 @@ class _Replay:
             sa.update(PoolEvent)
             .where(
                 PoolEvent.campaign_id == created.campaign_id,
-                PoolEvent.kind.in_(("assigned", "fallback")),
+                PoolEvent.kind.in_(CLAIM_KINDS),
             )
             .values(created_at=stamp)
         )
@@ -414,7 +417,9 @@ def _replay_in_scratch(
                         (database_bytes(session) - bytes_before) / created
                     )
                 rows = session.scalar(
-                    sa.select(PoolEvent.detail).where(PoolEvent.kind == "replenished").limit(1)
+                    sa.select(PoolEvent.detail)
+                    .where(PoolEvent.kind == PoolEventKind.REPLENISHED)
+                    .limit(1)
                 )
                 result.rows_per_campaign = (rows or {}).get("rows")
                 blobs_after = session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import PoolEvent, utcnow
+from portal.services.pool.events import PoolEventKind, record_pool_event
 
 log = logging.getLogger("portal.alerts")
 
@@ -211,7 +212,10 @@ def _incident_rows(session: Session, incident: str, limit: int) -> list[PoolEven
     """The latest alert rows of one incident key, newest first."""
     stmt = (
         sa.select(PoolEvent)
-        .where(PoolEvent.kind == "alert", PoolEvent.detail["incident"].as_string() == incident)
+        .where(
+            PoolEvent.kind == PoolEventKind.ALERT,
+            PoolEvent.detail["incident"].as_string() == incident,
+        )
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(limit)
     )
@@ -262,7 +266,7 @@ def reconcile(
 ) -> list[Transition]:
     """Open, escalate or resolve incidents to match `conditions`; notify once per change.
 
-    Adds the alert rows to the session and flushes; the caller commits. Callers must
+    Inserts the alert rows (`record_pool_event`); the caller commits. Callers must
     serialize runs (the monitor holds a lock) so two processes cannot open one incident twice.
     """
     now = now or utcnow()
@@ -305,7 +309,6 @@ def reconcile(
             transitions.append(
                 _record(session, notifier, condition, "resolved", "info", detail, now)
             )
-    session.flush()
     return transitions
 
 
@@ -328,32 +331,21 @@ def _record(
         body=_body(condition, state, detail),
     )
     delivery = {} if detail["suppressed"] else notifier.send(message)
-    session.add(
-        PoolEvent(
-            kind="alert",
-            pool_type=condition.pool_type,
-            detail={
-                "incident": condition.incident,
-                "state": state,
-                "severity": severity,
-                "title": title,
-                "message": text,
-                "delivery": delivery,
-                "data": condition.data,
-                **detail,
-            },
-            created_at=now,
-        )
-    )
-    log.warning(
-        "alert.incident",
-        extra={
+    record_pool_event(
+        session,
+        PoolEventKind.ALERT,
+        pool_type=condition.pool_type,
+        detail={
             "incident": condition.incident,
-            "state": message.state,
+            "state": state,
             "severity": severity,
-            "suppressed": detail["suppressed"],
+            "title": title,
+            "message": text,
             "delivery": delivery,
+            "data": condition.data,
+            **detail,
         },
+        created_at=now,
     )
     return Transition(
         condition.incident, message.state, severity, detail["suppressed"], delivery, text
@@ -364,7 +356,7 @@ def open_incidents(session: Session, scan: int = 500) -> list[dict[str, Any]]:
     """Incidents whose latest row is "open", newest first: what the portal shows as alerts."""
     rows = session.scalars(
         sa.select(PoolEvent)
-        .where(PoolEvent.kind == "alert")
+        .where(PoolEvent.kind == PoolEventKind.ALERT)
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(scan)
     )
