@@ -23,7 +23,7 @@ from flask_socketio import Namespace, emit
 from portal.blueprints.admin.blueprint import bp
 from portal.extensions import db, socketio
 from portal.services.infra.queue import get_redis
-from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.monitoring.payload import admin_pool_payload
 
 log = logging.getLogger("portal.admin.socket")
 

@@ -10,7 +10,7 @@ of the last notified one is recorded but not sent, so a flapping pool cannot flo
 
 Delivery never raises: a dead SMTP server or webhook is logged (without the webhook URL, which
 is a secret) and recorded on the alert row, and the monitor carries on. The portal reads the
-same rows to show alerts.
+same rows to show alerts (`active_alerts`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ log = logging.getLogger("portal.alerts")
 SEND_TIMEOUT_S = 10.0
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 SUBJECT_PREFIX = "[Campaign Pool]"
+# What the dashboard shows: an incident is active until its latest row says it is over.
+ALERT_CLEARED_STATES = frozenset({"resolved", "ok", "cleared", "closed"})
+ALERT_SCAN_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,45 @@ def _record(
     return Transition(
         condition.incident, message.state, severity, detail["suppressed"], delivery, text
     )
+
+
+def active_alerts(session: Session, limit: int = ALERT_SCAN_LIMIT) -> list[dict[str, Any]]:
+    """The dashboard's alerts: incidents whose latest `alert` event is not a resolution,
+    newest first, in the few fields a card shows.
+
+    Unlike `open_incidents` (the monitor's own bookkeeping, state "open" only) any state but
+    a clearing one counts as active, and a row without an incident key is its own incident:
+    the dashboard must show an alert rather than hide a row it does not understand.
+    Reads the latest `limit` alert rows through the (kind, created_at) index; alert rows are a
+    handful per incident, so that covers every incident that could still be open."""
+    rows = session.execute(
+        sa.select(PoolEvent.id, PoolEvent.pool_type, PoolEvent.detail, PoolEvent.created_at)
+        .where(PoolEvent.kind == PoolEventKind.ALERT)
+        .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
+        .limit(limit)
+    ).all()
+    seen: set[str] = set()
+    active: list[dict[str, Any]] = []
+    for row in rows:
+        detail = row.detail if isinstance(row.detail, dict) else {}
+        incident = str(detail.get("incident") or f"event-{row.id}")
+        if incident in seen:
+            continue
+        seen.add(incident)
+        state = str(detail.get("state") or "firing")
+        if state.lower() in ALERT_CLEARED_STATES:
+            continue
+        active.append(
+            {
+                "incident": incident,
+                "state": state,
+                "pool_type": row.pool_type,
+                "title": str(detail.get("title") or incident),
+                "message": str(detail.get("message") or detail.get("summary") or ""),
+                "since": row.created_at.isoformat(),
+            }
+        )
+    return active
 
 
 def open_incidents(session: Session, scan: int = 500) -> list[dict[str, Any]]:

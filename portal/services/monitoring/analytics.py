@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import Campaign, ImageAttachment, ImageBlob, PoolEvent, utcnow
+from portal.services.infra.percentiles import percentile_rows
 from portal.services.infra.sql_time import day_of_week, hour_of_day
-from portal.services.monitoring.dashboard import percentile_rows
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.demand import demand_events, estimate_demand, lead_time, poisson_quantile
 from portal.services.pool.events import CLAIM_KINDS, PoolEventKind

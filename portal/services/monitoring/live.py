@@ -42,8 +42,8 @@ def pool_payload(
     session: Session, settings: Settings, redis_client: redis.Redis | None = None
 ) -> dict[str, Any]:
     """The `/admin/api/pool` payload that `pool_update` carries: the pool status plus the
-    dashboard's ops block (`portal_metrics.admin_pool_payload`)."""
-    from portal.services.monitoring.dashboard import admin_pool_payload
+    dashboard's ops block (`payload.admin_pool_payload`)."""
+    from portal.services.monitoring.payload import admin_pool_payload
 
     return admin_pool_payload(session, settings, redis_client)
 
