@@ -1,10 +1,12 @@
 """The pool payload: what `/admin/api/pool` answers, `pool_update` pushes to the dashboards and
-`pool status` prints, built in one place.
+`pool status` prints, built in one place, and the one helper that builds it and pushes it.
 
 The payload is the pool's own status (`pool.status`: levels, targets, assignment figures) plus
 what the dashboard's cards show beyond it: an `ops` block (refills in flight, seeding time over
 24 h, active alerts, RQ workers and jobs), the master pool's effective target (`demand`) and
-the rebuild after a template version change (`rollout`).
+the rebuild after a template version change (`rollout`). Pushing lives here and not in `live`
+so that `live` stays a publisher that knows nothing of what it carries; jobs and the portal
+call `publish_pool_payload` after they changed the pool.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
+from flask import Flask
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
@@ -22,6 +25,7 @@ from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.infra.percentiles import rounded
 from portal.services.monitoring.alerts import active_alerts
+from portal.services.monitoring.live import publish_pool_update
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.demand import effective_target
 from portal.services.pool.events import PoolEventKind
@@ -94,3 +98,24 @@ def admin_pool_payload(
     payload["demand"] = {"master": target.as_dict()}
     payload["rollout"] = rollout_status(session, payload)
     return payload
+
+
+def publish_pool_payload(
+    target: Flask | Settings,
+    session: Session,
+    settings: Settings,
+    redis_client: redis.Redis | None = None,
+) -> bool:
+    """Build the payload now and push it as `pool_update` to every admin dashboard
+    (`live.publish_pool_update`; `target` is the app, or the settings of a process without
+    one). False when it could not be built (logged, the session rolled back) or sent.
+
+    Never raises: the job or request that changed the pool succeeded, and a dashboard that
+    misses one update gets the next one."""
+    try:
+        payload = admin_pool_payload(session, settings, redis_client)
+    except Exception:
+        session.rollback()
+        log.exception("pool_update.payload_failed")
+        return False
+    return publish_pool_update(target, payload)
