@@ -280,6 +280,28 @@ def test_a_pass_reaps_stuck_builds_queues_a_refill_and_records_a_snapshot(
     assert snapshots[-1].detail["master"]["target"] == 2
 
 
+def test_a_pass_reads_the_pool_configuration_once(template_app: Flask) -> None:
+    """Everything a pass calls (pool status, demand target, gamemasters' pools, alert
+    thresholds) is handed the configuration read at its start. Counted where it matters, as
+    reads of `pool_settings` reaching the database."""
+    set_pool_setting(db.session, "demand_sizing", 1)  # the demand target is computed too
+    db.session.commit()
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "pool_settings" in statement:
+            reads.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        report = monitor(template_app)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+
+    assert report.skipped is None and report.rollout is not None  # the whole pass ran
+    assert len(reads) == 1, reads
+
+
 def test_an_overlapping_pass_skips(alert_app: Flask, smtp_server: SmtpSink) -> None:
     lock = get_redis(alert_app).lock(LOCK_NAME, timeout=60)
     assert lock.acquire(blocking=False)

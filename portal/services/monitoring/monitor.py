@@ -293,12 +293,13 @@ def _pass(
     check_workers: bool,
     enqueue_refills: bool,
 ) -> None:
+    # Read once: everything below sizes, judges and reports the pools by the same settings.
+    config = load_pool_config(session, settings)
     reaped = reap_stuck_builds(session, now=now, older_than=reap_after(settings))
     report.reaped = [str(i) for i in reaped]
     change = bump_if_edited(session)
     report.template_change = change.as_dict() if change else None
-    status = pool_status(session, settings)
-    config = load_pool_config(session, settings)
+    status = pool_status(session, settings, config=config)
     master, user = status["pools"]["master"], status["pools"]["user"]
     report.master = {k: master[k] for k in ("ready", "building", "failed", "stale", "target")}
     report.master["low_watermark"] = master["low_watermark"]
