@@ -18,7 +18,7 @@ def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
     from portal.extensions import db
     from portal.services.images.backend import get_image_store
     from portal.services.infra.queue import get_redis
-    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.cleanup import MAX_READY_AGE, cleanup_pool
 
     with app_context() as app:
@@ -35,11 +35,7 @@ def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
             max_ready_age=max_age,
         )
         if report.campaigns_deleted or report.reaped:
-            try:
-                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
-            except Exception:
-                db.session.rollback()
-                log.exception("jobs.cleanup.payload_failed")
+            publish_pool_payload(app, db.session, settings, redis_client)
         result = report.as_dict()
         log.info(
             "jobs.cleanup.done",

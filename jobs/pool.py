@@ -17,19 +17,15 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     this job that slip through are harmless."""
     from portal.extensions import db
     from portal.services.infra.queue import get_redis
-    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.replenish import replenish_all, replenish_pool
 
     with app_context() as app:
         settings = app.config["SETTINGS"]
 
         def publish() -> None:
-            """Tell the dashboards the pool changed; never let that fail the refill."""
-            try:
-                publish_pool_update(app, pool_payload(db.session, settings, get_redis(app)))
-            except Exception:
-                db.session.rollback()
-                log.exception("jobs.replenish.publish_failed")
+            """Tell the dashboards the pool changed; never fails the refill."""
+            publish_pool_payload(app, db.session, settings, get_redis(app))
 
         def progress(done: int, total: int) -> None:
             report_progress(pool_type=pool_type, built=done, missing=total)

@@ -38,12 +38,26 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key in _STANDARD_ATTRS or key.startswith("_"):
                 continue
-            if any(hint in key.lower() for hint in _SECRET_HINTS):
-                value = "***"
-            payload[key] = value
+            payload[key] = "***" if is_secret_key(key) else value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a field named `key` may hold a secret (its value is never logged)."""
+    return any(hint in key.lower() for hint in _SECRET_HINTS)
+
+
+def mask_secrets(value: Any) -> Any:
+    """`value` with every secret-looking field masked at any depth. The formatter masks only
+    the top-level fields of `extra`; a record's stored detail (a nested dict) goes through this
+    before it is logged."""
+    if isinstance(value, dict):
+        return {k: "***" if is_secret_key(str(k)) else mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
 
 
 def configure_logging(app: Flask) -> None:

@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from portal.extensions import db
 from portal.services.infra.queue import enqueue_replenish, get_redis
-from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.monitoring.payload import admin_pool_payload
 from portal.services.pool.replenish import replenish_all
 
 cli = AppGroup("pool", help="Inspect and refill the campaign pools.")

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from portal.devtools.http_client import POOL_SOURCES, Reply
 from portal.models import Campaign, PoolEvent
 from portal.services.campaigns.records import content_counts
+from portal.services.pool.events import PoolEventKind
 from portal.services.seeding.verify import verify_campaigns
 
 CHUNK = 500  # ids per IN (...) list
@@ -80,7 +81,7 @@ def check_assignments(
     returned = [reply for reply in replies if reply.campaign_id]
     ids = [str(reply.campaign_id) for reply in returned]
     assigned = session.scalars(
-        sa.select(PoolEvent.campaign_id).where(PoolEvent.kind == "assigned")
+        sa.select(PoolEvent.campaign_id).where(PoolEvent.kind == PoolEventKind.ASSIGNED)
     ).all()
     campaigns: dict[str, tuple[bool, str, str]] = {}
     unique = sorted({uuid.UUID(cid) for cid in ids})

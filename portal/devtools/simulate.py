@@ -54,6 +54,7 @@ from portal.services.pool.config import (
 )
 from portal.services.pool.creation import create_campaign
 from portal.services.pool.demand import effective_target
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 from portal.services.pool.replenish import replenish_pool
 from portal.services.template import generate_template
 
@@ -280,7 +281,9 @@ class _Replay:
             stamp = self.at(self.clock)
             self.session.execute(
                 sa.update(PoolEvent)
-                .where(PoolEvent.campaign_id.in_(built), PoolEvent.kind == "replenished")
+                .where(
+                    PoolEvent.campaign_id.in_(built), PoolEvent.kind == PoolEventKind.REPLENISHED
+                )
                 .values(created_at=stamp)
             )
             self.session.execute(
@@ -303,7 +306,7 @@ class _Replay:
             sa.update(PoolEvent)
             .where(
                 PoolEvent.campaign_id == created.campaign_id,
-                PoolEvent.kind.in_(("assigned", "fallback")),
+                PoolEvent.kind.in_(CLAIM_KINDS),
             )
             .values(created_at=stamp)
         )
@@ -398,7 +401,7 @@ def _replay_in_scratch(
         if created:
             result.bytes_per_campaign = round((database_bytes(session) - bytes_before) / created)
         rows = session.scalar(
-            sa.select(PoolEvent.detail).where(PoolEvent.kind == "replenished").limit(1)
+            sa.select(PoolEvent.detail).where(PoolEvent.kind == PoolEventKind.REPLENISHED).limit(1)
         )
         result.rows_per_campaign = (rows or {}).get("rows")
         blobs_after = session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))

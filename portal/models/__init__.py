@@ -14,7 +14,7 @@ from portal.models.content import (
     Weapon,
 )
 from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
-from portal.models.pool import POOL_EVENT_KINDS, PoolEvent, PoolSetting
+from portal.models.pool import PoolEvent, PoolSetting
 from portal.models.users import ApiToken, User
 
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
@@ -30,7 +30,6 @@ RECORD_TYPES: dict[str, type[Base]] = {
 
 __all__ = [
     "IMAGE_SERVICES",
-    "POOL_EVENT_KINDS",
     "POOL_STATUSES",
     "POOL_TYPES",
     "RECORD_TYPES",

@@ -11,7 +11,9 @@ from portal.blueprints.errors import ApiError
 from portal.extensions import db
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.analytics import PeriodError, analytics, parse_period
-from portal.services.monitoring.dashboard import WindowError, admin_pool_payload, metrics
+from portal.services.monitoring.charts import metrics
+from portal.services.monitoring.payload import admin_pool_payload
+from portal.services.monitoring.windows import WindowError
 
 
 @bp.get("/api/pool")

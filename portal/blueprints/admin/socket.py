@@ -23,7 +23,8 @@ from flask_socketio import Namespace, emit
 from portal.blueprints.admin.blueprint import bp
 from portal.extensions import db, socketio
 from portal.services.infra.queue import get_redis
-from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.monitoring.live import publish_pool_update
+from portal.services.monitoring.payload import admin_pool_payload, publish_pool_payload
 
 log = logging.getLogger("portal.admin.socket")
 
@@ -67,21 +68,16 @@ class AdminNamespace(Namespace):
 
 
 def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
-    """Send `pool_update` to every admin dashboard; False (logged) when it could not be sent.
+    """Send `pool_update` (`payload`, else the current one) to every admin dashboard; False
+    (logged) when it could not be built or sent.
 
-    Goes through `portal.services.monitoring.live.publish_pool_update`, the one emitter jobs and
-    services use too. Never raises: a dashboard missing one update must not turn a successful
-    action into an error page."""
-    try:
-        data = payload if payload is not None else current_payload()
-    except Exception as exc:
-        db.session.rollback()
-        log.warning("admin.pool_update_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return False
-    from portal.services.monitoring.live import publish_pool_update
-
+    Goes through `portal.services.monitoring.payload.publish_pool_payload` and
+    `live.publish_pool_update`, what jobs use too. Never raises: a dashboard missing one update
+    must not turn a successful action into an error page."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return publish_pool_update(app, data)
+    if payload is None:
+        return publish_pool_payload(app, db.session, app.config["SETTINGS"], get_redis(app))
+    return publish_pool_update(app, payload)
 
 
 def _register_namespace(state: BlueprintSetupState) -> None:

@@ -1,6 +1,7 @@
 """The portal's HTML pages: the dashboard, the pool campaign list and usage analytics.
 
-Thin: the figures come from `portal.services.monitoring.dashboard`; the dashboard is rendered with
+Thin: the figures come from `portal.services.monitoring` (`payload`, `recent`, `windows`) and the
+campaign list from `portal.services.pool.listing`; the dashboard is rendered with
 the same payload `/admin/api/pool` serves and `pool_update` pushes, embedded as JSON, so the
 page's script starts from exactly what the server rendered.
 """
@@ -27,17 +28,11 @@ from portal.models import (
 from portal.services.campaigns.records import content_counts, find_master_template
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
-from portal.services.monitoring.dashboard import (
-    DEFAULT_WINDOW,
-    LIST_POOL_TYPES,
-    LIST_STATUSES,
-    WINDOWS,
-    admin_pool_payload,
-    pool_campaigns_page,
-    recent_actions,
-    recent_assignments,
-)
+from portal.services.monitoring.payload import admin_pool_payload
+from portal.services.monitoring.recent import recent_actions, recent_assignments
+from portal.services.monitoring.windows import DEFAULT_WINDOW, WINDOWS
 from portal.services.pool.config import load_pool_config
+from portal.services.pool.listing import LIST_POOL_TYPES, LIST_STATUSES, pool_campaigns_page
 
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:

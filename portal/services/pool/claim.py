@@ -12,7 +12,6 @@ same transaction, so a user sees a campaign "created today" while `pool_created_
 from __future__ import annotations
 
 import functools
-import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from portal.models import (
     Campaign,
     Character,
     ImagePosition,
-    PoolEvent,
     User,
     Vehicle,
     utcnow,
@@ -39,8 +37,7 @@ from portal.services.campaigns.records import (
     content_count_columns,
     content_counts,
 )
-
-log = logging.getLogger("portal.pool")
+from portal.services.pool.events import PoolEventKind, record_pool_event
 
 # Content tables whose rows carry created_at/updated_at and a campaign_id.
 TIMESTAMPED_CONTENT = tuple(CONTENT_TABLES.values())
@@ -163,28 +160,17 @@ class CampaignPoolService:
         pool_created_at, version = claimed.pool_created_at, claimed.template_version
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         pool_age_s = (now - pool_created_at).total_seconds() if pool_created_at else None
-        session.execute(
-            sa.insert(PoolEvent).values(
-                kind="assigned",
-                campaign_id=campaign_id,
-                user_id=user_id,
-                pool_type=pool_type,
-                duration_ms=duration_ms,
-                detail={"pool_age_s": pool_age_s, "template_version": version},
-                created_at=now,
-            )
+        record_pool_event(
+            session,
+            PoolEventKind.ASSIGNED,
+            campaign_id=campaign_id,
+            user_id=user_id,
+            pool_type=pool_type,
+            duration_ms=duration_ms,
+            detail={"pool_age_s": pool_age_s, "template_version": version},
+            created_at=now,
         )
-        session.commit()
-        log.info(
-            "pool.assigned",
-            extra={
-                "campaign_id": str(campaign_id),
-                "user_id": str(user_id),
-                "pool_type": pool_type,
-                "duration_ms": duration_ms,
-                "pool_age_s": pool_age_s,
-            },
-        )
+        session.commit()  # the claim and its event, together
         return Assignment(
             campaign_id=campaign_id,
             pool_type=pool_type,

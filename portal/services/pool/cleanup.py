@@ -43,6 +43,7 @@ from portal.models import utcnow as _utcnow
 from portal.services.images.blobs import detach_images, purge_unused_blobs
 from portal.services.images.store import ImageStore
 from portal.services.infra.queue import enqueue_replenish
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.replenish import build_timeout
 
 log = logging.getLogger("portal.cleanup")
@@ -122,19 +123,14 @@ def reap_stuck_builds(
         stuck_s = (
             round((now - row.pool_created_at).total_seconds()) if row.pool_created_at else None
         )
-        session.add(
-            PoolEvent(
-                kind="replenish_failed",
-                campaign_id=row.id,
-                user_id=row.user_id if row.pool_type == "user" else None,
-                pool_type=row.pool_type,
-                detail={"error": f"reaped: stuck in building for {stuck_s} s", "reaped": True},
-                created_at=now,
-            )
-        )
-        log.warning(
-            "pool.build.reaped",
-            extra={"campaign_id": str(row.id), "pool_type": row.pool_type, "stuck_s": stuck_s},
+        record_pool_event(
+            session,
+            PoolEventKind.REPLENISH_FAILED,
+            campaign_id=row.id,
+            user_id=row.user_id if row.pool_type == "user" else None,
+            pool_type=row.pool_type,
+            detail={"error": f"reaped: stuck in building for {stuck_s} s", "reaped": True},
+            created_at=now,
         )
     session.commit()
     return [row.id for row in rows]
@@ -261,15 +257,14 @@ def cleanup_pool(
             continue
         counts, blob_ids = outcome
         reason = "abandoned" if candidate.pool_status == "ready" else candidate.pool_status
-        session.add(
-            PoolEvent(
-                kind="cleaned",
-                campaign_id=candidate.id,
-                user_id=candidate.user_id if candidate.pool_type == "user" else None,
-                pool_type=candidate.pool_type,
-                detail={"reason": reason, **counts},
-                created_at=now,
-            )
+        record_pool_event(
+            session,
+            PoolEventKind.CLEANED,
+            campaign_id=candidate.id,
+            user_id=candidate.user_id if candidate.pool_type == "user" else None,
+            pool_type=candidate.pool_type,
+            detail={"reason": reason, **counts},
+            created_at=now,
         )
         session.commit()
         freed |= blob_ids
@@ -289,7 +284,10 @@ def cleanup_pool(
         report.file_errors += purged["file_errors"]
     pruned = session.execute(
         sa.delete(PoolEvent)
-        .where(PoolEvent.kind == "snapshot", PoolEvent.created_at < now - SNAPSHOT_RETENTION)
+        .where(
+            PoolEvent.kind == PoolEventKind.SNAPSHOT,
+            PoolEvent.created_at < now - SNAPSHOT_RETENTION,
+        )
         .execution_options(synchronize_session=False)
     )
     report.snapshots_pruned = pruned.rowcount or 0

@@ -8,7 +8,6 @@ and the outcome is recorded in `pool_events` for the hit-rate metrics.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,11 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.models import (
-    Campaign,
-    PoolEvent,
-    User,
-)
+from portal.models import Campaign, User
 from portal.services.campaigns.records import (
     CampaignError,
     content_counts,
@@ -32,9 +27,8 @@ from portal.services.campaigns.records import (
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.seeding.batch import CampaignBatchSeeder
-
-log = logging.getLogger("portal.campaigns")
 
 
 class NoTemplateError(CampaignError):
@@ -94,26 +88,15 @@ def create_campaign(
         session.rollback()
         raise NameTakenError("has already been taken") from None
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    session.add(
-        PoolEvent(
-            kind="fallback",
-            campaign_id=campaign_id,
-            user_id=user_id,
-            pool_type=None,
-            duration_ms=duration_ms,
-            detail={"mode": "async" if pending else "sync"},
-        )
+    record_pool_event(
+        session,
+        PoolEventKind.FALLBACK,
+        campaign_id=campaign_id,
+        user_id=user_id,
+        duration_ms=duration_ms,
+        detail={"mode": "async" if pending else "sync"},
     )
     session.commit()
-    log.info(
-        "campaign.created_by_fallback",
-        extra={
-            "campaign_id": str(campaign_id),
-            "user_id": str(user_id),
-            "mode": "async" if pending else "sync",
-            "duration_ms": duration_ms,
-        },
-    )
     enqueue_replenish(redis_client, "master")
     if gamemaster:
         enqueue_replenish(redis_client, "user", user_id)

@@ -42,6 +42,7 @@ from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.infra.sql_time import epoch_bucket
 from portal.services.pool.config import PoolConfig, load_pool_config
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 
 BURST_HALF_LIFE_RATIO = 5
 BUCKET_S = 30
@@ -58,8 +59,8 @@ def demand_events() -> sa.ColumnElement[bool]:
     Written as `kind IN (...)` first so both databases look the rows up through the
     (kind, created_at) index even before statistics exist (a fresh SQLite file has none)."""
     return sa.and_(
-        PoolEvent.kind.in_(("assigned", "fallback")),
-        sa.or_(PoolEvent.kind == "fallback", PoolEvent.pool_type == "master"),
+        PoolEvent.kind.in_(CLAIM_KINDS),
+        sa.or_(PoolEvent.kind == PoolEventKind.FALLBACK, PoolEvent.pool_type == "master"),
     )
 
 
@@ -141,7 +142,7 @@ def lead_time(session: Session, now: datetime, since: datetime) -> tuple[float, 
     next_ready = (
         sa.select(sa.func.min(build.created_at))
         .where(
-            build.kind == "replenished",
+            build.kind == PoolEventKind.REPLENISHED,
             build.pool_type == "master",
             build.created_at >= PoolEvent.created_at,
             build.created_at <= now,

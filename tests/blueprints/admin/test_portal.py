@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from portal.extensions import db, socketio
 from portal.models import Campaign, PoolEvent, PoolSetting, User, utcnow
 from portal.services.infra.queue import get_redis
-from portal.services.monitoring.dashboard import metrics
+from portal.services.monitoring.charts import metrics
 from tests.conftest import app_on
 from tests.support.auth import AuthActions, csrf_token_from
 
