@@ -15,7 +15,7 @@ log = logging.getLogger("jobs.cleanup")
 
 def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
     """Run the clean-up in this job's app; return what it removed."""
-    from portal.extensions import db
+    from portal.extensions import db, db_session
     from portal.services.images.backend import get_image_store
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.live import pool_payload, publish_pool_update
@@ -28,7 +28,7 @@ def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
             MAX_READY_AGE if max_ready_age_days is None else timedelta(days=max_ready_age_days)
         )
         report = cleanup_pool(
-            db.session,
+            db_session(),
             settings,
             redis_client,
             store=get_image_store(app),
@@ -36,7 +36,7 @@ def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
         )
         if report.campaigns_deleted or report.reaped:
             try:
-                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
+                publish_pool_update(app, pool_payload(db_session(), settings, redis_client))
             except Exception:
                 db.session.rollback()
                 log.exception("jobs.cleanup.payload_failed")

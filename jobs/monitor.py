@@ -15,7 +15,7 @@ log = logging.getLogger("jobs.monitor")
 
 def monitor_job() -> dict[str, Any]:
     """Run one monitor pass in this job's app; return its report."""
-    from portal.extensions import db
+    from portal.extensions import db, db_session
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.alerts import AlertNotifier
     from portal.services.monitoring.health import workers_required
@@ -26,7 +26,7 @@ def monitor_job() -> dict[str, Any]:
         settings = app.config["SETTINGS"]
         redis_client = get_redis(app)
         report = run_monitor(
-            db.session,
+            db_session(),
             redis_client,
             settings,
             notifier=AlertNotifier.from_settings(settings),
@@ -35,7 +35,7 @@ def monitor_job() -> dict[str, Any]:
         )
         if report.skipped is None:
             try:
-                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
+                publish_pool_update(app, pool_payload(db_session(), settings, redis_client))
             except Exception:  # the payload query failed: the dashboard gets the next one
                 db.session.rollback()
                 log.exception("jobs.monitor.payload_failed")

@@ -27,7 +27,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from portal.blueprints.forms import LoginForm
-from portal.extensions import db, login_manager
+from portal.extensions import db, db_session, login_manager
 from portal.models import User
 from portal.services.accounts.users import authenticate
 
@@ -106,7 +106,7 @@ def login() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
 
-    user = authenticate(db.session, form.email.data or "", form.password.data or "")
+    user = authenticate(db_session(), form.email.data or "", form.password.data or "")
     if user is None:
         log.warning(
             "auth.login_failed",

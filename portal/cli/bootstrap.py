@@ -106,11 +106,11 @@ def run_migrations(app: Flask) -> None:
 def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
     """Generate the master template unless one exists. Generation takes a few seconds and happens
     on the first start only, so the progress is printed rather than left to look like a hang."""
-    from portal.extensions import db
+    from portal.extensions import db, db_session
     from portal.services.campaigns.records import find_master_template
 
     with app.app_context():
-        if find_master_template(db.session) is not None:
+        if find_master_template(db_session()) is not None:
             return TemplateStatus("present")
         from portal.services.images.backend import get_image_store
         from portal.services.template import TemplateError, generate_template
@@ -118,7 +118,7 @@ def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
         echo("master template: none yet, generating it (first start only) ...")
         started = time.perf_counter()
         try:
-            generate_template(db.session, get_image_store())
+            generate_template(db_session(), get_image_store())
         except TemplateError:  # another process generated it meanwhile
             db.session.rollback()
             return TemplateStatus("present")
@@ -233,10 +233,10 @@ def prepare(app: Flask, *, demo_admin: bool = True, echo: Echo = _stderr) -> Pre
     template = ensure_master_template(app, echo)
     admin = None
     if demo_admin:
-        from portal.extensions import db
+        from portal.extensions import db_session
 
         with app.app_context():
-            admin = ensure_demo_admin(db.session, app.instance_path)
+            admin = ensure_demo_admin(db_session(), app.instance_path)
     return Prepared(template=template, admin=admin)
 
 

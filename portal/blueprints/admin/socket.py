@@ -21,7 +21,7 @@ from flask_login import current_user
 from flask_socketio import Namespace, emit
 
 from portal.blueprints.admin.blueprint import bp
-from portal.extensions import db, socketio
+from portal.extensions import db, db_session, socketio
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.dashboard import admin_pool_payload
 
@@ -34,7 +34,7 @@ EVENT = "pool_update"
 def current_payload(app: Flask | None = None) -> dict[str, Any]:
     """The /admin/api/pool payload, computed in the current app context."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    return admin_pool_payload(db.session, app.config["SETTINGS"], get_redis(app))
+    return admin_pool_payload(db_session(), app.config["SETTINGS"], get_redis(app))
 
 
 class AdminNamespace(Namespace):

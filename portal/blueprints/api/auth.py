@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api.blueprint import bp, json_body, require_strings
 from portal.blueprints.errors import ApiError
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.models import User
 from portal.services.accounts.tokens import (
     TOKEN_NAME_MAX,
@@ -69,7 +69,7 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": REALM},
         )
-    found = lookup_token(db.session, token, current_app.config["SETTINGS"].api_token_max_age)
+    found = lookup_token(db_session(), token, current_app.config["SETTINGS"].api_token_max_age)
     if found is None:
         raise ApiError(
             401,
@@ -142,7 +142,7 @@ def create_token() -> ResponseReturnValue:
     """`{email, password[, name]}` -> 201 `{token, token_type, user}`."""
     data = json_body(required=("email", "password"))
     _check_token_request(data)
-    user = authenticate(db.session, data["email"], data["password"])
+    user = authenticate(db_session(), data["email"], data["password"])
     if user is None:
         log.warning(
             "api.token_refused",
@@ -155,7 +155,7 @@ def create_token() -> ResponseReturnValue:
             headers={"WWW-Authenticate": REALM},
         )
     try:
-        token = issue_token(db.session, user, (data.get("name") or "api"))
+        token = issue_token(db_session(), user, (data.get("name") or "api"))
     except TokenError as error:
         db.session.rollback()
         raise ApiError(400, str(error), {"name": [str(error)]}) from None
@@ -177,6 +177,6 @@ def me() -> ResponseReturnValue:
 def delete_token() -> ResponseReturnValue:
     """Revoke the token used for this request (sign out of the API)."""
     token_id: uuid.UUID = g.api_token_id
-    revoke_token(db.session, token_id)
+    revoke_token(db_session(), token_id)
     db.session.commit()
     return "", 204

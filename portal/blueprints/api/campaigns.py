@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api.auth import current_api_user, token_required
 from portal.blueprints.api.blueprint import ApiError, bp, json_body
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.models import Campaign
 from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
 from portal.services.infra.queue import get_redis
@@ -41,7 +41,7 @@ def create() -> ResponseReturnValue:
     user = current_api_user()
     try:
         created = create_campaign(
-            db.session,
+            db_session(),
             get_redis(),
             current_app.config["SETTINGS"],
             user,
@@ -52,7 +52,7 @@ def create() -> ResponseReturnValue:
         raise ApiError(422, "invalid campaign", {"name": ["has already been taken"]}) from None
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
-    return jsonify(created_campaign_json(db.session, created)), 201
+    return jsonify(created_campaign_json(db_session(), created)), 201
 
 
 def _own_campaigns() -> sa.Select:
@@ -85,7 +85,7 @@ def index() -> ResponseReturnValue:
     campaigns = db.session.scalars(stmt).all()
     return jsonify(
         {
-            "campaigns": [campaign_json(db.session, c) for c in campaigns],
+            "campaigns": [campaign_json(db_session(), c) for c in campaigns],
             "meta": {"page": page, "per_page": PAGE_SIZE},
         }
     )
@@ -105,4 +105,4 @@ def show(campaign_id: str) -> ResponseReturnValue:
     campaign = db.session.scalars(_own_campaigns().where(Campaign.id == wanted)).first()
     if campaign is None:
         raise ApiError(404, "campaign not found")
-    return jsonify(campaign_json(db.session, campaign))
+    return jsonify(campaign_json(db_session(), campaign))
