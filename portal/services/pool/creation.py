@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -31,7 +31,7 @@ from portal.services.campaigns.records import (
     find_master_template,
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
-from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
 from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.campaigns")
@@ -48,7 +48,7 @@ class CreatedCampaign:
     pending: bool  # True while an async seeding job has not filled it yet
     # Set when the pool served it: the campaign's fields and counts as the claim returned
     # them, so the response needs no second read (see `created_campaign_json`).
-    snapshot: Any = None
+    snapshot: ClaimedCampaign | None = None
     counts: dict[str, int] | None = None
 
 
@@ -132,22 +132,22 @@ def created_campaign_json(session: Session, created: CreatedCampaign) -> dict[st
     served it, else read back from the database."""
     if created.snapshot is not None:
         return campaign_json(session, created.snapshot, created.source, counts=created.counts)
-    campaign = session.get(Campaign, created.campaign_id)
+    campaign = session.get_one(Campaign, created.campaign_id)
     return campaign_json(session, campaign, created.source, created.pending)
 
 
 def campaign_json(
     session: Session,
-    campaign: Any,
+    campaign: Campaign | ClaimedCampaign,
     source: str | None = None,
     pending: bool = False,
     counts: dict[str, int] | None = None,
 ) -> dict[str, object]:
     """The API representation of a campaign (DESIGN section 6): `campaign` is a Campaign or
-    anything with its attributes (a claim's row); `counts` are queried unless given."""
+    the pool claim's snapshot of one; `counts` are queried unless given."""
 
-    def iso(value: object) -> str | None:
-        return value.isoformat() if value is not None else None  # type: ignore[union-attr]
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
 
     body: dict[str, object] = {
         "id": str(campaign.id),
