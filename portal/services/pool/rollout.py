@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, PoolEvent, utcnow
+from portal.services.infra.database import rowcount
 from portal.services.infra.queue import enqueue_cleanup
 
 log = logging.getLogger("portal.rollout")
@@ -98,7 +99,7 @@ def retire_superseded_build(session: Session, campaign_id: uuid.UUID) -> None:
     session.commit()
 
 
-def current_version() -> sa.Select[tuple[int | None]]:
+def current_version() -> sa.Select[int | None]:
     """The master template's version, as a SELECT to run or embed."""
     return (
         sa.select(Campaign.template_version).where(Campaign.is_master_template.is_(True)).limit(1)
@@ -172,13 +173,13 @@ def rollout_in_progress(session: Session, version: int) -> bool:
 
 def builds_in_flight(session: Session, since: datetime) -> int:
     """Pool campaigns in `building` started after `since` (older ones have a dead builder)."""
-    return session.scalar(
+    return session.execute(
         sa.select(sa.func.count()).where(
             Campaign.is_pool.is_(True),
             Campaign.pool_status == "building",
             Campaign.pool_created_at > since,
         )
-    )
+    ).scalar_one()
 
 
 def _serialize_admissions(session: Session) -> None:
@@ -220,7 +221,7 @@ def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
         .values(pool_status="ready")
         .execution_options(synchronize_session=False)
     )
-    return flipped.rowcount == 1
+    return rowcount(flipped) == 1
 
 
 @dataclass(frozen=True)
