@@ -57,7 +57,7 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
                     log.warning("jobs.seed.missing", extra=context)
                     return {"status": "missing", "campaign_id": str(cid)}
                 if campaign.seeded_at is not None:
-                    outcome = {
+                    outcome: dict[str, Any] = {
                         "status": "already_seeded",
                         "campaign_id": str(cid),
                         "method": campaign.seeding_method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask import current_app
@@ -38,9 +39,7 @@ def replenish(wait: bool) -> None:
         else:
             click.echo(f"queued refill job {job_id}; watch it at /admin/rq")
         return
-    with click.progressbar(
-        length=0, label="building pool campaigns", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=0, label="building pool campaigns", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.length = max(bar.length or 0, total)

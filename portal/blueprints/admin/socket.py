@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 from flask_socketio import Namespace, emit
 
 from portal.blueprints.admin.blueprint import bp
-from portal.extensions import db, db_session, socketio
+from portal.extensions import current_flask_app, db, db_session, socketio
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.dashboard import admin_pool_payload
 
@@ -33,7 +33,7 @@ EVENT = "pool_update"
 
 def current_payload(app: Flask | None = None) -> dict[str, Any]:
     """The /admin/api/pool payload, computed in the current app context."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app or current_flask_app()
     return admin_pool_payload(db_session(), app.config["SETTINGS"], get_redis(app))
 
 
@@ -80,7 +80,7 @@ def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
         return False
     from portal.services.monitoring.live import publish_pool_update
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_flask_app()
     return publish_pool_update(app, data)
 
 
@@ -92,7 +92,9 @@ def _register_namespace(state: BlueprintSetupState) -> None:
     server = state.app.extensions["socketio"].server
     if NAMESPACE not in server.namespace_handlers:
         namespace = AdminNamespace(NAMESPACE)
-        namespace._set_socketio(socketio)
+        # Flask-SocketIO binds a namespace to its server this way (as its on_namespace does);
+        # the stubs leave out its private methods.
+        namespace._set_socketio(socketio)  # type: ignore[attr-defined]
         server.register_namespace(namespace)
 
 

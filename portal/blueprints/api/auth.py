@@ -12,7 +12,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -33,7 +33,8 @@ from portal.services.infra.text_input import text_problems
 
 log = logging.getLogger("portal.api")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 REALM = 'Bearer realm="campaign-pool"'
 TOKEN_REQUEST_FIELDS = ("email", "password", "name")
@@ -91,29 +92,32 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
 
 
 @overload
-def token_required(view: F) -> F: ...
+def token_required(view: Callable[P, R]) -> Callable[P, R]: ...
 @overload
-def token_required(*, gamemaster: bool = ..., admin: bool = ...) -> Callable[[F], F]: ...
 def token_required(
-    view: F | None = None, *, gamemaster: bool = False, admin: bool = False
-) -> F | Callable[[F], F]:
+    *, gamemaster: bool = ..., admin: bool = ...
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def token_required(
+    view: Callable[P, R] | None = None, *, gamemaster: bool = False, admin: bool = False
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid bearer token: `@token_required` or `@token_required(gamemaster=True)`
     (admins pass a gamemaster check too)."""
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             authenticate_request(gamemaster=gamemaster, admin=admin)
             return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate(view) if view is not None else decorate
 
 
 def current_api_user() -> User:
     """The user `token_required` authenticated for this request."""
-    return g.user
+    user: User = g.user
+    return user
 
 
 def _check_token_request(data: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api.auth import current_api_user, token_required
-from portal.blueprints.api.blueprint import ApiError, bp, json_body
+from portal.blueprints.api.blueprint import bp, json_body
+from portal.blueprints.errors import ApiError
 from portal.extensions import db, db_session
 from portal.models import Campaign
 from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
@@ -55,7 +56,7 @@ def create() -> ResponseReturnValue:
     return jsonify(created_campaign_json(db_session(), created)), 201
 
 
-def _own_campaigns() -> sa.Select:
+def _own_campaigns() -> sa.Select[Campaign]:
     return sa.select(Campaign).where(
         Campaign.user_id == current_api_user().id, Campaign.is_pool.is_(False)
     )
