@@ -143,8 +143,8 @@ def campaign_json(
     pending: bool = False,
     counts: dict[str, int] | None = None,
 ) -> dict[str, object]:
-    """The API representation of a campaign (DESIGN section 6): `campaign` is a Campaign or
-    the pool claim's snapshot of one; `counts` are queried unless given."""
+    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or the
+    pool claim's snapshot of one; `counts` are queried unless given."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value is not None else None
