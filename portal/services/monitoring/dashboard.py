@@ -73,8 +73,8 @@ def _rank_at(pct: int, n: Any) -> Any:
 
 
 def percentile_rows(
-    inner: sa.Select, key: str, value: str, pcts: Sequence[int] = (50, 95)
-) -> sa.Select:
+    inner: sa.Select[*tuple[Any, ...]], key: str, value: str, pcts: Sequence[int] = (50, 95)
+) -> sa.Select[*tuple[Any, ...]]:
     """Per `key` of the subquery `inner`: count, average and nearest-rank percentiles of
     `value`, computed by the database with window functions (no rows shipped to Python)."""
     sub = inner.subquery("v")
