@@ -145,10 +145,10 @@ def run_http_bench(
             app = build_scratch_app(scratch_url, workdir / "instance", secret_key)
             try:
                 with app.app_context(), _quiet("portal", "jobs", "alembic"):
-                    from portal.extensions import db
+                    from portal.extensions import db, db_session
 
                     upgrade()
-                    users = _prepare(db.session, plan, tick)
+                    users = _prepare(db_session(), plan, tick)
                     db.session.remove()
                     db.engine.dispose()  # no idle connections of ours while gunicorn serves
                 with gunicorn_server(scratch_url, secret_key, plan, workdir) as (port, pgid):
@@ -159,14 +159,14 @@ def run_http_bench(
                     finally:
                         probe.close()
                 with app.app_context():
-                    from portal.extensions import db
+                    from portal.extensions import db, db_session
 
-                    checks = _check(db.session, users, [warmup, sequential, burst])
+                    checks = _check(db_session(), users, [warmup, sequential, burst])
                     dialect = db.engine.dialect.name
                     db.session.remove()
             finally:
                 with app.app_context():
-                    from portal.extensions import db
+                    from portal.extensions import db, db_session
 
                     db.engine.dispose()
     finally:
@@ -214,6 +214,8 @@ def _prepare(session: Session, plan: HttpBenchPlan, tick: Tick) -> list[BenchUse
         users.append(BenchUser(str(user.id), issue_token(session, user, "bench")))
     session.commit()
     engine = session.get_bind()
+    if not isinstance(engine, sa.Engine):  # the app's session is bound to its engine
+        raise TypeError(f"the session is bound to a {type(engine).__name__}, not an engine")
     # SQLite has one writer at a time: a second builder would only wait for the lock.
     builders = FILL_BUILDERS if engine.dialect.name == "postgresql" else 1
     fill_pool(engine, template_id, owner_id, plan.total_requests, tick, builders)
@@ -249,7 +251,7 @@ def fill_pool(
                     if next(remaining, None) is None:
                         return
                 try:
-                    template = session.get(Campaign, template_id)
+                    template = session.get_one(Campaign, template_id)
                     build_pool_campaign(session, template, "master", owner_id)
                 except BaseException as exc:  # surfaced below, in the caller's thread
                     failures.append(exc)
@@ -381,7 +383,9 @@ def gunicorn_server(
             stop_process_group(process)
 
 
-def wait_until_up(process: subprocess.Popen, port: int, timeout_s: float, log_path: Path) -> None:
+def wait_until_up(
+    process: subprocess.Popen[bytes], port: int, timeout_s: float, log_path: Path
+) -> None:
     """Return once the server on `port` answers `/health` with anything but a 5xx; raise with
     the tail of its log if it exits or stays silent for `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -401,7 +405,7 @@ def wait_until_up(process: subprocess.Popen, port: int, timeout_s: float, log_pa
     raise RuntimeError(f"gunicorn did not answer within {timeout_s:.0f} s:\n{log_tail(log_path)}")
 
 
-def stop_process_group(process: subprocess.Popen) -> None:
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server's process group (graceful), SIGKILL if it lingers."""
     if process.poll() is not None:
         return
@@ -432,7 +436,7 @@ def rq_worker(
     workdir: Path,
     name: str,
     startup_timeout_s: float = 60.0,
-) -> Iterator[subprocess.Popen]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run the production worker (docs/running.md: `rq worker --with-scheduler --worker-class
     jobs.worker.AppWorker seeding default`) until the block ends; yield its process once it has
     registered in Redis under `name`.
@@ -489,7 +493,7 @@ def rq_worker(
                     os.kill(pid, signal.SIGKILL)
 
 
-def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
+def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> list[int]:
     """Signal a process started here in its own group (gunicorn, a worker), its group and every
     descendant at once, and reap it: with SIGKILL, what a host losing power does to them.
 
@@ -615,7 +619,9 @@ class UsageProbe:
         if self.postgres:
             time.sleep(STATS_FLUSH_S)  # backends report their statistics about once a second
         server1, backends1, sessions1 = self._snapshot()
-        usage["server_cpu_s"] = None if server0 is None else round(server1 - server0, 3)
+        usage["server_cpu_s"] = (
+            None if server0 is None or server1 is None else round(server1 - server0, 3)
+        )
         usage["database_cpu_s"] = (
             round(sum(cpu - backends0.get(pid, 0.0) for pid, cpu in backends1.items()), 3)
             if self.has_proc and self.local_db
@@ -638,7 +644,8 @@ class Exchange:
     ended: float
     status: int
     raw: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)  # case-insensitive when answered
+    # case-insensitive when answered (the response's HTTPMessage)
+    headers: Mapping[str, str] | http.client.HTTPMessage = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -816,7 +823,7 @@ def _check(session: Session, users: list[BenchUser], phases: list[Phase]) -> dic
             )
         )
         owners.update({str(cid): str(uid) for cid, uid, is_pool in rows if not is_pool})
-    wrong_owner = sum(1 for s in samples if owners.get(s.campaign_id) != users[s.user].id)
+    wrong_owner = sum(1 for s in samples if owners.get(s.campaign_id or "") != users[s.user].id)
     pool_served = sum(1 for s in samples if s.source in POOL_SOURCES)
     return {
         "returned_ids": len(samples),

@@ -297,7 +297,7 @@ class _Replay:
         """One create request, as `POST /api/v2/campaigns` makes it, stamped virtually."""
         from portal.services.pool.creation import create_campaign
 
-        user = self.session.get(User, user_id)
+        user = self.session.get_one(User, user_id)
         created = create_campaign(
             self.session, self.redis, self.settings, user, f"Simulated campaign {number}", None
         )
@@ -380,13 +380,13 @@ def _replay_in_scratch(
         try:
             with app.app_context(), _quiet("portal", "jobs", "alembic"):
                 upgrade()
-                from portal.extensions import db
+                from portal.extensions import db, db_session
                 from portal.services.accounts.users import create_user
                 from portal.services.images.backend import get_image_store
                 from portal.services.infra.queue import get_redis
                 from portal.services.template import generate_template
 
-                session = db.session
+                session = db_session()
                 generate_template(session, get_image_store(app))
                 settings = app.config["SETTINGS"]
                 user_id = create_user(session, "simulated@simulation.invalid", "Sim", None).id
@@ -422,7 +422,7 @@ def _replay_in_scratch(
                 db.session.remove()
         finally:
             with app.app_context():
-                from portal.extensions import db
+                from portal.extensions import db, db_session
 
                 db.engine.dispose()
     result.elapsed_s = time.perf_counter() - started
