@@ -8,6 +8,7 @@ Any error rolls back and exits 1 with a message: a failed command writes nothing
 from __future__ import annotations
 
 import sys
+import uuid
 
 import click
 from flask.cli import AppGroup
@@ -72,7 +73,7 @@ def create_command(
         click.echo(token)
 
 
-def _request_user_pool(user_id: object) -> None:
+def _request_user_pool(user_id: uuid.UUID) -> None:
     """A new gamemaster gets their own pool: ask the workers to build it. With the embedded
     queue this process has no worker; the scheduled refill in `make run` builds it instead."""
     from flask import current_app
@@ -80,7 +81,7 @@ def _request_user_pool(user_id: object) -> None:
     from portal.services.infra.queue import enqueue_replenish, get_redis
 
     if not current_app.config["SETTINGS"].embedded_queue:
-        enqueue_replenish(get_redis(), "user", user_id)  # type: ignore[arg-type]
+        enqueue_replenish(get_redis(), "user", user_id)
 
 
 @cli.command("token")

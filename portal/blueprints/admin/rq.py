@@ -43,8 +43,9 @@ def use_app_connection() -> None:
 
 
 def _give_connection(app: Flask) -> None:
-    """rq-dashboard reads its Redis connection from the app's `redis_conn` attribute."""
-    app.redis_conn = get_redis(app)  # type: ignore[attr-defined]  # rq-dashboard's attribute, not Flask's
+    """rq-dashboard reads its Redis connection from the app's `redis_conn` attribute (its own,
+    which Flask does not declare: hence the one ignore)."""
+    app.redis_conn = get_redis(app)  # type: ignore[attr-defined]
 
 
 def add_csrf_header(response: Response) -> Response:
