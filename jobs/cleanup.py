@@ -15,7 +15,7 @@ log = logging.getLogger("jobs.cleanup")
 
 def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
     """Run the clean-up in this job's app; return what it removed."""
-    from portal.extensions import db
+    from portal.extensions import db_session
     from portal.services.images.backend import get_image_store
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.payload import publish_pool_payload
@@ -28,14 +28,14 @@ def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
             MAX_READY_AGE if max_ready_age_days is None else timedelta(days=max_ready_age_days)
         )
         report = cleanup_pool(
-            db.session,
+            db_session(),
             settings,
             redis_client,
             store=get_image_store(app),
             max_ready_age=max_age,
         )
         if report.campaigns_deleted or report.reaped:
-            publish_pool_payload(app, db.session, settings, redis_client)
+            publish_pool_payload(app, db_session(), settings, redis_client)
         result = report.as_dict()
         log.info(
             "jobs.cleanup.done",

@@ -15,7 +15,7 @@ log = logging.getLogger("jobs.monitor")
 
 def monitor_job() -> dict[str, Any]:
     """Run one monitor pass in this job's app; return its report."""
-    from portal.extensions import db
+    from portal.extensions import db_session
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.alerts import AlertNotifier
     from portal.services.monitoring.health import workers_required
@@ -26,7 +26,7 @@ def monitor_job() -> dict[str, Any]:
         settings = app.config["SETTINGS"]
         redis_client = get_redis(app)
         report = run_monitor(
-            db.session,
+            db_session(),
             redis_client,
             settings,
             notifier=AlertNotifier.from_settings(settings),
@@ -34,7 +34,7 @@ def monitor_job() -> dict[str, Any]:
             cooldown=timedelta(minutes=settings.alert_cooldown_minutes),
         )
         if report.skipped is None:
-            publish_pool_payload(app, db.session, settings, redis_client)
+            publish_pool_payload(app, db_session(), settings, redis_client)
         result = report.as_dict()
         log.info("jobs.monitor.done", extra={"skipped": report.skipped, "alerts": report.alerts})
         return result

@@ -15,7 +15,7 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     """CampaignPoolReplenishJob: refill `pool_type` (a gamemaster's pool with `user_id`), or
     every pool with pool_type="all". Serialized per pool inside the service, so duplicates of
     this job that slip through are harmless."""
-    from portal.extensions import db
+    from portal.extensions import db_session
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.replenish import replenish_all, replenish_pool
@@ -25,7 +25,7 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
 
         def publish() -> None:
             """Tell the dashboards the pool changed; never fails the refill."""
-            publish_pool_payload(app, db.session, settings, get_redis(app))
+            publish_pool_payload(app, db_session(), settings, get_redis(app))
 
         def progress(done: int, total: int) -> None:
             report_progress(pool_type=pool_type, built=done, missing=total)
@@ -33,12 +33,12 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
 
         publish()  # the assignment that triggered this refill already changed the pool
         if pool_type == "all":
-            reports = replenish_all(db.session, get_redis(app), settings, progress=progress)
+            reports = replenish_all(db_session(), get_redis(app), settings, progress=progress)
         else:
             owner = uuid.UUID(user_id) if user_id else None
             reports = [
                 replenish_pool(
-                    db.session, get_redis(app), settings, pool_type, owner, progress=progress
+                    db_session(), get_redis(app), settings, pool_type, owner, progress=progress
                 )
             ]
         result = {"reports": [report.as_dict() for report in reports]}

@@ -73,7 +73,8 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message_category = "warning"
     # With REDIS_URL, emits (from any web process or RQ worker) travel through Redis to every
     # web process's browsers. The stale client manager of an earlier app must not be reused.
-    socketio.server_options.pop("client_manager", None)
+    # (server_options is set in SocketIO.__init__; types-Flask-SocketIO does not declare it.)
+    socketio.server_options.pop("client_manager", None)  # type: ignore[attr-defined]
     redis_url = app.config["SETTINGS"].redis_url
     socketio.init_app(
         app, async_mode="threading", cors_allowed_origins=[], message_queue=redis_url or None
@@ -144,4 +145,5 @@ def register_cli(app: Flask) -> None:
 
 def settings_of(app: Flask) -> Settings:
     """The validated settings the app was built with."""
-    return app.config["SETTINGS"]
+    settings: Settings = app.config["SETTINGS"]
+    return settings

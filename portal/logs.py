@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from flask import Flask
 
@@ -60,6 +60,10 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
+class JsonStderrHandler(logging.StreamHandler[TextIO]):
+    """The handler `configure_logging` installs: its own class, so it is installed once."""
+
+
 def configure_logging(app: Flask) -> None:
     """Send the `portal` and `jobs` loggers to stderr as JSON lines (once per process)."""
     raw = os.environ.get("LOG_LEVEL") or "INFO"
@@ -71,10 +75,9 @@ def configure_logging(app: Flask) -> None:
     for name in ("portal", "jobs"):
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        if not any(getattr(h, "_campaign_pool", False) for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
+        if not any(isinstance(h, JsonStderrHandler) for h in logger.handlers):
+            handler = JsonStderrHandler(sys.stderr)
             handler.setFormatter(JsonFormatter())
-            handler._campaign_pool = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
         logger.propagate = True
     # The app is named "portal", so app.logger *is* the "portal" logger configured above;

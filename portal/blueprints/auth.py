@@ -27,7 +27,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from portal.blueprints.forms import LoginForm
-from portal.extensions import db, login_manager
+from portal.extensions import db, db_session, login_manager
 from portal.models import User
 from portal.services.accounts.users import authenticate
 
@@ -38,7 +38,6 @@ bp = Blueprint("auth", __name__)
 DEFAULT_AFTER_LOGIN = "/admin/"
 
 
-@login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """The session's user, re-read on every request so a deactivated account is signed out
     at its next request rather than when its cookie expires."""
@@ -50,6 +49,11 @@ def load_user(user_id: str) -> User | None:
     if user is None or not user.active:
         return None
     return user
+
+
+# Registered by a call rather than as a decorator: Flask-Login is untyped, and its decorator
+# would hide load_user's signature from the type checker.
+login_manager.user_loader(load_user)
 
 
 # Request-scoped values that Flask-Login, Flask-WTF and our API decorator cache on `g`.
@@ -69,7 +73,7 @@ def _forget_previous_request() -> None:
         g.pop(name, None)
 
 
-def safe_next(target: str | None) -> str | None:
+def safe_next(target: object) -> str | None:
     """`target` if it is a path on this site, else None.
 
     Accepts only paths starting with a single `/`: rejects `//evil.example` and `/\\evil` (both
@@ -106,7 +110,7 @@ def login() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
 
-    user = authenticate(db.session, form.email.data or "", form.password.data or "")
+    user = authenticate(db_session(), form.email.data or "", form.password.data or "")
     if user is None:
         log.warning(
             "auth.login_failed",

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import sqlalchemy as sa
 from flask import Flask
@@ -37,6 +37,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from portal.config import Settings
+
+if TYPE_CHECKING:
+    from portal.models import User
 
 log = logging.getLogger("portal.bootstrap")
 
@@ -106,11 +109,11 @@ def run_migrations(app: Flask) -> None:
 def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
     """Generate the master template unless one exists. Generation takes a few seconds and happens
     on the first start only, so the progress is printed rather than left to look like a hang."""
-    from portal.extensions import db
+    from portal.extensions import db, db_session
     from portal.services.campaigns.records import find_master_template
 
     with app.app_context():
-        if find_master_template(db.session) is not None:
+        if find_master_template(db_session()) is not None:
             return TemplateStatus("present")
         from portal.services.images.backend import get_image_store
         from portal.services.template import TemplateError, generate_template
@@ -118,7 +121,7 @@ def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
         echo("master template: none yet, generating it (first start only) ...")
         started = time.perf_counter()
         try:
-            generate_template(db.session, get_image_store())
+            generate_template(db_session(), get_image_store())
         except TemplateError:  # another process generated it meanwhile
             db.session.rollback()
             return TemplateStatus("present")
@@ -166,7 +169,7 @@ def read_credentials(path: Path) -> dict[str, str]:
     return values
 
 
-def _find_user(session: Session, email: str):  # -> User | None
+def _find_user(session: Session, email: str) -> User | None:
     from portal.models import User
 
     stmt = sa.select(User).where(sa.func.lower(User.email) == email.lower())
@@ -182,18 +185,18 @@ def ensure_demo_admin(session: Session, instance_path: str | Path) -> DemoAdmin:
     path = credentials_path(instance_path)
     user = _find_user(session, DEMO_ADMIN_EMAIL)
     if user is None:
-        password = secrets.token_urlsafe(12)
+        new_password = secrets.token_urlsafe(12)
         try:
             create_user(
                 session,
                 DEMO_ADMIN_EMAIL,
                 DEMO_ADMIN_NAME,
-                password,
+                new_password,
                 admin=True,
                 gamemaster=True,
             )
             # The file first: a commit without it would leave an admin nobody can log in as.
-            write_credentials(path, DEMO_ADMIN_EMAIL, password)
+            write_credentials(path, DEMO_ADMIN_EMAIL, new_password)
             session.commit()
         except UserError:  # another process created it between our lookup and insert
             session.rollback()
@@ -203,7 +206,7 @@ def ensure_demo_admin(session: Session, instance_path: str | Path) -> DemoAdmin:
             raise
         else:
             log.info("bootstrap.demo_admin_created", extra={"email": DEMO_ADMIN_EMAIL})
-            return DemoAdmin(DEMO_ADMIN_EMAIL, password, created=True)
+            return DemoAdmin(DEMO_ADMIN_EMAIL, new_password, created=True)
     stored = read_credentials(path)
     password = stored.get("password")
     if not password or stored.get("email", "").lower() != DEMO_ADMIN_EMAIL:
@@ -233,16 +236,17 @@ def prepare(app: Flask, *, demo_admin: bool = True, echo: Echo = _stderr) -> Pre
     template = ensure_master_template(app, echo)
     admin = None
     if demo_admin:
-        from portal.extensions import db
+        from portal.extensions import db_session
 
         with app.app_context():
-            admin = ensure_demo_admin(db.session, app.instance_path)
+            admin = ensure_demo_admin(db_session(), app.instance_path)
     return Prepared(template=template, admin=admin)
 
 
 def describe_database(settings: Settings) -> str:
     """The database URL with any password masked."""
-    return settings.redacted()["database_url"]
+    url: str = settings.redacted()["database_url"]
+    return url
 
 
 def describe_queue(settings: Settings, embedded_worker: bool) -> str:

@@ -8,11 +8,12 @@ Any error rolls back and exits 1 with a message: a failed command writes nothing
 from __future__ import annotations
 
 import sys
+import uuid
 
 import click
 from flask.cli import AppGroup
 
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.services.accounts.tokens import TokenError, issue_token, revoke_all
 from portal.services.accounts.users import UserError, create_user, find_by_email
 
@@ -49,14 +50,14 @@ def create_command(
     """Create a user (and optionally its first API token)."""
     try:
         user = create_user(
-            db.session,
+            db_session(),
             email,
             name,
             _read_password(password),
             admin=admin,
             gamemaster=gamemaster,
         )
-        token = issue_token(db.session, user) if with_token else None
+        token = issue_token(db_session(), user) if with_token else None
     except (UserError, TokenError) as error:
         _fail(str(error))
         return
@@ -72,7 +73,7 @@ def create_command(
         click.echo(token)
 
 
-def _request_user_pool(user_id: object) -> None:
+def _request_user_pool(user_id: uuid.UUID) -> None:
     """A new gamemaster gets their own pool: ask the workers to build it. With the embedded
     queue this process has no worker; the scheduled refill in `make run` builds it instead."""
     from flask import current_app
@@ -80,7 +81,7 @@ def _request_user_pool(user_id: object) -> None:
     from portal.services.infra.queue import enqueue_replenish, get_redis
 
     if not current_app.config["SETTINGS"].embedded_queue:
-        enqueue_replenish(get_redis(), "user", user_id)  # type: ignore[arg-type]
+        enqueue_replenish(get_redis(), "user", user_id)
 
 
 @cli.command("token")
@@ -88,7 +89,7 @@ def _request_user_pool(user_id: object) -> None:
 @click.option("--name", default="api", show_default=True, help="A label for the token.")
 def token_command(email: str, name: str) -> None:
     """Issue a new API token for an existing user and print it."""
-    user = find_by_email(db.session, email)
+    user = find_by_email(db_session(), email)
     if user is None:
         _fail(f"no user with email {email!r}")
         return
@@ -96,7 +97,7 @@ def token_command(email: str, name: str) -> None:
         _fail(f"user {user.email} is inactive; its tokens would be refused")
         return
     try:
-        token = issue_token(db.session, user, name)
+        token = issue_token(db_session(), user, name)
     except TokenError as error:
         _fail(str(error))
         return
@@ -109,10 +110,10 @@ def token_command(email: str, name: str) -> None:
 @click.argument("email")
 def revoke_tokens_command(email: str) -> None:
     """Revoke every API token of a user."""
-    user = find_by_email(db.session, email)
+    user = find_by_email(db_session(), email)
     if user is None:
         _fail(f"no user with email {email!r}")
         return
-    count = revoke_all(db.session, user)
+    count = revoke_all(db_session(), user)
     db.session.commit()
     click.echo(f"Revoked {count} token(s) of {user.email}.")

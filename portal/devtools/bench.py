@@ -29,14 +29,15 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.models import Campaign, ImageAttachment, ImageBlob, Schtick, User, Weapon, utcnow
+from portal.models.base import table_of
 from portal.services.campaigns.records import create_campaign_shell, find_master_template
 from portal.services.images.backend import get_image_store
 from portal.services.images.store import ImageStore
@@ -83,7 +84,17 @@ def require_at_least(minimum: int, plan: object, *names: str) -> None:
             raise ValueError(f"{name} must be at least {minimum}")
 
 
-def summarize(samples: list[float]) -> dict[str, float | int]:
+class Summary(TypedDict):
+    """Timed runs summed up (ms), as the bench's JSON prints them."""
+
+    median: float
+    p95: float | None
+    min: float
+    max: float
+    runs: int
+
+
+def summarize(samples: list[float]) -> Summary:
     """Median, nearest-rank p95, min, max (ms) of some timed runs."""
     ordered = sorted(samples)
     return {
@@ -107,11 +118,13 @@ class CountingStore:
     def uploads(self) -> int:
         return self.calls["put"] + self.calls["copy"]
 
-    def put(self, key: str, filename: str, content: bytes, content_type: str, *, context: Any):
+    def put(
+        self, key: str, filename: str, content: bytes, content_type: str, *, context: Any
+    ) -> dict[str, Any]:
         self.calls["put"] += 1
         return self.inner.put(key, filename, content, content_type, context=context)
 
-    def copy(self, source_meta: dict[str, Any], key: str, *, context: Any):
+    def copy(self, source_meta: dict[str, Any], key: str, *, context: Any) -> dict[str, Any]:
         self.calls["copy"] += 1
         return self.inner.copy(source_meta, key, context=context)
 
@@ -135,7 +148,7 @@ def run_bench(
         quietly(scratch.app),
     ):
         store = CountingStore(get_image_store(scratch.app))
-        figures = _measure(db.session, store, plan, tick)
+        figures = _measure(db_session(), store, plan, tick)
         db.session.remove()
     return figures
 
@@ -234,7 +247,7 @@ def _seed_once(
     """Seed one new campaign; return the wall time of `seed()` (ms, COMMIT included) and the
     rows it created. The shell is created (and flushed) before the clock starts."""
     template = _template(session)
-    owner = session.get(User, owner_id)
+    owner = session.get_one(User, owner_id)
     shell = create_campaign_shell(session, owner, f"bench {method} {uuid.uuid4().hex[:10]}")
     if method == "batch":
         seeder: Any = CampaignBatchSeeder(session)
@@ -281,7 +294,7 @@ def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
     row_ms: list[float] = []
     set_ms: list[float] = []
     for index in range(plan.warmup + plan.baseline_runs):
-        user = session.get(User, owner_id)
+        user = session.get_one(User, owner_id)
         shell = create_campaign_shell(session, user, f"baseline rows {uuid.uuid4().hex[:10]}")
         session.commit()
         target_id = shell.id
@@ -293,7 +306,7 @@ def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
             row_ms.append(elapsed)
         tick("baseline rows")
 
-        user = session.get(User, owner_id)
+        user = session.get_one(User, owner_id)
         shell = create_campaign_shell(session, user, f"baseline set {uuid.uuid4().hex[:10]}")
         session.commit()
         target_id = shell.id
@@ -331,17 +344,17 @@ def _baseline_rows(
     """The template's schticks, weapons and their attachments, as plain column dicts."""
     out: list[tuple[sa.Table, list[dict[str, Any]]]] = []
     for model in (Schtick, Weapon):
-        table = model.__table__
+        table = table_of(model)
         rows = session.execute(sa.select(table).where(table.c.campaign_id == template_id))
         out.append((table, [dict(row._mapping) for row in rows]))
-    attachments = ImageAttachment.__table__
+    attachments = table_of(ImageAttachment)
     owned = sa.or_(
         *(
             sa.and_(
                 attachments.c.record_type == model.__name__,
                 attachments.c.record_id.in_(
-                    sa.select(model.__table__.c.id).where(
-                        model.__table__.c.campaign_id == template_id
+                    sa.select(table_of(model).c.id).where(
+                        table_of(model).c.campaign_id == template_id
                     )
                 ),
             )
@@ -382,7 +395,7 @@ def _insert_row_by_row(
 # ---------------------------------------------------------------------------- pool assignment
 
 
-def _assignment(session: Session, plan: BenchPlan, tick: Tick) -> dict[str, Any] | None:
+def _assignment(session: Session, plan: BenchPlan, tick: Tick) -> Summary | None:
     """Claim + rename + ownership + timestamp reset, per claim (None without a pool service)."""
     if not plan.assign_runs:
         return None

@@ -53,7 +53,7 @@ from portal.devtools.prepare import ApiUser, create_gamemasters, fill_pool
 from portal.devtools.processes import gunicorn_server
 from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
 from portal.devtools.usage import UsageProbe
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.models import utcnow
 from portal.services.images.backend import get_image_store
 from portal.services.infra.percentiles import percentile
@@ -112,7 +112,7 @@ def run_http_bench(
     ):
         app, scratch_url = scratch.app, scratch.database_url
         with quietly(app):
-            users = _prepare(db.session, plan, tick)
+            users = _prepare(db_session(), plan, tick)
             db.session.remove()
             db.engine.dispose()  # no idle connections of ours while gunicorn serves
         with gunicorn_server(
@@ -128,7 +128,7 @@ def run_http_bench(
                 probe.close()
         with app.app_context():
             replies = [r for phase in (warmup, sequential, burst) for r in phase.replies]
-            check = check_assignments(db.session, replies, [user.id for user in users])
+            check = check_assignments(db_session(), replies, [user.id for user in users])
             dialect = db.engine.dialect.name
             db.session.remove()
     return {

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.models import Campaign, ImageBlob, PoolEvent, User
 from portal.services.accounts.users import create_user
 from portal.services.images.backend import get_image_store
@@ -297,7 +297,7 @@ class _Replay:
 
     def claim(self, user_id: uuid.UUID, number: int) -> None:
         """One create request, as `POST /api/v2/campaigns` makes it, stamped virtually."""
-        user = self.session.get(User, user_id)
+        user = self.session.get_one(User, user_id)
         created = create_campaign(
             self.session, self.redis, self.settings, user, f"Simulated campaign {number}", None
         )
@@ -375,7 +375,7 @@ def _replay_in_scratch(
     prefix = f"campaign-pool-simulate-{policy}-"
     with scratch_app(database_url, secret_key, prefix) as scratch, quietly(scratch.app):
         app = scratch.app
-        session = db.session
+        session = db_session()
         generate_template(session, get_image_store(app))
         settings = app.config["SETTINGS"]
         user_id = create_user(session, "simulated@simulation.invalid", "Sim", None).id

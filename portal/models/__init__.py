@@ -5,7 +5,9 @@ from portal.models.campaigns import POOL_STATUSES, POOL_TYPES, SEEDING_METHODS, 
 from portal.models.content import (
     Carry,
     Character,
+    CharacterLink,
     CharacterSchtick,
+    ContentRow,
     Faction,
     ImagePosition,
     Juncture,
@@ -18,7 +20,7 @@ from portal.models.pool import PoolEvent, PoolSetting
 from portal.models.users import ApiToken, User
 
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
-RECORD_TYPES: dict[str, type[Base]] = {
+RECORD_TYPES: dict[str, type[Campaign | ContentRow]] = {
     "Campaign": Campaign,
     "Schtick": Schtick,
     "Weapon": Weapon,
@@ -39,7 +41,9 @@ __all__ = [
     "Campaign",
     "Carry",
     "Character",
+    "CharacterLink",
     "CharacterSchtick",
+    "ContentRow",
     "Faction",
     "ImageAttachment",
     "ImageBlob",

@@ -39,7 +39,13 @@ def guard_rq() -> ResponseReturnValue | None:
 def use_app_connection() -> None:
     """Point rq-dashboard at the app's Redis connection for this request (replaces its own
     `push_rq_connection`, which opens a new connection from a URL on every request)."""
-    current_app.redis_conn = get_redis()  # type: ignore[attr-defined]
+    _give_connection(current_app)
+
+
+def _give_connection(app: Flask) -> None:
+    """rq-dashboard reads its Redis connection from the app's `redis_conn` attribute (its own,
+    which Flask does not declare: hence the one ignore)."""
+    app.redis_conn = get_redis(app)  # type: ignore[attr-defined]
 
 
 def add_csrf_header(response: Response) -> Response:
@@ -67,7 +73,7 @@ def register_rq_dashboard(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     url = _redacted(settings.redis_url) if settings.redis_url else "embedded (in-process queue)"
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", (url,))
-    app.redis_conn = get_redis(app)  # type: ignore[attr-defined]
+    _give_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     funcs = app.before_request_funcs.setdefault(BLUEPRINT, [])
     funcs[:] = [f for f in funcs if f is not rq_dashboard.web.push_rq_connection]
@@ -76,6 +82,8 @@ def register_rq_dashboard(app: Flask) -> None:
 
 
 def _on_admin_registered(state: BlueprintSetupState) -> None:
+    if not isinstance(state.app, Flask):  # typed as Flask's sans-IO base; always a Flask here
+        raise TypeError(f"rq-dashboard needs a Flask app, not {type(state.app).__name__}")
     register_rq_dashboard(state.app)
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 from flask_socketio import Namespace, emit
 
 from portal.blueprints.admin.blueprint import bp
-from portal.extensions import db, socketio
+from portal.extensions import current_flask_app, db, db_session, socketio
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.live import publish_pool_update
 from portal.services.monitoring.payload import admin_pool_payload, publish_pool_payload
@@ -34,8 +34,8 @@ EVENT = "pool_update"
 
 def current_payload(app: Flask | None = None) -> dict[str, Any]:
     """The /admin/api/pool payload, computed in the current app context."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    return admin_pool_payload(db.session, app.config["SETTINGS"], get_redis(app))
+    app = app or current_flask_app()
+    return admin_pool_payload(db_session(), app.config["SETTINGS"], get_redis(app))
 
 
 class AdminNamespace(Namespace):
@@ -74,9 +74,9 @@ def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
     Goes through `portal.services.monitoring.payload.publish_pool_payload` and
     `live.publish_pool_update`, what jobs use too. Never raises: a dashboard missing one update
     must not turn a successful action into an error page."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_flask_app()
     if payload is None:
-        return publish_pool_payload(app, db.session, app.config["SETTINGS"], get_redis(app))
+        return publish_pool_payload(app, db_session(), app.config["SETTINGS"], get_redis(app))
     return publish_pool_update(app, payload)
 
 
@@ -88,7 +88,9 @@ def _register_namespace(state: BlueprintSetupState) -> None:
     server = state.app.extensions["socketio"].server
     if NAMESPACE not in server.namespace_handlers:
         namespace = AdminNamespace(NAMESPACE)
-        namespace._set_socketio(socketio)
+        # Flask-SocketIO binds a namespace to its server this way (as its on_namespace does);
+        # the stubs leave out its private methods.
+        namespace._set_socketio(socketio)  # type: ignore[attr-defined]
         server.register_namespace(namespace)
 
 

@@ -21,7 +21,7 @@ from portal.blueprints.admin.forms import (
     ResizeForm,
     RetireStaleForm,
 )
-from portal.extensions import db
+from portal.extensions import db_session
 from portal.models import (
     Campaign,
 )
@@ -37,10 +37,10 @@ from portal.services.pool.listing import LIST_POOL_TYPES, LIST_STATUSES, pool_ca
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:
     """The master template campaign and how much content it holds."""
-    master = find_master_template(db.session)
+    master = find_master_template(db_session())
     if master is None:
         return None, {}
-    return master, content_counts(db.session, master.id)
+    return master, content_counts(db_session(), master.id)
 
 
 def action_forms() -> dict[str, Any]:
@@ -57,7 +57,7 @@ def action_forms() -> dict[str, Any]:
 
 def demand_form() -> DemandSizingForm:
     """The demand sizing form, filled with the settings in force."""
-    config = load_pool_config(db.session, current_app.config["SETTINGS"])
+    config = load_pool_config(db_session(), current_app.config["SETTINGS"])
     form = DemandSizingForm(prefix="demand")
     if not form.is_submitted():
         form.enabled.data = bool(config.demand_sizing)
@@ -73,7 +73,7 @@ def demand_form() -> DemandSizingForm:
 def index() -> ResponseReturnValue:
     """The dashboard: pool cards, charts, recent assignments, alerts and quick actions."""
     settings = current_app.config["SETTINGS"]
-    payload = admin_pool_payload(db.session, settings, get_redis())
+    payload = admin_pool_payload(db_session(), settings, get_redis())
     window = request.args.get("window")
     window = window if window in WINDOWS else DEFAULT_WINDOW
     forms = action_forms()
@@ -85,8 +85,8 @@ def index() -> ResponseReturnValue:
         pools=payload["pools"],
         assignments=payload["assignments"],
         ops=payload["ops"],
-        recent=recent_assignments(db.session),
-        actions=recent_actions(db.session),
+        recent=recent_assignments(db_session()),
+        actions=recent_actions(db_session()),
         forms=forms,
         windows=list(WINDOWS),
         window=window,
@@ -100,7 +100,7 @@ def campaigns() -> ResponseReturnValue:
     """Pool campaigns with status / pool filters, paginated."""
     page = request.args.get("page", 1, type=int) or 1
     result = pool_campaigns_page(
-        db.session,
+        db_session(),
         status=request.args.get("status") or None,
         pool_type=request.args.get("pool_type") or None,
         page=page,
@@ -121,5 +121,5 @@ def analytics_page() -> ResponseReturnValue:
         days = parse_period(request.args.get("days"))
     except PeriodError as exc:
         abort(400, str(exc))
-    data = analytics(db.session, current_app.config["SETTINGS"], days)
+    data = analytics(db_session(), current_app.config["SETTINGS"], days)
     return render_template("admin/analytics.html", data=data, periods=PERIODS_DAYS)

@@ -12,14 +12,14 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api.blueprint import bp, json_body, require_strings
 from portal.blueprints.errors import ApiError
-from portal.extensions import db
+from portal.extensions import db, db_session
 from portal.models import User
 from portal.services.accounts.tokens import (
     TOKEN_NAME_MAX,
@@ -33,7 +33,8 @@ from portal.services.infra.text_input import text_problems
 
 log = logging.getLogger("portal.api")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 REALM = 'Bearer realm="campaign-pool"'
 TOKEN_REQUEST_FIELDS = ("email", "password", "name")
@@ -69,7 +70,7 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": REALM},
         )
-    found = lookup_token(db.session, token, current_app.config["SETTINGS"].api_token_max_age)
+    found = lookup_token(db_session(), token, current_app.config["SETTINGS"].api_token_max_age)
     if found is None:
         raise ApiError(
             401,
@@ -91,29 +92,32 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
 
 
 @overload
-def token_required(view: F) -> F: ...
+def token_required(view: Callable[P, R]) -> Callable[P, R]: ...
 @overload
-def token_required(*, gamemaster: bool = ..., admin: bool = ...) -> Callable[[F], F]: ...
 def token_required(
-    view: F | None = None, *, gamemaster: bool = False, admin: bool = False
-) -> F | Callable[[F], F]:
+    *, gamemaster: bool = ..., admin: bool = ...
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def token_required(
+    view: Callable[P, R] | None = None, *, gamemaster: bool = False, admin: bool = False
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid bearer token: `@token_required` or `@token_required(gamemaster=True)`
     (admins pass a gamemaster check too)."""
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             authenticate_request(gamemaster=gamemaster, admin=admin)
             return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate(view) if view is not None else decorate
 
 
 def current_api_user() -> User:
     """The user `token_required` authenticated for this request."""
-    return g.user
+    user: User = g.user
+    return user
 
 
 def _check_token_request(data: dict[str, Any]) -> None:
@@ -142,7 +146,7 @@ def create_token() -> ResponseReturnValue:
     """`{email, password[, name]}` -> 201 `{token, token_type, user}`."""
     data = json_body(required=("email", "password"))
     _check_token_request(data)
-    user = authenticate(db.session, data["email"], data["password"])
+    user = authenticate(db_session(), data["email"], data["password"])
     if user is None:
         log.warning(
             "api.token_refused",
@@ -155,7 +159,7 @@ def create_token() -> ResponseReturnValue:
             headers={"WWW-Authenticate": REALM},
         )
     try:
-        token = issue_token(db.session, user, (data.get("name") or "api"))
+        token = issue_token(db_session(), user, (data.get("name") or "api"))
     except TokenError as error:
         db.session.rollback()
         raise ApiError(400, str(error), {"name": [str(error)]}) from None
@@ -177,6 +181,6 @@ def me() -> ResponseReturnValue:
 def delete_token() -> ResponseReturnValue:
     """Revoke the token used for this request (sign out of the API)."""
     token_id: uuid.UUID = g.api_token_id
-    revoke_token(db.session, token_id)
+    revoke_token(db_session(), token_id)
     db.session.commit()
     return "", 204

@@ -10,8 +10,9 @@ from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api.auth import current_api_user, token_required
-from portal.blueprints.api.blueprint import ApiError, bp, json_body
-from portal.extensions import db
+from portal.blueprints.api.blueprint import bp, json_body
+from portal.blueprints.errors import ApiError
+from portal.extensions import db, db_session
 from portal.models import Campaign
 from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
 from portal.services.infra.queue import get_redis
@@ -41,7 +42,7 @@ def create() -> ResponseReturnValue:
     user = current_api_user()
     try:
         created = create_campaign(
-            db.session,
+            db_session(),
             get_redis(),
             current_app.config["SETTINGS"],
             user,
@@ -52,10 +53,10 @@ def create() -> ResponseReturnValue:
         raise ApiError(422, "invalid campaign", {"name": ["has already been taken"]}) from None
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
-    return jsonify(created_campaign_json(db.session, created)), 201
+    return jsonify(created_campaign_json(db_session(), created)), 201
 
 
-def _own_campaigns() -> sa.Select:
+def _own_campaigns() -> sa.Select[Campaign]:
     return sa.select(Campaign).where(
         Campaign.user_id == current_api_user().id, Campaign.is_pool.is_(False)
     )
@@ -85,7 +86,7 @@ def index() -> ResponseReturnValue:
     campaigns = db.session.scalars(stmt).all()
     return jsonify(
         {
-            "campaigns": [campaign_json(db.session, c) for c in campaigns],
+            "campaigns": [campaign_json(db_session(), c) for c in campaigns],
             "meta": {"page": page, "per_page": PAGE_SIZE},
         }
     )
@@ -105,4 +106,4 @@ def show(campaign_id: str) -> ResponseReturnValue:
     campaign = db.session.scalars(_own_campaigns().where(Campaign.id == wanted)).first()
     if campaign is None:
         raise ApiError(404, "campaign not found")
-    return jsonify(campaign_json(db.session, campaign))
+    return jsonify(campaign_json(db_session(), campaign))

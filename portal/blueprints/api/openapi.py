@@ -277,7 +277,7 @@ def _paths() -> dict[str, Any]:
     def common(name: str) -> dict[str, str]:
         return {"$ref": f"#/components/responses/{name}"}
 
-    bearer = [{"bearerAuth": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearerAuth": []}]
     return {
         "/api/v2/openapi.json": {
             "get": {

@@ -161,8 +161,11 @@ def _dummy_hash() -> str:
     return _DUMMY_HASH
 
 
-def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The active user with this email and password, or None. Never says why it failed."""
+def authenticate(session: Session, email: object, password: object) -> User | None:
+    """The active user with this email and password, or None. Never says why it failed.
+
+    Takes any value (a JSON body's fields are not always strings) and refuses what is not a
+    string, so callers need not check first."""
     if not isinstance(email, str) or not isinstance(password, str):
         return None
     user = find_by_email(session, email) if len(email) <= EMAIL_MAX else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import scoped_session
 
 log = logging.getLogger("portal.database")
@@ -28,6 +28,16 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched.
+
+    `Session.execute` is typed to return a `Result`, which has no row count; for those
+    statements it returns a `CursorResult`, which does."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(result).__name__} has no row count: not an INSERT/UPDATE/DELETE")
+    return result.rowcount
 
 
 # SQLSTATE classes that mean "the server cannot serve you right now", not "your statement is
@@ -52,12 +62,12 @@ def database_unavailable(exc: BaseException) -> bool:
         return False
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate:
+    if isinstance(sqlstate, str) and sqlstate:
         return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
     return type(orig).__module__.startswith("psycopg")
 
 
-def close_request_session(session: scoped_session) -> None:
+def close_request_session(session: scoped_session[Any]) -> None:
     """End a request's session even when the database went away under it.
 
     Closing rolls back the open transaction; when the server has just crashed or restarted, that

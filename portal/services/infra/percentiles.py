@@ -32,8 +32,8 @@ def _rank_at(pct: int, n: Any) -> Any:
 
 
 def percentile_rows(
-    inner: sa.Select, key: str, value: str, pcts: Sequence[int] = (50, 95)
-) -> sa.Select:
+    inner: sa.Select[*tuple[Any, ...]], key: str, value: str, pcts: Sequence[int] = (50, 95)
+) -> sa.Select[*tuple[Any, ...]]:
     """Per `key` of the subquery `inner`: count (`n`), average, maximum and nearest-rank
     percentiles (`p50`, ...) of `value`, computed by the database with window functions
     (ROW_NUMBER/COUNT OVER a partition, which SQLite and PostgreSQL both have), one row per

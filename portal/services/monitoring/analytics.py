@@ -11,6 +11,7 @@ with a long history; the recommendation reuses the demand model that sizes the p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,11 +65,13 @@ def _claims_by(
     """Pool hits and fallbacks per value 0..size-1 of `key` (hour of day, weekday ...), and the
     master pool's demand (its hits + fallbacks: what the demand model counts)."""
     hits, fallbacks, master = [0] * size, [0] * size, [0] * size
-    for value, kind, pool_type, count in session.execute(
+    # The key is NULL for a timestamp the database cannot read (SQLite's strftime).
+    rows: Iterable[sa.Row[int | None, str, str | None, int]] = session.execute(
         sa.select(key.label("k"), PoolEvent.kind, PoolEvent.pool_type, sa.func.count())
         .where(PoolEvent.kind.in_(CLAIM_KINDS), PoolEvent.created_at >= since)
         .group_by("k", PoolEvent.kind, PoolEvent.pool_type)
-    ):
+    )
+    for value, kind, pool_type, count in rows:
         if value is None or not 0 <= int(value) < size:
             continue
         (hits if kind == PoolEventKind.ASSIGNED else fallbacks)[int(value)] += count

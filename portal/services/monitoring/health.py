@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import text
 
-from portal.extensions import db
+from portal.extensions import current_flask_app, db, db_session
 from portal.services.infra.queue import get_redis
 
 CACHE_SECONDS = 1.0
@@ -86,20 +86,20 @@ def _pool_check(app: Flask) -> dict[str, Any]:
     from portal.services.campaigns.records import find_master_template
     from portal.services.pool.config import load_pool_config
 
-    session = db.session
+    session = db_session()
     try:
         template = find_master_template(session)
         if template is None or template.template_version is None:
             return {"ok": True, "template": False}
         config = load_pool_config(session, app.config["SETTINGS"])
-        ready = session.scalar(
+        ready = session.execute(
             sa.select(sa.func.count()).where(
                 Campaign.is_pool.is_(True),
                 Campaign.pool_type == "master",
                 Campaign.pool_status == "ready",
                 Campaign.template_version == template.template_version,
             )
-        )
+        ).scalar_one()
     except Exception as exc:
         session.rollback()
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -134,7 +134,7 @@ def clear_health_cache(app: Flask) -> None:
 
 def check_health(app: Flask | None = None) -> dict[str, Any]:
     """`{"status": "ok" | "degraded" | "down", "checks": {...}}`; down only without database."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app or current_flask_app()
 
     def ping_db() -> None:
         with db.engine.connect() as conn:

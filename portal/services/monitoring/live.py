@@ -95,6 +95,7 @@ def publish_pool_update(target: Flask | Settings, payload: dict[str, Any]) -> bo
             target.extensions["socketio"].emit(EVENT, payload, namespace=NAMESPACE)
         elif route == "queue":
             settings = target if isinstance(target, Settings) else target.config["SETTINGS"]
+            assert settings.redis_url is not None  # route_for picks the queue only with one
             _queue_emitter(settings.redis_url).emit(EVENT, payload, namespace=NAMESPACE)
         else:
             return False

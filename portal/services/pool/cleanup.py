@@ -42,6 +42,7 @@ from portal.models import (
 from portal.models import utcnow as _utcnow
 from portal.services.images.blobs import detach_images, purge_unused_blobs
 from portal.services.images.store import ImageStore
+from portal.services.infra.database import rowcount
 from portal.services.infra.queue import enqueue_replenish
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.replenish import build_timeout
@@ -163,13 +164,13 @@ def delete_pool_campaign(
         .values(pool_status="retired", updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if locked.rowcount != 1:
+    if rowcount(locked) != 1:
         return None
     counts = {"attachments": 0, "positions": 0, "rows": 0}
     blob_ids: set[uuid.UUID] = set()
     for record_type, model in RECORD_TYPES.items():
-        id_column = model.id if model is Campaign else model.campaign_id  # type: ignore[attr-defined]
-        ids = list(session.scalars(sa.select(model.id).where(id_column == campaign_id)))  # type: ignore[attr-defined]
+        id_column = model.id if issubclass(model, Campaign) else model.campaign_id
+        ids = list(session.scalars(sa.select(model.id).where(id_column == campaign_id)))
         if not ids:
             continue
         if model is not Campaign:
@@ -186,12 +187,12 @@ def delete_pool_campaign(
             .where(
                 ImagePosition.positionable_type == record_type,
                 ImagePosition.positionable_id.in_(
-                    sa.select(model.id).where(id_column == campaign_id)  # type: ignore[attr-defined]
+                    sa.select(model.id).where(id_column == campaign_id)
                 ),
             )
             .execution_options(synchronize_session=False)
         )
-        counts["positions"] += positions.rowcount or 0
+        counts["positions"] += rowcount(positions) or 0
     session.execute(
         sa.delete(Campaign)
         .where(Campaign.id == campaign_id)
@@ -275,10 +276,10 @@ def cleanup_pool(
         report.attachments_deleted += counts["attachments"]
         report.positions_deleted += counts["positions"]
         report.rows_deleted += counts["rows"]
-    for blob_ids in (freed, _orphan_blob_ids(session, now - ORPHAN_GRACE, 5000)):
-        if not blob_ids:
+    for unused in (freed, _orphan_blob_ids(session, now - ORPHAN_GRACE, 5000)):
+        if not unused:
             continue
-        purged = purge_unused_blobs(session, store, blob_ids)
+        purged = purge_unused_blobs(session, store, unused)
         report.blobs_deleted += purged["blobs_deleted"]
         report.files_deleted += purged["files_deleted"]
         report.file_errors += purged["file_errors"]
@@ -290,7 +291,7 @@ def cleanup_pool(
         )
         .execution_options(synchronize_session=False)
     )
-    report.snapshots_pruned = pruned.rowcount or 0
+    report.snapshots_pruned = rowcount(pruned) or 0
     session.commit()
     if removed_ready and redis_client is not None:
         report.refill_job = enqueue_replenish(redis_client, "all")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ from portal.services.campaigns.records import (
     find_master_template,
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
-from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.seeding.batch import CampaignBatchSeeder
 
@@ -42,7 +42,7 @@ class CreatedCampaign:
     pending: bool  # True while an async seeding job has not filled it yet
     # Set when the pool served it: the campaign's fields and counts as the claim returned
     # them, so the response needs no second read (see `created_campaign_json`).
-    snapshot: Any = None
+    snapshot: ClaimedCampaign | None = None
     counts: dict[str, int] | None = None
 
 
@@ -115,22 +115,22 @@ def created_campaign_json(session: Session, created: CreatedCampaign) -> dict[st
     served it, else read back from the database."""
     if created.snapshot is not None:
         return campaign_json(session, created.snapshot, created.source, counts=created.counts)
-    campaign = session.get(Campaign, created.campaign_id)
+    campaign = session.get_one(Campaign, created.campaign_id)
     return campaign_json(session, campaign, created.source, created.pending)
 
 
 def campaign_json(
     session: Session,
-    campaign: Any,
+    campaign: Campaign | ClaimedCampaign,
     source: str | None = None,
     pending: bool = False,
     counts: dict[str, int] | None = None,
 ) -> dict[str, object]:
-    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or
-    anything with its attributes (a claim's row); `counts` are queried unless given."""
+    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or the
+    pool claim's snapshot of one; `counts` are queried unless given."""
 
-    def iso(value: object) -> str | None:
-        return value.isoformat() if value is not None else None  # type: ignore[union-attr]
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
 
     body: dict[str, object] = {
         "id": str(campaign.id),

@@ -31,6 +31,7 @@ import functools
 import math
 import operator
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,7 +150,8 @@ def lead_time(session: Session, now: datetime, since: datetime) -> tuple[float, 
         )
         .scalar_subquery()
     )
-    rows = session.execute(
+    # The next build may not have happened yet: MIN over no rows is NULL.
+    rows: Sequence[sa.Row[datetime, datetime | None]] = session.execute(
         sa.select(PoolEvent.created_at, next_ready)
         .where(demand_events(), PoolEvent.created_at >= since, PoolEvent.created_at <= now)
         .order_by(PoolEvent.created_at.desc())

@@ -42,6 +42,7 @@ from sqlalchemy.orm import (
 
 from portal.logs import mask_secrets, safe_log_extra
 from portal.models import PoolEvent, utcnow
+from portal.models.base import table_of
 
 log = logging.getLogger("portal.pool")
 
@@ -87,7 +88,7 @@ LOG_LEVELS: dict[PoolEventKind, int] = {
     PoolEventKind.SNAPSHOT: logging.DEBUG,
 }
 
-_TABLE = PoolEvent.__table__
+_TABLE = table_of(PoolEvent)
 _INSERT = sa.insert(_TABLE).returning(_TABLE.c.id)
 # session.info key: log lines of events not committed yet, with the transaction they were in.
 _PENDING = "pool_events.pending_log_lines"
@@ -138,8 +139,9 @@ def _defer_log_line(
         duration_ms=values["duration_ms"],
     )
     extra = safe_log_extra({k: v for k, v in fields.items() if v is not None})
-    if isinstance(session, scoped_session):  # the app's `db.session`: the session it stands for
-        session = session()
+    given: object = session  # tests and old callers may pass the app's scoped `db.session`
+    if isinstance(given, scoped_session):
+        session = given()
     transaction = session.get_nested_transaction() or session.get_transaction()
     line = (LOG_LEVELS.get(kind, logging.INFO), f"pool.{kind.value}", extra)
     session.info.setdefault(_PENDING, []).append((transaction, line))

@@ -260,7 +260,8 @@ def replenish_pool(
         log.info("pool.replenish.skipped", extra={"pool_type": pool_type, "reason": "locked"})
         return report
     try:
-        owner_id = user_id if pool_type == "user" else template.user_id
+        # (a user pool always has its user_id: checked above)
+        owner_id = user_id if pool_type == "user" and user_id is not None else template.user_id
         report.level_before = level = pool_level(
             session, pool_type, template.template_version, user_id, stale_after=timeout
         )

@@ -26,13 +26,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, utcnow
+from portal.services.infra.database import rowcount
 from portal.services.infra.queue import enqueue_cleanup
 from portal.services.pool.events import PoolEventKind, record_pool_event
 
@@ -85,7 +85,11 @@ def retire_superseded_build(session: Session, campaign_id: uuid.UUID) -> None:
 
 
 def _record_retired(
-    session: Session, row: sa.Row[Any], reason: str, current: int | None, now: datetime
+    session: Session,
+    row: sa.Row[uuid.UUID, str | None, uuid.UUID, int | None],
+    reason: str,
+    current: int | None,
+    now: datetime,
 ) -> None:
     """The `retired` event of one campaign (`row`: its id, pool type, owner and version)."""
     record_pool_event(
@@ -103,7 +107,7 @@ def _record_retired(
     )
 
 
-def current_version() -> sa.Select[tuple[int | None]]:
+def current_version() -> sa.Select[int | None]:
     """The master template's version, as a SELECT to run or embed."""
     return (
         sa.select(Campaign.template_version).where(Campaign.is_master_template.is_(True)).limit(1)
@@ -156,13 +160,13 @@ def rollout_in_progress(session: Session, version: int) -> bool:
 
 def builds_in_flight(session: Session, since: datetime) -> int:
     """Pool campaigns in `building` started after `since` (older ones have a dead builder)."""
-    return session.scalar(
+    return session.execute(
         sa.select(sa.func.count()).where(
             Campaign.is_pool.is_(True),
             Campaign.pool_status == "building",
             Campaign.pool_created_at > since,
         )
-    )
+    ).scalar_one()
 
 
 def _serialize_admissions(session: Session) -> None:
@@ -204,7 +208,7 @@ def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
         .values(pool_status="ready")
         .execution_options(synchronize_session=False)
     )
-    return flipped.rowcount == 1
+    return rowcount(flipped) == 1
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ def _old_campaigns(session: Session, version: int | None) -> dict[str, int]:
         .group_by(Campaign.pool_status)
     )
     for status, count in rows:
-        counts[status] = count
+        if status is not None:  # always: the WHERE picks statuses in OLD_STATES
+            counts[status] = count
     return counts
 
 

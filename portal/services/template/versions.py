@@ -22,6 +22,7 @@ records from what, to what and why.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -71,7 +72,7 @@ class VersionState:
         return {**asdict(self), "edited": self.edited}
 
 
-def _master(session: Session) -> sa.Row[Any]:
+def _master(session: Session) -> sa.Row[uuid.UUID, int | None, str | None]:
     row = session.execute(
         sa.select(Campaign.id, Campaign.template_version, Campaign.template_fingerprint)
         .where(Campaign.is_master_template.is_(True))
