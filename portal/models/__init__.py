@@ -15,7 +15,7 @@ from portal.models.content import (
 )
 from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
 from portal.models.pool import POOL_EVENT_KINDS, PoolEvent, PoolSetting
-from portal.models.users import ApiToken, User
+from portal.models.users import ApiToken, LoginSession, User
 
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
 RECORD_TYPES: dict[str, type[Base]] = {
@@ -46,6 +46,7 @@ __all__ = [
     "ImageBlob",
     "ImagePosition",
     "Juncture",
+    "LoginSession",
     "PoolEvent",
     "PoolSetting",
     "Schtick",

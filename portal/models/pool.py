@@ -22,6 +22,7 @@ POOL_EVENT_KINDS = (
     "snapshot",
     "action",
     "template_version",  # the master template's version changed (portal.services.template)
+    "throttled",  # a create refused by the per-user creation limit (portal.services.pool.quota)
 )
 
 
