@@ -100,9 +100,11 @@ def register_rate_limits(app: Flask) -> None:
     redis_url = app.config["SETTINGS"].redis_url
     storage = "memory://"
     if redis_url:
-        storage = "redis+unix://" + redis_url[len("unix://") :] if redis_url.startswith(
-            "unix://"
-        ) else redis_url
+        storage = (
+            "redis+unix://" + redis_url[len("unix://") :]
+            if redis_url.startswith("unix://")
+            else redis_url
+        )
     app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
     app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "campaign-pool")

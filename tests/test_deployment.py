@@ -353,6 +353,8 @@ class Deployment:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        if path == "/health":  # its details need HEALTH_TOKEN; the public answer is the status
+            headers = {"X-Health-Token": self.env["HEALTH_TOKEN"]}
         try:
             conn.request(method, path, json.dumps(body) if body is not None else None, headers)
             response = conn.getresponse()
@@ -430,6 +432,7 @@ def deployment(
             POOL_MASTER_TARGET=str(MASTER_TARGET),
             POOL_USER_TARGET="0",  # the new gamemaster is served from the master pool
             LOG_LEVEL="INFO",
+            HEALTH_TOKEN=secrets.token_hex(16),
         )
         deploy = Deployment(env, port, logs, database_url, redis_url, imagekit=imagekit)
         try:
@@ -448,7 +451,7 @@ def deployment(
             databases.drop(database_url)
         for log in logs.glob("*.log"):  # after the processes ended: the whole logs
             text = log.read_text(errors="replace")
-            for secret in (secret_key, imagekit.private_key, deploy.token):
+            for secret in (secret_key, imagekit.private_key, deploy.token, env["HEALTH_TOKEN"]):
                 assert secret not in text, f"a secret is in {log.name}"
 
 

@@ -335,6 +335,10 @@ def server_env(
             "MAIL_SERVER": "",
             "ALERT_EMAILS": "",
             "SLACK_WEBHOOK_URL": "",
+            # The bench measures the pool, not the per-user quota: a handful of gamemasters
+            # create thousands of campaigns in minutes (docs/security.md, creation limits).
+            "CAMPAIGN_CREATE_LIMIT": "off",
+            "CAMPAIGN_CAP_PER_USER": "0",
         }
     )
     env.update(extra or {})

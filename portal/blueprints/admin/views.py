@@ -26,6 +26,7 @@ from portal.models import (
 )
 from portal.services.campaigns.records import content_counts, find_master_template
 from portal.services.infra.queue import get_redis
+from portal.services.infra.text_input import plain_text_excerpt
 from portal.services.monitoring.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
 from portal.services.monitoring.dashboard import (
     DEFAULT_WINDOW,
@@ -38,6 +39,12 @@ from portal.services.monitoring.dashboard import (
     recent_assignments,
 )
 from portal.services.pool.config import load_pool_config
+
+
+@bp.app_template_filter("excerpt")
+def excerpt(value: str | None, length: int = 120) -> str:
+    """Stored text (descriptions may be HTML) as a plain-text excerpt; escaped when shown."""
+    return plain_text_excerpt(value, length)
 
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:

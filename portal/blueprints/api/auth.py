@@ -2,9 +2,10 @@
 
 `POST /api/v2/auth/token` trades an email and password for a token (the only time the token is
 shown); it is throttled like every sign-in route (`sign_in_limits`: 429 with Retry-After) and the
-password check locks an account after repeated failures (docs/security.md). Other views use `@token_required`, which reads `Authorization: Bearer <token>`, puts the
-user on `flask.g.user` (and the token's id on `g.api_token_id`) and answers 401 for a missing,
-unknown or revoked token and 403 for a user without the required role.
+password check locks an account after repeated failures (docs/security.md). Other views use
+`@token_required`, which reads `Authorization: Bearer <token>`, puts the user on `flask.g.user`
+(and the token's id on `g.api_token_id`) and answers 401 for a missing, unknown or revoked token
+and 403 for a user without the required role.
 """
 
 from __future__ import annotations

@@ -288,3 +288,13 @@ def _record_failure(session: Session, user: User, policy: LockoutPolicy) -> None
             },
         )
     session.commit()
+
+
+def list_users(session: Session, limit: int = 500) -> list[User]:
+    """Users for the portal's account list: locked accounts first, then by email."""
+    stmt = (
+        sa.select(User)
+        .order_by(User.locked_until.is_(None), sa.func.lower(User.email))
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

@@ -39,7 +39,9 @@ def prepare_sqlite_file(database_url: str, instance_path: Path) -> None:
     except FileExistsError:
         return
     except OSError as exc:
-        log.warning("database.sqlite_file_not_created", extra={"path": str(path), "error": str(exc)})
+        log.warning(
+            "database.sqlite_file_not_created", extra={"path": str(path), "error": str(exc)}
+        )
         return
     os.close(fd)
 

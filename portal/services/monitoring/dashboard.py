@@ -121,6 +121,18 @@ def seeding_summary(session: Session, since: datetime) -> dict[str, Any]:
     return {"built": count or 0, "failed": failed or 0, "avg_ms": _num(avg, 1)}
 
 
+def throttled_since(session: Session, since: datetime) -> int:
+    """Creates refused by the per-user creation limit since `since`."""
+    return (
+        session.scalar(
+            sa.select(sa.func.count()).where(
+                PoolEvent.kind == "throttled", PoolEvent.created_at >= since
+            )
+        )
+        or 0
+    )
+
+
 def active_alerts(session: Session, limit: int = ALERT_SCAN_LIMIT) -> list[dict[str, Any]]:
     """Alert incidents whose latest `alert` event is not a resolution, newest first.
 
@@ -197,6 +209,7 @@ def admin_pool_payload(
         "seeding_24h": seeding_summary(session, since),
         "alerts": alerts[:20],
         "alerts_active": len(alerts),
+        "throttled_24h": throttled_since(session, since),
     }
     payload["demand"] = {"master": effective_target(session, settings, "master").as_dict()}
     payload["rollout"] = rollout_status(session, payload)
@@ -336,13 +349,18 @@ def assignments_series(
     counts: dict[tuple[int, str], int] = {}
     for b, kind, count in session.execute(
         sa.select(bucket, PoolEvent.kind, sa.func.count())
-        .where(PoolEvent.kind.in_(("assigned", "fallback")), PoolEvent.created_at >= since)
+        .where(
+            PoolEvent.kind.in_(("assigned", "fallback", "throttled")),
+            PoolEvent.created_at >= since,
+        )
         .group_by(bucket, PoolEvent.kind)
     ):
         counts[(int(b), kind)] = count
     return {
         "pool_hits": [counts.get((b, "assigned"), 0) for b in buckets],
         "fallbacks": [counts.get((b, "fallback"), 0) for b in buckets],
+        # creates refused by the per-user creation limit (portal.services.pool.quota)
+        "throttled": [counts.get((b, "throttled"), 0) for b in buckets],
     }
 
 
