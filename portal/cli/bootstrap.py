@@ -228,7 +228,15 @@ def prepare(app: Flask, *, demo_admin: bool = True, echo: Echo = _stderr) -> Pre
     settings: Settings = app.config["SETTINGS"]
     echo(f"database: {describe_database(settings)}: applying migrations ...")
     started = time.perf_counter()
-    run_migrations(app)
+    try:
+        run_migrations(app)
+    except sa.exc.OperationalError as exc:
+        # One line naming the setting, not a traceback: the usual causes are a folder that
+        # does not exist, a server that is down, or a wrong password (docs/running.md).
+        reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0][:300]
+        raise ServeError(
+            f"cannot open the database DATABASE_URL={describe_database(settings)}: {reason}"
+        ) from None
     echo(f"database: schema up to date ({time.perf_counter() - started:.1f} s)")
     template = ensure_master_template(app, echo)
     admin = None
