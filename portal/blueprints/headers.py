@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 
 PORTAL_CSP = {
     "default-src": "'self'",
@@ -38,11 +38,15 @@ RQ_DASHBOARD_PREFIX = "/admin/rq"
 HSTS = "max-age=31536000"
 
 
+NONCE_KEY = "portal.csp_nonce"
+
+
 def csp_nonce() -> str:
-    """This response's script nonce (made on first use)."""
-    nonce = g.get("csp_nonce")
+    """This response's script nonce, made on first use and kept in the request's environ (not
+    on `g`, which can outlive a request when an app context is shared)."""
+    nonce = request.environ.get(NONCE_KEY)
     if nonce is None:
-        nonce = g.csp_nonce = secrets.token_urlsafe(18)
+        nonce = request.environ[NONCE_KEY] = secrets.token_urlsafe(18)
     return nonce
 
 
