@@ -113,7 +113,9 @@ def test_every_portal_page_runs_under_the_csp(portal, live_server, page) -> None
         visit(page, f"{base}{path}", ready)
         if path.startswith("/admin/rq/"):
             # rq-dashboard's own script ran (it fills the tables from its JSON) under the nonce.
-            page.wait_for_function("() => !document.querySelector('[data-role=loading-placeholder]')")
+            page.wait_for_function(
+                "() => !document.querySelector('[data-role=loading-placeholder]')"
+            )
         seen[path] = page.evaluate("window.__csp")
 
     violations = {path: found for path, found in seen.items() if found}
