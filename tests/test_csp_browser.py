@@ -55,7 +55,7 @@ def portal(template_app: Flask) -> dict[str, Any]:
     return {"job_id": job.id}
 
 
-def watch(page: Any) -> list[str]:
+def watch(page: Any) -> list[str]:  # noqa: F811
     """Console errors (CSP refusals are reported there too) and uncaught script errors."""
     problems: list[str] = []
 
@@ -71,7 +71,7 @@ def watch(page: Any) -> list[str]:
     return problems
 
 
-def visit(page: Any, url: str, ready: str | None = None) -> dict[str, str]:
+def visit(page: Any, url: str, ready: str | None = None) -> dict[str, str]:  # noqa: F811
     response = page.goto(url)
     assert response is not None and response.status < 500, url
     if ready:

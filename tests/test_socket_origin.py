@@ -13,7 +13,6 @@ import pytest
 import requests
 import socketio
 
-
 from portal.extensions import db
 from portal.services.accounts.users import create_user
 from tests.auth_helpers import DEFAULT_PASSWORD, csrf_token_from
