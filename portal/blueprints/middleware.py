@@ -41,8 +41,10 @@ class CountedBody:
                 body = self._read(environ["wsgi.input"], limit + 1)
                 environ["wsgi.input"] = io.BytesIO(body)
                 environ["CONTENT_LENGTH"] = str(len(body))
-                # The body is now counted; Werkzeug must not treat it as a terminated stream.
+                # The body is now counted: Werkzeug must read it by its length, not as a
+                # chunked (terminated) stream, which it would cut at the limit.
                 del environ["wsgi.input_terminated"]
+                environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)
 
     @staticmethod
