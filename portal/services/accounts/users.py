@@ -71,12 +71,13 @@ def validate_email(email: str) -> str:
 
 
 def validate_name(name: str) -> str:
+    # Checked as given: strip() would quietly drop a trailing C1 control such as U+0085.
+    problems = text_problems(name or "", visible=True)
     name = (name or "").strip()
     if not name:
         raise UserError("name is required", "name")
     if len(name) > NAME_MAX:
         raise UserError(f"name must be at most {NAME_MAX} characters", "name")
-    problems = text_problems(name, visible=True)
     if problems:
         raise UserError(f"name {problems[0]}", "name")
     return name
