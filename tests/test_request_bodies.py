@@ -64,7 +64,9 @@ def padded(name: str, size: int) -> bytes:
 
 def test_a_small_chunked_body_is_accepted(served) -> None:
     server, token = served
-    status, body = post_chunked(server, token, json.dumps({"campaign": {"name": "Chunked"}}).encode())
+    status, body = post_chunked(
+        server, token, json.dumps({"campaign": {"name": "Chunked"}}).encode()
+    )
     assert status == 201, body
     assert campaign_names() == ["Chunked"]
 

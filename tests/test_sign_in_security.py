@@ -42,7 +42,7 @@ def make(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Iter
         return app
 
     yield build
-    for generator in running:
+    for generator in reversed(running):
         for _ in generator:
             pass
 

@@ -34,18 +34,18 @@ class CountedBody:
         self.app = app
         self.flask_app = flask_app
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("CONTENT_LENGTH") in (None, "") and environ.get("wsgi.input_terminated"):
+    def __call__(self, wsgi_env: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if wsgi_env.get("CONTENT_LENGTH") in (None, "") and wsgi_env.get("wsgi.input_terminated"):
             limit = self.flask_app.config.get("MAX_CONTENT_LENGTH")
             if limit is not None:
-                body = self._read(environ["wsgi.input"], limit + 1)
-                environ["wsgi.input"] = io.BytesIO(body)
-                environ["CONTENT_LENGTH"] = str(len(body))
+                body = self._read(wsgi_env["wsgi.input"], limit + 1)
+                wsgi_env["wsgi.input"] = io.BytesIO(body)
+                wsgi_env["CONTENT_LENGTH"] = str(len(body))
                 # The body is now counted: Werkzeug must read it by its length, not as a
                 # chunked (terminated) stream, which it would cut at the limit.
-                del environ["wsgi.input_terminated"]
-                environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return self.app(environ, start_response)
+                del wsgi_env["wsgi.input_terminated"]
+                wsgi_env.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.app(wsgi_env, start_response)
 
     @staticmethod
     def _read(stream: Any, most: int) -> bytes:

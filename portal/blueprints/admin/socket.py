@@ -40,11 +40,11 @@ def origin_check(extra_origins: Iterable[str] = ()) -> Callable[[str | None, dic
     headers are not trusted here unless ProxyFix applied them."""
     allowed = frozenset(origin.lower().rstrip("/") for origin in extra_origins)
 
-    def check(origin: str | None, environ: dict) -> bool:
+    def check(origin: str | None, wsgi_env: dict) -> bool:
         if not origin:
             return False
         origin = origin.lower().rstrip("/")
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        own = f"{wsgi_env.get('wsgi.url_scheme', 'http')}://{wsgi_env.get('HTTP_HOST', '')}"
         if origin == own.lower() or origin in allowed:
             return True
         log.warning("admin.socket_origin_refused", extra={"origin": origin[:200]})
