@@ -131,7 +131,7 @@ def _check_token_request(data: dict[str, Any]) -> None:
     for field in TOKEN_REQUEST_FIELDS:
         value = data.get(field)
         if isinstance(value, str):
-            problems = text_problems(value, controls=field == "name")
+            problems = text_problems(value, controls=field == "name", visible=field == "name")
             if field == "name" and len(value) > TOKEN_NAME_MAX:
                 problems.append(f"is too long (maximum is {TOKEN_NAME_MAX} characters)")
             if problems:
