@@ -25,8 +25,8 @@ JSON = "application/json"
 # Patterns mirror the server's rules (campaign_input, the token endpoint, text_input). A name:
 # no C0/C1 control or bidi control characters and at least one visible character (a bare `\S`
 # would let a control or a zero-width space stand in for it). A description may hold tabs and
-# line breaks but no other control characters. Email and password: not blank and no NUL; any other oddity
-# is just a wrong credential (401).
+# line breaks but no other control characters. Email and password: not blank and no NUL; any
+# other oddity is just a wrong credential (401).
 _BIDI = r"\u202a-\u202e\u2066-\u2069"
 _NO_CONTROLS = r"[^\u0000-\u001f\u007f-\u009f" + _BIDI + "]*"
 _VISIBLE = "[^" + NOT_VISIBLE_CLASS + "]"
