@@ -205,3 +205,26 @@ def test_cookies_are_secure_when_configured(make, settings: dict[str, str]) -> N
     remember = set_cookie_header(response, "remember_token")
     assert "Secure" in remember and 6.99 < lifetime_days(remember) <= 7
     assert "Secure" in set_cookie_header(response, "session")
+
+
+def test_the_cli_changes_passwords_deactivates_and_unlocks(make) -> None:
+    app = make()
+    browser = signed_in(app)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "set-password", ADMIN, "--password", "-"], input="x\n")
+    assert result.exit_code == 1 and "at least 8" in result.output
+    assert reads_pool(browser)
+    result = runner.invoke(args=["users", "set-password", ADMIN, "--password", "new password 1"])
+    assert result.exit_code == 0, result.output
+    assert not reads_pool(browser)
+    browser = app.test_client()
+    assert AuthActions(browser).login(ADMIN, "new password 1").status_code == 302
+    assert runner.invoke(args=["users", "deactivate", ADMIN]).exit_code == 0
+    assert not reads_pool(browser)
+    assert runner.invoke(args=["users", "activate", ADMIN]).exit_code == 0
+    user = admin_user()
+    user.locked_until = utcnow() + timedelta(minutes=5)
+    db.session.commit()
+    assert runner.invoke(args=["users", "unlock", ADMIN]).exit_code == 0
+    assert admin_user().locked_until is None
+    assert AuthActions(app.test_client()).login(ADMIN, "new password 1").status_code == 302

@@ -14,9 +14,18 @@ from flask.cli import AppGroup
 
 from portal.extensions import db
 from portal.services.accounts.tokens import TokenError, issue_token, revoke_all
-from portal.services.accounts.users import UserError, create_user, find_by_email
+from portal.services.accounts.users import (
+    UserError,
+    create_user,
+    find_by_email,
+    set_active,
+    set_password,
+    unlock,
+)
 
-cli = AppGroup("users", help="Create users and manage their API tokens.")
+cli = AppGroup(
+    "users", help="Create users, manage their API tokens, passwords, activation and lockouts."
+)
 
 
 def _read_password(value: str) -> str:
@@ -116,3 +125,55 @@ def revoke_tokens_command(email: str) -> None:
     count = revoke_all(db.session, user)
     db.session.commit()
     click.echo(f"Revoked {count} token(s) of {user.email}.")
+
+
+def _user_or_fail(email: str):  # -> User
+    user = find_by_email(db.session, email)
+    if user is None:
+        _fail(f"no user with email {email!r}")
+    return user
+
+
+@cli.command("set-password")
+@click.argument("email")
+@click.option("--password", required=True, help="At least 8 characters; `-` reads stdin.")
+def set_password_command(email: str, password: str) -> None:
+    """Change a user's password; every portal sign-in of the user ends (docs/security.md)."""
+    user = _user_or_fail(email)
+    try:
+        set_password(db.session, user, _read_password(password))
+    except UserError as error:
+        _fail(str(error))
+        return
+    db.session.commit()
+    click.echo(f"Password of {user.email} changed; its sign-ins have ended.", err=True)
+
+
+@cli.command("deactivate")
+@click.argument("email")
+def deactivate_command(email: str) -> None:
+    """Refuse the user everywhere: sign-ins end, tokens and passwords are refused."""
+    user = _user_or_fail(email)
+    set_active(db.session, user, False)
+    db.session.commit()
+    click.echo(f"Deactivated {user.email}; its sign-ins have ended.", err=True)
+
+
+@cli.command("activate")
+@click.argument("email")
+def activate_command(email: str) -> None:
+    """Let a deactivated user sign in again."""
+    user = _user_or_fail(email)
+    set_active(db.session, user, True)
+    db.session.commit()
+    click.echo(f"Activated {user.email}.", err=True)
+
+
+@cli.command("unlock")
+@click.argument("email")
+def unlock_command(email: str) -> None:
+    """Lift a lockout after too many failed sign-ins (also in the portal: Accounts)."""
+    user = _user_or_fail(email)
+    unlock(db.session, user)
+    db.session.commit()
+    click.echo(f"{user.email} can sign in again.", err=True)
