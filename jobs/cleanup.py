@@ -15,7 +15,7 @@ log = logging.getLogger("jobs.cleanup")
 
 def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
     """Run the clean-up in this job's app; return what it removed."""
-    from portal.extensions import db_session
+    from portal.appcontext import db_session
     from portal.services.images.backend import get_image_store
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.payload import publish_pool_payload

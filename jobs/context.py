@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import Flask, has_app_context
 
-from portal.extensions import current_flask_app
+from portal.appcontext import current_flask_app
 from portal.runtime import current_embedded_app
 
 log = logging.getLogger("jobs.context")

@@ -15,7 +15,7 @@ log = logging.getLogger("jobs.monitor")
 
 def monitor_job() -> dict[str, Any]:
     """Run one monitor pass in this job's app; return its report."""
-    from portal.extensions import db_session
+    from portal.appcontext import db_session
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.alerts import AlertNotifier
     from portal.services.monitoring.health import workers_required

@@ -15,7 +15,7 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     """CampaignPoolReplenishJob: refill `pool_type` (a gamemaster's pool with `user_id`), or
     every pool with pool_type="all". Serialized per pool inside the service, so duplicates of
     this job that slip through are harmless."""
-    from portal.extensions import db_session
+    from portal.appcontext import db_session
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.replenish import replenish_all, replenish_pool

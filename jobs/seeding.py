@@ -32,7 +32,7 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
     {"status": "missing", ...} (the campaign was deleted before the job ran). Raises when there
     is no master template or seeding fails; nothing of a failed attempt remains, and a dropped
     database connection is retried (the shell is committed, so starting again is safe)."""
-    from portal.extensions import db_session
+    from portal.appcontext import db_session
     from portal.models import Campaign
     from portal.services.campaigns.records import find_master_template
     from portal.services.infra.retry import is_connection_lost

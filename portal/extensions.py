@@ -1,17 +1,12 @@
-"""Flask extensions, instantiated and nothing else: `create_app` binds them to an app; and the
-typed ways to reach what Flask's context globals proxy: `db_session()` (the session to hand a
-service) and `current_flask_app()` (the app itself, to hand a thread or keep)."""
+"""Flask extensions, instantiated and nothing else: `create_app` binds them to an app."""
 
-from typing import cast
-
-from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.orm import Session
-from werkzeug.local import LocalProxy
 
 from portal.models.base import Base
 
@@ -22,19 +17,5 @@ csrf = CSRFProtect()
 socketio = SocketIO()
 
 
-def db_session() -> Session:
-    """The session of the current app context (a request, a CLI command, a job).
-
-    `db.session` is a `scoped_session` proxy, which is not a `Session` to a type checker;
-    services take a `Session`, so entry points pass them this: the very session the proxy would
-    forward to (the one for this app context, created on first use, removed at teardown)."""
-    return db.session()
-
-
-def current_flask_app() -> Flask:
-    """The application behind `current_app`, not the proxy (which resolves only inside the
-    context, so it cannot be handed to another thread or kept).
-
-    Flask declares `current_app` as a `Flask`, which hides the proxy's own accessor; it is a
-    werkzeug `LocalProxy`, and this is the one place that says so."""
-    return cast("LocalProxy[Flask]", current_app)._get_current_object()
+# No default limits: the sign-in routes and campaign creation set their own (docs/security.md).
+limiter = Limiter(key_func=get_remote_address)

@@ -109,7 +109,8 @@ def run_migrations(app: Flask) -> None:
 def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
     """Generate the master template unless one exists. Generation takes a few seconds and happens
     on the first start only, so the progress is printed rather than left to look like a hang."""
-    from portal.extensions import db, db_session
+    from portal.appcontext import db_session
+    from portal.extensions import db
     from portal.services.campaigns.records import find_master_template
 
     with app.app_context():
@@ -231,12 +232,20 @@ def prepare(app: Flask, *, demo_admin: bool = True, echo: Echo = _stderr) -> Pre
     settings: Settings = app.config["SETTINGS"]
     echo(f"database: {describe_database(settings)}: applying migrations ...")
     started = time.perf_counter()
-    run_migrations(app)
+    try:
+        run_migrations(app)
+    except sa.exc.OperationalError as exc:
+        # One line naming the setting, not a traceback: the usual causes are a folder that
+        # does not exist, a server that is down, or a wrong password (docs/running.md).
+        reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0][:300]
+        raise ServeError(
+            f"cannot open the database DATABASE_URL={describe_database(settings)}: {reason}"
+        ) from None
     echo(f"database: schema up to date ({time.perf_counter() - started:.1f} s)")
     template = ensure_master_template(app, echo)
     admin = None
     if demo_admin:
-        from portal.extensions import db_session
+        from portal.appcontext import db_session
 
         with app.app_context():
             admin = ensure_demo_admin(db_session(), app.instance_path)

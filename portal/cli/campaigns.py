@@ -18,7 +18,8 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
-from portal.extensions import db, db_session
+from portal.appcontext import db_session
+from portal.extensions import db
 from portal.models import User
 from portal.services.campaigns.records import (
     CampaignError,

@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from portal.extensions import db_session
+from portal.appcontext import db_session
 from portal.services.infra.queue import enqueue_replenish, get_redis
 from portal.services.monitoring.payload import admin_pool_payload
 from portal.services.pool.replenish import replenish_all

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
+from portal.appcontext import current_flask_app
 from portal.cli import bootstrap
-from portal.extensions import current_flask_app
 
 
 @click.command("serve")

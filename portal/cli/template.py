@@ -18,7 +18,8 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from portal.extensions import db, db_session
+from portal.appcontext import db_session
+from portal.extensions import db
 from portal.services.images.backend import get_image_store
 from portal.services.images.store import ImageStoreError
 from portal.services.template import (

@@ -34,8 +34,9 @@ from typing import Any, TypedDict
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.appcontext import db_session
 from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
-from portal.extensions import db, db_session
+from portal.extensions import db
 from portal.models import Campaign, ImageAttachment, ImageBlob, Schtick, User, Weapon, utcnow
 from portal.models.base import table_of
 from portal.services.campaigns.records import create_campaign_shell, find_master_template

@@ -45,6 +45,7 @@ from rq import Worker
 from rq.job import Job
 from sqlalchemy.orm import Session
 
+from portal.appcontext import db_session
 from portal.devtools.assignment_check import check_assignments
 from portal.devtools.bench import require_at_least
 from portal.devtools.http_client import POOL_SOURCES, Client, Reply
@@ -53,7 +54,7 @@ from portal.devtools.prepare import ApiUser, create_gamemasters, fill_pool
 from portal.devtools.processes import gunicorn_server
 from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
 from portal.devtools.usage import UsageProbe
-from portal.extensions import db, db_session
+from portal.extensions import db
 from portal.models import utcnow
 from portal.services.images.backend import get_image_store
 from portal.services.infra.percentiles import percentile

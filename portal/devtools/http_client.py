@@ -142,16 +142,17 @@ def request_json(
     body: Any = None,
     *,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> tuple[int, Any]:
     """One request on a connection of its own; (status, JSON body, None when empty). Raises
     OSError when nothing answers and ValueError when the body is not JSON."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    sent = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        sent["Authorization"] = f"Bearer {token}"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
-        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        conn.request(method, path, json.dumps(body) if body is not None else None, sent)
         response = conn.getresponse()
         raw = response.read()
         return response.status, json.loads(raw) if raw else None

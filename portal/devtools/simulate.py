@@ -38,9 +38,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.appcontext import db_session
 from portal.config import Settings
 from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
-from portal.extensions import db, db_session
+from portal.extensions import db
 from portal.models import Campaign, ImageBlob, PoolEvent, User
 from portal.services.accounts.users import create_user
 from portal.services.images.backend import get_image_store

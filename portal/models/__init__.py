@@ -17,7 +17,7 @@ from portal.models.content import (
 )
 from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
 from portal.models.pool import PoolEvent, PoolSetting
-from portal.models.users import ApiToken, User
+from portal.models.users import ApiToken, LoginSession, User
 
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
 RECORD_TYPES: dict[str, type[Campaign | ContentRow]] = {
@@ -49,6 +49,7 @@ __all__ = [
     "ImageBlob",
     "ImagePosition",
     "Juncture",
+    "LoginSession",
     "PoolEvent",
     "PoolSetting",
     "Schtick",

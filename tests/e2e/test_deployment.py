@@ -330,6 +330,9 @@ class Deployment:
                 stop_process_tree(process)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        if path == "/health":  # its details need HEALTH_TOKEN; the public answer is the status
+            health = {"X-Health-Token": self.env["HEALTH_TOKEN"]}
+            return request_json(self.port, method, path, body, headers=health)
         return request_json(self.port, method, path, body, token=self.token)
 
     def note(self, line: str) -> None:
@@ -402,6 +405,7 @@ def deployment(
             POOL_MASTER_TARGET=str(MASTER_TARGET),
             POOL_USER_TARGET="0",  # the new gamemaster is served from the master pool
             LOG_LEVEL="INFO",
+            HEALTH_TOKEN=secrets.token_hex(16),
         )
         deploy = Deployment(env, port, logs, database_url, redis_url, imagekit=imagekit)
         try:
@@ -420,7 +424,7 @@ def deployment(
             databases.drop(database_url)
         for log in logs.glob("*.log"):  # after the processes ended: the whole logs
             text = log.read_text(errors="replace")
-            for secret in (secret_key, imagekit.private_key, deploy.token):
+            for secret in (secret_key, imagekit.private_key, deploy.token, env["HEALTH_TOKEN"]):
                 assert secret not in text, f"a secret is in {log.name}"
 
 

@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from portal.appcontext import db_session
 from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
@@ -27,7 +28,7 @@ from portal.blueprints.admin.forms import (
 )
 from portal.blueprints.admin.socket import broadcast_pool_update, current_payload
 from portal.blueprints.errors import wants_json
-from portal.extensions import db, db_session
+from portal.extensions import db
 from portal.services.infra.queue import get_redis
 from portal.services.pool import actions as admin_actions
 from portal.services.pool.actions import ActionResult

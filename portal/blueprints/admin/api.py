@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.errors import ApiError
-from portal.extensions import db_session
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.analytics import PeriodError, analytics, parse_period
 from portal.services.monitoring.charts import metrics

@@ -13,6 +13,7 @@ every web process delivers it to its own browsers, and RQ workers reach them the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, g, request
@@ -20,8 +21,9 @@ from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 from flask_socketio import Namespace, emit
 
+from portal.appcontext import current_flask_app, db_session
 from portal.blueprints.admin.blueprint import bp
-from portal.extensions import current_flask_app, db, db_session, socketio
+from portal.extensions import db, socketio
 from portal.services.infra.queue import get_redis
 from portal.services.monitoring.live import publish_pool_update
 from portal.services.monitoring.payload import admin_pool_payload, publish_pool_payload
@@ -30,6 +32,27 @@ log = logging.getLogger("portal.admin.socket")
 
 NAMESPACE = "/admin"
 EVENT = "pool_update"
+
+
+def origin_check(extra_origins: Iterable[str] = ()) -> Callable[[str | None, dict[str, Any]], bool]:
+    """The Socket.IO server's origin rule: a browser may connect from this site's own origin
+    (its scheme and Host, as ProxyFix corrected them behind a proxy) or from one of
+    `extra_origins` (SOCKETIO_ORIGINS). Anything else is refused before the handshake, so a
+    page on another site cannot open the admin namespace with an admin's cookies. Forwarded
+    headers are not trusted here unless ProxyFix applied them."""
+    allowed = frozenset(origin.lower().rstrip("/") for origin in extra_origins)
+
+    def check(origin: str | None, wsgi_env: dict[str, Any]) -> bool:
+        if not origin:
+            return False
+        origin = origin.lower().rstrip("/")
+        own = f"{wsgi_env.get('wsgi.url_scheme', 'http')}://{wsgi_env.get('HTTP_HOST', '')}"
+        if origin == own.lower() or origin in allowed:
+            return True
+        log.warning("admin.socket_origin_refused", extra={"origin": origin[:200]})
+        return False
+
+    return check
 
 
 def current_payload(app: Flask | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from flask import abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
@@ -21,18 +22,24 @@ from portal.blueprints.admin.forms import (
     ResizeForm,
     RetireStaleForm,
 )
-from portal.extensions import db_session
 from portal.models import (
     Campaign,
 )
 from portal.services.campaigns.records import content_counts, find_master_template
 from portal.services.infra.queue import get_redis
+from portal.services.infra.text_input import plain_text_excerpt
 from portal.services.monitoring.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
 from portal.services.monitoring.payload import admin_pool_payload
 from portal.services.monitoring.recent import recent_actions, recent_assignments
 from portal.services.monitoring.windows import DEFAULT_WINDOW, WINDOWS
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.listing import LIST_POOL_TYPES, LIST_STATUSES, pool_campaigns_page
+
+
+@bp.app_template_filter("excerpt")
+def excerpt(value: str | None, length: int = 120) -> str:
+    """Stored text (descriptions may be HTML) as a plain-text excerpt; escaped when shown."""
+    return plain_text_excerpt(value, length)
 
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:

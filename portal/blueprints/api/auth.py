@@ -1,9 +1,11 @@
 """Bearer-token authentication for the JSON API.
 
 `POST /api/v2/auth/token` trades an email and password for a token (the only time the token is
-shown). Other views use `@token_required`, which reads `Authorization: Bearer <token>`, puts the
-user on `flask.g.user` (and the token's id on `g.api_token_id`) and answers 401 for a missing,
-unknown or revoked token and 403 for a user without the required role.
+shown); it is throttled like every sign-in route (`sign_in_limits`: 429 with Retry-After) and the
+password check locks an account after repeated failures (docs/security.md). Other views use
+`@token_required`, which reads `Authorization: Bearer <token>`, puts the user on `flask.g.user`
+(and the token's id on `g.api_token_id`) and answers 401 for a missing, unknown or revoked token
+and 403 for a user without the required role.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any, ParamSpec, TypeVar, overload
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.blueprints.api.blueprint import bp, json_body, require_strings
 from portal.blueprints.errors import ApiError
-from portal.extensions import db, db_session
+from portal.blueprints.throttle import sign_in_limits
+from portal.extensions import db
 from portal.models import User
 from portal.services.accounts.tokens import (
     TOKEN_NAME_MAX,
@@ -28,7 +32,7 @@ from portal.services.accounts.tokens import (
     lookup_token,
     revoke_token,
 )
-from portal.services.accounts.users import authenticate
+from portal.services.accounts.users import LockoutPolicy, authenticate
 from portal.services.infra.text_input import text_problems
 
 log = logging.getLogger("portal.api")
@@ -132,7 +136,7 @@ def _check_token_request(data: dict[str, Any]) -> None:
     for field in TOKEN_REQUEST_FIELDS:
         value = data.get(field)
         if isinstance(value, str):
-            problems = text_problems(value, controls=field == "name")
+            problems = text_problems(value, controls=field == "name", visible=field == "name")
             if field == "name" and len(value) > TOKEN_NAME_MAX:
                 problems.append(f"is too long (maximum is {TOKEN_NAME_MAX} characters)")
             if problems:
@@ -142,16 +146,20 @@ def _check_token_request(data: dict[str, Any]) -> None:
 
 
 @bp.post("/auth/token")
+@sign_in_limits
 def create_token() -> ResponseReturnValue:
     """`{email, password[, name]}` -> 201 `{token, token_type, user}`."""
     data = json_body(required=("email", "password"))
     _check_token_request(data)
-    user = authenticate(db_session(), data["email"], data["password"])
+    user = authenticate(
+        db_session(),
+        data["email"],
+        data["password"],
+        policy=LockoutPolicy.from_settings(current_app.config["SETTINGS"]),
+        via="api",
+        remote_addr=request.remote_addr,
+    )
     if user is None:
-        log.warning(
-            "api.token_refused",
-            extra={"email": data["email"][:320], "remote_addr": request.remote_addr},
-        )
         raise ApiError(
             401,
             "invalid email or password",

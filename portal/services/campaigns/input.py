@@ -55,7 +55,7 @@ def parse_campaign_input(body: Any) -> CampaignInput:
         # Checked as sent, before trimming: strip() would quietly drop trailing controls
         # such as \x1f, and the length limit holds for the name as sent and as stored, so the
         # OpenAPI maxLength a client validates against is the rule applied here.
-        problems = text_problems(name)
+        problems = text_problems(name, visible=True)
         stored = unicodedata.normalize("NFC", name.strip())
         if max(len(name), len(stored)) > NAME_MAX:
             problems.insert(0, f"is too long (maximum is {NAME_MAX} characters)")

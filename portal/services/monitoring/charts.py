@@ -31,18 +31,23 @@ from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 def assignments_series(
     session: Session, since: datetime, size: int, buckets: list[int]
 ) -> dict[str, list[int]]:
-    """Pool hits and fallbacks per bucket."""
+    """Pool hits, fallbacks and creates refused by the per-user limit, per bucket."""
     bucket = epoch_bucket(session, PoolEvent.created_at, size).label("b")
     counts: dict[tuple[int, str], int] = {}
     for b, kind, count in session.execute(
         sa.select(bucket, PoolEvent.kind, sa.func.count())
-        .where(PoolEvent.kind.in_(CLAIM_KINDS), PoolEvent.created_at >= since)
+        .where(
+            PoolEvent.kind.in_((*CLAIM_KINDS, PoolEventKind.THROTTLED)),
+            PoolEvent.created_at >= since,
+        )
         .group_by(bucket, PoolEvent.kind)
     ):
         counts[(int(b), kind)] = count
     return {
         "pool_hits": [counts.get((b, PoolEventKind.ASSIGNED), 0) for b in buckets],
         "fallbacks": [counts.get((b, PoolEventKind.FALLBACK), 0) for b in buckets],
+        # creates refused by the per-user creation limit (pool.quota)
+        "throttled": [counts.get((b, PoolEventKind.THROTTLED), 0) for b in buckets],
     }
 
 

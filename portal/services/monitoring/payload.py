@@ -35,6 +35,18 @@ from portal.services.pool.status import pool_status
 log = logging.getLogger("portal.monitoring")
 
 
+def throttled_since(session: Session, since: datetime) -> int:
+    """Creates refused by the per-user creation limit since `since`."""
+    return (
+        session.scalar(
+            sa.select(sa.func.count()).where(
+                PoolEvent.kind == PoolEventKind.THROTTLED, PoolEvent.created_at >= since
+            )
+        )
+        or 0
+    )
+
+
 def seeding_summary(session: Session, since: datetime) -> dict[str, Any]:
     """Successful pool builds since `since`: how many and how long they took on average."""
     count, avg = session.execute(
@@ -93,6 +105,7 @@ def admin_pool_payload(
         "seeding_24h": seeding_summary(session, since),
         "alerts": alerts[:20],
         "alerts_active": len(alerts),
+        "throttled_24h": throttled_since(session, since),
     }
     target = effective_target(session, settings, "master", config=config)
     payload["demand"] = {"master": target.as_dict()}

@@ -75,6 +75,8 @@ class PoolEventKind(StrEnum):
     # the master template's version changed (template.versions); detail: previous, current,
     # reason, fingerprint, retired, actor
     TEMPLATE_VERSION = "template_version"
+    # a create refused by the per-user creation limit (pool.quota); detail: limit, retry_after_s
+    THROTTLED = "throttled"
 
 
 # Claims: the pool's demand, its hit rate and the assignment charts count these two.
