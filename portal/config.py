@@ -58,6 +58,8 @@ class Settings:
         return timedelta(days=self.api_token_ttl_days) if self.api_token_ttl_days else None
 
     pool_build_timeout_s: int = 600
+    # Bearer token Prometheus sends to scrape `/metrics`; None: the endpoint answers 404.
+    metrics_token: str | None = None
 
     @property
     def embedded_queue(self) -> bool:
@@ -92,7 +94,7 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, safe to log or show in the portal."""
-        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url"}
+        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url", "metrics_token"}
         out = asdict(self)
         for name in secret_fields:
             if out.get(name):
@@ -207,6 +209,22 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     return key
 
 
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    """METRICS_TOKEN: unset turns `/metrics` off; a short or spaced token is refused, since it
+    guards figures about the service and sits in the scraper's configuration."""
+    raw = _blank_to_none(env.get("METRICS_TOKEN"))
+    if raw is None:
+        return None
+    if len(raw) < METRICS_TOKEN_MIN_LENGTH or any(ch.isspace() for ch in raw):
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters without spaces"
+        )
+    return raw
+
+
 def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = _blank_to_none(env.get(name))
     if raw is None:
@@ -242,6 +260,7 @@ ENV_NAMES = frozenset(
         "SLACK_WEBHOOK_URL",
         "ALERT_COOLDOWN_MINUTES",
         "API_TOKEN_TTL_DAYS",
+        "METRICS_TOKEN",
     }
 )
 
@@ -287,4 +306,5 @@ def load_settings(
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
+        metrics_token=_metrics_token(env),
     )

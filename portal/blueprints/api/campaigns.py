@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from portal.extensions import db
 from portal.models import Campaign
 from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
 from portal.services.infra.queue import get_redis
+from portal.services.monitoring.prometheus import observe_create
 from portal.services.pool.claim import NameTakenError
 from portal.services.pool.creation import (
     NoTemplateError,
@@ -39,6 +41,7 @@ def create() -> ResponseReturnValue:
     except InvalidCampaignInput as error:
         raise ApiError(422, "invalid campaign", error.errors) from None
     user = current_api_user()
+    started = time.perf_counter()
     try:
         created = create_campaign(
             db.session,
@@ -52,6 +55,7 @@ def create() -> ResponseReturnValue:
         raise ApiError(422, "invalid campaign", {"name": ["has already been taken"]}) from None
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
+    observe_create(created, time.perf_counter() - started)
     return jsonify(created_campaign_json(db.session, created)), 201
 
 

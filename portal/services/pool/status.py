@@ -82,9 +82,17 @@ def assignment_metrics(session: Session, window: timedelta) -> dict[str, Any]:
 
 
 def pool_status(
-    session: Session, settings: Settings, window: timedelta = timedelta(hours=24)
+    session: Session,
+    settings: Settings,
+    window: timedelta = timedelta(hours=24),
+    *,
+    with_assignments: bool = True,
 ) -> dict[str, Any]:
-    """Levels, targets and health of every pool plus assignment metrics over `window`."""
+    """Levels, targets and health of every pool plus assignment metrics over `window`.
+
+    `with_assignments=False` leaves the assignment metrics out (`"assignments": None`): they
+    read every claim of the window, which a frequent reader such as a metrics scrape, with
+    latencies of its own, has no use for."""
     template = find_master_template(session)
     version = template.template_version if template else None
     config = load_pool_config(session, settings)
@@ -124,5 +132,5 @@ def pool_status(
         "template_version": version,
         "config": config.as_dict(),
         "pools": pools,
-        "assignments": assignment_metrics(session, window),
+        "assignments": assignment_metrics(session, window) if with_assignments else None,
     }
