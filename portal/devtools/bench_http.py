@@ -348,12 +348,14 @@ def gunicorn_server(
     plan: HttpBenchPlan,
     workdir: Path,
     extra_env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Run `gunicorn -c gunicorn.conf.py wsgi:app` on 127.0.0.1 until the block ends; yield
     (port, process group id) once `/health` answers. The server runs in its own process group,
     in `workdir` (so its `instance/` folder is the bench's, not the project's), and the whole
-    group is stopped afterwards whatever happened; its output goes to `workdir/gunicorn.log`."""
-    port = free_port()
+    group is stopped afterwards whatever happened; its output goes to `workdir/gunicorn.log`.
+    `port` (default: a free one) lets a caller point something at it before it starts."""
+    port = port or free_port()
     command = [
         sys.executable, "-m", "gunicorn",
         "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),
