@@ -1,33 +1,27 @@
 """`GET /metrics`: never public, parses with the client library's parser, no label carries an id,
-and the figures follow what happened (pool levels, creates, builds, clean-ups, alerts).
+and the figures follow what happened (pool levels, creates, builds, the refill queue).
 
-The real Prometheus server scraping a running instance is tests/test_prometheus.py."""
+The pool_events totals: tests/services/monitoring/test_prometheus.py; a real Prometheus server
+scraping a running instance, promtool and the Grafana dashboard: tests/e2e/test_prometheus.py."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.orm import Session
 
 from portal.config import ConfigError, load_settings
 from portal.extensions import db
-from portal.models import PoolEvent, utcnow
 from portal.services.infra.queue import get_redis
-from portal.services.monitoring.prometheus import EventTotals, ScrapeCollector, render_metrics
 from portal.services.pool.config import set_pool_setting
 from portal.services.pool.replenish import replenish_pool
-from tests.auth_helpers import AuthActions
 from tests.conftest import app_on
+from tests.support.auth import AuthActions
+from tests.support.metrics import TOKEN, samples_of, value
 
-TOKEN = "metrics-token-0123456789abcdef"
 UUID_RE = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
 # Every label name /metrics may use; a new one must be added here on purpose (bounded values).
 LABEL_NAMES = {
@@ -59,18 +53,6 @@ def scrape(client: FlaskClient, token: str | None = TOKEN) -> dict[tuple[str, tu
     assert response.status_code == 200, response.data[:300]
     assert response.content_type.startswith("text/plain; version=0.0.4")
     return samples_of(response.get_data(as_text=True))
-
-
-def samples_of(text: str) -> dict[tuple[str, tuple], float]:
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def test_metrics_do_not_exist_without_a_configured_token(client: FlaskClient) -> None:
@@ -145,90 +127,3 @@ def test_metrics_follow_builds_and_creates_and_carry_no_ids(
             assert label in LABEL_NAMES, f"{name} has an unexpected label {label}"
             assert not UUID_RE.search(label_value), f"{name}{{{label}={label_value!r}}}"
             assert "@" not in label_value
-
-
-def add_event(session: Session, kind: str, age: timedelta, **fields: object) -> None:
-    session.add(PoolEvent(kind=kind, created_at=utcnow() - age, campaign_id=uuid.uuid4(), **fields))
-
-
-def test_event_totals_agree_across_instances_and_as_time_passes(app: Flask) -> None:
-    """Totals kept by one process over hours equal a fresh read (another instance, a restart)."""
-    session = db.session
-    old, recent = timedelta(hours=3), timedelta(minutes=5)
-    for age in (old, recent):
-        add_event(
-            session,
-            "replenished",
-            age,
-            pool_type="master",
-            duration_ms=40.0,
-            detail={"method": "batch"},
-        )
-        add_event(session, "replenish_failed", age, pool_type="master", detail={"error": "x"})
-        add_event(session, "cleaned", age, pool_type="master", detail={"reason": "retired"})
-    add_event(
-        session,
-        "replenish_failed",
-        old,
-        pool_type="user",
-        detail={"error": "reaped", "reaped": True},
-    )
-    delivery = {"email": "sent", "slack": "failed"}
-    add_event(
-        session,
-        "alert",
-        old,
-        pool_type="master",
-        detail={"incident": "pool_low:master", "state": "open", "delivery": delivery},
-    )
-    add_event(
-        session,
-        "alert",
-        recent,
-        detail={"incident": "workers_missing", "state": "resolved", "delivery": {}},
-    )
-    session.commit()
-
-    kept = EventTotals()
-    first = kept.read(session)
-    add_event(
-        session,
-        "replenished",
-        timedelta(0),
-        pool_type="master",
-        duration_ms=2000.0,
-        detail={"method": "batch"},
-    )
-    session.commit()
-    assert kept.read(session) == EventTotals().read(session)  # the new row is in both
-    later = utcnow() + timedelta(hours=2)  # every row has settled by then
-    assert kept.read(session, now=later) == EventTotals().read(session, now=later)
-    totals = EventTotals().read(session)
-    assert totals != first
-
-    counters = totals.counters
-    assert counters[("campaign_pool_refills_built", ("master",))] == 3
-    assert counters[("campaign_pool_refills_failed", ("master", "error"))] == 2
-    assert counters[("campaign_pool_refills_failed", ("user", "reaped"))] == 1
-    assert counters[("campaign_pool_cleanups", ("master", "retired"))] == 2
-    assert counters[("campaign_pool_alerts", ("pool_low", "open"))] == 1
-    assert counters[("campaign_pool_alerts", ("workers_missing", "resolved"))] == 1
-    assert counters[("campaign_pool_alert_notifications", ("email", "sent"))] == 1
-    assert counters[("campaign_pool_alert_notifications", ("slack", "failed"))] == 1
-    seeding = totals.histograms[("campaign_pool_seeding_duration_seconds", ("master", "batch"))]
-    assert seeding.count == 3 and seeding.total == pytest.approx(2.08)
-    assert seeding.buckets[2] == 2  # le=0.05: the two 40 ms builds, not the 2 s one
-
-
-def test_an_unreadable_database_or_redis_is_reported_not_raised(app: Flask) -> None:
-    class DeadRedis:
-        def __getattr__(self, name: str) -> object:
-            raise ConnectionError("redis is gone")
-
-    broken = Session(sa.create_engine("sqlite:////nonexistent-dir/metrics.sqlite3"))
-    collector = ScrapeCollector(broken, app.config["SETTINGS"], DeadRedis(), EventTotals())  # type: ignore[arg-type]
-    samples = samples_of(render_metrics(collector).decode())
-    assert value(samples, "campaign_pool_database_up") == 0
-    assert value(samples, "campaign_pool_redis_up") == 0
-    assert not any(name == "campaign_pool_ready" for name, _ in samples)
-    assert any(name == "campaign_pool_creates_total" for name, _ in samples)

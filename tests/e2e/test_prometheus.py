@@ -42,10 +42,10 @@ from portal.services.campaigns.records import find_master_template
 from portal.services.monitoring.prometheus import EventTotals, ScrapeCollector, render_metrics
 from portal.services.pool.config import set_pool_setting
 from tests.conftest import TEST_SECRET, make_app
-from tests.processes import wait_until
-from tests.test_metrics import TOKEN, samples_of
+from tests.support import PROJECT_ROOT
+from tests.support.metrics import TOKEN, samples_of
+from tests.support.processes import wait_until
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
 RULES = sorted(PROMETHEUS_DIR.glob("*.rules.yml"))
 RULE_TESTS = sorted(PROMETHEUS_DIR.glob("*.rules.test.yml"))
