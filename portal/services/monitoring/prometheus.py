@@ -366,17 +366,18 @@ def total_families(totals: Totals) -> list[Metric]:
             family.add_metric(list(label_values), n)
         families.append(family)
     for name, (doc, labels, bounds) in HISTOGRAM_FAMILIES.items():
-        family = HistogramMetricFamily(name, doc, labels=list(labels))
-        hists = {labels_: HistogramTotal([0] * len(bounds)) for labels_ in BASELINE[name]}
+        histograms = HistogramMetricFamily(name, doc, labels=list(labels))
+        empty = HistogramTotal([0] * len(bounds))
+        hists = dict.fromkeys(BASELINE[name], empty)
         for (key, label_values), hist in totals.histograms.items():
             if key == name:
-                hists[label_values] = hists.get(label_values, HistogramTotal([0] * len(bounds)))
-                hists[label_values] = hists[label_values] + hist
-        for label_values, hist in sorted(hists.items()):
+                hists[label_values] = hists.get(label_values, empty) + hist
+        for label_values in sorted(hists):
+            hist = hists[label_values]
             buckets = [(_le(b), float(n)) for b, n in zip(bounds, hist.buckets, strict=True)]
             buckets.append(("+Inf", float(hist.count)))
-            family.add_metric(list(label_values), buckets, hist.total)
-        families.append(family)
+            histograms.add_metric(list(label_values), buckets, hist.total)
+        families.append(histograms)
     return families
 
 
