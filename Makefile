@@ -13,7 +13,7 @@ PORT   ?= 5000
 PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install assets browser run worker test lint format clean
+.PHONY: help install assets browser prometheus run worker test lint format clean
 
 help:
 	@echo "make run     serve the portal on http://$(HOST):$(PORT) (SQLite + in-process queue by default;"
@@ -57,6 +57,19 @@ browser:
 			|| echo "note: could not install chromium; browser tests will be skipped"; \
 	fi
 
+# The metrics tests start a real Prometheus and run promtool (Debian's `prometheus` package),
+# installed like chromium above when missing and we can; otherwise those tests skip, saying so.
+prometheus:
+	@if ! command -v prometheus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; \
+		elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "note: prometheus is missing; the metrics server tests will be skipped"; exit 0; fi; \
+		echo "installing prometheus for the metrics tests ..."; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus \
+			|| echo "note: could not install prometheus; the metrics server tests will be skipped"; \
+	fi
+
 run: install
 	$(BIN)/flask --app app serve --host $(HOST) --port $(PORT)
 
@@ -64,7 +77,7 @@ worker: install
 	@test -n "$$REDIS_URL" || { echo "REDIS_URL is not set: without it, 'make run' runs jobs itself"; exit 1; }
 	$(BIN)/rq worker --with-scheduler --worker-class jobs.worker.AppWorker --url "$$REDIS_URL" seeding default
 
-test: install browser
+test: install browser prometheus
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # ruff (style and bugs), import-linter (the layers of docs/architecture.md) and mypy (strict on

@@ -77,6 +77,9 @@ class Settings:
         """Cookies get the Secure flag when asked for, or when the site is served over https."""
         return self.session_cookie_secure or self.preferred_url_scheme == "https"
 
+    # Bearer token Prometheus sends to scrape `/metrics`; None: the endpoint answers 404.
+    metrics_token: str | None = None
+
     @property
     def embedded_queue(self) -> bool:
         """No REDIS_URL: RQ, locks and pub/sub run on an in-process fakeredis."""
@@ -115,7 +118,13 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, safe to log or show in the portal."""
-        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url", "health_token"}
+        secret_fields = {
+            "secret_key",
+            "imagekit_private_key",
+            "slack_webhook_url",
+            "health_token",
+            "metrics_token",
+        }
         out = asdict(self)
         for name in secret_fields:
             if out.get(name):
@@ -238,6 +247,22 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     return key
 
 
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    """METRICS_TOKEN: unset turns `/metrics` off; a short or spaced token is refused, since it
+    guards figures about the service and sits in the scraper's configuration."""
+    raw = _blank_to_none(env.get("METRICS_TOKEN"))
+    if raw is None:
+        return None
+    if len(raw) < METRICS_TOKEN_MIN_LENGTH or any(ch.isspace() for ch in raw):
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters without spaces"
+        )
+    return raw
+
+
 def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = _blank_to_none(env.get(name))
     if raw is None:
@@ -345,6 +370,7 @@ ENV_NAMES = frozenset(
         "HEALTH_TOKEN",
         "CAMPAIGN_CREATE_LIMIT",
         "CAMPAIGN_CAP_PER_USER",
+        "METRICS_TOKEN",
     }
 )
 
@@ -402,4 +428,5 @@ def load_settings(
         health_token=_token(env, "HEALTH_TOKEN"),
         campaign_create_limit=_rate_limit(env, "CAMPAIGN_CREATE_LIMIT", "30 per hour"),
         campaign_cap_per_user=_int(env, "CAMPAIGN_CAP_PER_USER", 200, minimum=0, maximum=10**6),
+        metrics_token=_metrics_token(env),
     )

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_all(app: Flask) -> None:
-    from portal.blueprints import admin, api, auth, health, images
+    from portal.blueprints import admin, api, auth, health, images, metrics
 
-    for module in (health, auth, api, admin, images):
+    for module in (health, metrics, auth, api, admin, images):
         app.register_blueprint(module.bp)

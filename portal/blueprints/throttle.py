@@ -21,6 +21,7 @@ from flask_limiter.util import get_remote_address
 
 from portal.extensions import limiter
 from portal.services.accounts.users import EMAIL_MAX, normalize_email
+from portal.services.monitoring.prometheus import observe_sign_in_throttled
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +70,7 @@ _account_limit = limiter.shared_limit(
     deduct_when=_attempt_failed,
     exempt_when=_off("sign_in_limit_account"),
     error_message=SIGN_IN_MESSAGE,
+    on_breach=lambda _limit: observe_sign_in_throttled("account"),
 )
 _address_limit = limiter.shared_limit(
     _limit("sign_in_limit_address"),
@@ -78,6 +80,7 @@ _address_limit = limiter.shared_limit(
     deduct_when=_attempt_failed,
     exempt_when=_off("sign_in_limit_address"),
     error_message=SIGN_IN_MESSAGE,
+    on_breach=lambda _limit: observe_sign_in_throttled("address"),
 )
 
 

@@ -206,12 +206,14 @@ def gunicorn_server(
     redis_url: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     startup_timeout_s: float = 60.0,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Run `gunicorn -c gunicorn.conf.py wsgi:app` on a free 127.0.0.1 port until the block
-    ends; yield it once `/health` answers. It runs in `workdir` (so its `instance/` folder is
-    the caller's, not the project's) with `server_env`, and its whole group is stopped
-    afterwards whatever happened; its output goes to `workdir/gunicorn.log`."""
-    port = free_port()
+    """Run `gunicorn -c gunicorn.conf.py wsgi:app` on a free 127.0.0.1 port (or `port`, which
+    lets a caller point something at it before it starts) until the block ends; yield it once
+    `/health` answers. It runs in `workdir` (so its `instance/` folder is the caller's, not the
+    project's) with `server_env`, and its whole group is stopped afterwards whatever happened;
+    its output goes to `workdir/gunicorn.log`."""
+    port = port or free_port()
     command = [
         sys.executable, "-m", "gunicorn",
         "-c", str(PROJECT_ROOT / "gunicorn.conf.py"),

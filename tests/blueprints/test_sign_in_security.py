@@ -195,3 +195,17 @@ def test_attempts_are_logged_without_the_password(make, caplog) -> None:
     ]
     assert all(r.remote_addr == "127.0.0.1" for r in attempts)
     assert secret not in caplog.text and DEFAULT_PASSWORD not in caplog.text
+
+
+def test_throttled_sign_ins_are_counted_for_prometheus(make) -> None:
+    """Each 429 of a sign-in limit shows in `campaign_pool_sign_in_throttled_total`, labelled by
+    the limit that refused it (docs/operations.md, "Metrics")."""
+    from portal.services.monitoring.prometheus import SIGN_IN_THROTTLED
+
+    before = SIGN_IN_THROTTLED.labels("account")._value.get()
+    client = make().test_client()
+    for _ in range(5):
+        assert token_request(client, GM, "wrong password").status_code == 401
+    for _ in range(2):
+        assert token_request(client, GM, "wrong password").status_code == 429
+    assert SIGN_IN_THROTTLED.labels("account")._value.get() - before == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from portal.extensions import db, limiter
 from portal.models import Campaign, User
 from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
 from portal.services.infra.queue import get_redis
+from portal.services.monitoring.prometheus import observe_create
 from portal.services.pool.claim import NameTakenError
 from portal.services.pool.creation import (
     NoTemplateError,
@@ -54,6 +56,7 @@ def create() -> ResponseReturnValue:
     except InvalidCampaignInput as error:
         raise ApiError(422, "invalid campaign", error.errors) from None
     user = current_api_user()
+    started = time.perf_counter()
     enforce_creation_quota(user)
     try:
         created = create_campaign(
@@ -68,6 +71,7 @@ def create() -> ResponseReturnValue:
         raise ApiError(422, "invalid campaign", {"name": ["has already been taken"]}) from None
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
+    observe_create(created, time.perf_counter() - started)
     return jsonify(created_campaign_json(db_session(), created)), 201
 
 

@@ -44,6 +44,11 @@ class CreatedCampaign:
     # them, so the response needs no second read (see `created_campaign_json`).
     snapshot: ClaimedCampaign | None = None
     counts: dict[str, int] | None = None
+    # For the metrics (portal.services.monitoring.prometheus): how long the claim took and how
+    # long the campaign had waited in its pool (pool-served), or the fallback's mode (seeded).
+    claim_ms: float | None = None
+    pool_age_s: float | None = None
+    fallback_mode: str | None = None
 
 
 def create_campaign(
@@ -61,12 +66,15 @@ def create_campaign(
     if assignment is not None:
         refill_owner = user_id if assignment.pool_type == "user" else None
         enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
+        waited = assignment.pool_created_at
         return CreatedCampaign(
             assignment.campaign_id,
             assignment.source,
             pending=False,
             snapshot=assignment.campaign,
             counts=assignment.counts,
+            claim_ms=assignment.duration_ms,
+            pool_age_s=(assignment.activated_at - waited).total_seconds() if waited else None,
         )
 
     template = find_master_template(session)
@@ -100,7 +108,8 @@ def create_campaign(
     enqueue_replenish(redis_client, "master")
     if gamemaster:
         enqueue_replenish(redis_client, "user", user_id)
-    return CreatedCampaign(campaign_id, "seeded", pending=pending)
+    mode = "async" if pending else "sync"
+    return CreatedCampaign(campaign_id, "seeded", pending=pending, fallback_mode=mode)
 
 
 def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaign) -> bool:

@@ -88,11 +88,15 @@ def pool_status(
     window: timedelta = timedelta(hours=24),
     *,
     config: PoolConfig | None = None,
+    with_assignments: bool = True,
 ) -> dict[str, Any]:
     """Levels, targets and health of every pool plus assignment metrics over `window`.
 
     `config` is the pool configuration a caller has already read (the monitor pass reads it
-    once for everything it calls); read here when not given."""
+    once for everything it calls); read here when not given. `with_assignments=False` leaves
+    the assignment metrics out (`"assignments": None`): they read every claim of the window,
+    which a frequent reader such as a metrics scrape, with latencies of its own, has no use
+    for."""
     template = find_master_template(session)
     version = template.template_version if template else None
     config = config or load_pool_config(session, settings)
@@ -132,5 +136,5 @@ def pool_status(
         "template_version": version,
         "config": config.as_dict(),
         "pools": pools,
-        "assignments": assignment_metrics(session, window),
+        "assignments": assignment_metrics(session, window) if with_assignments else None,
     }
