@@ -39,7 +39,7 @@ def test_raster_bytes_are_recognised(content, mime):
 )
 def test_everything_else_is_refused_with_a_reason(content, declared, message):
     limit = 100 if content == PNG * 10 else 10_000
-    assert raster_problem(content, declared, limit) == message
+    assert raster_problem(content, declared, limit).startswith(message)
 
 
 def _put(key: str, content: bytes) -> None:
