@@ -35,7 +35,7 @@ def _looks_like(content: bytes) -> str:
     if kind is not None:
         return kind.mime
     head = content[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if b"<svg" in head or head.startswith(b"<?xml") and b"svg" in head:
+    if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in head):
         return "SVG"
     if head.startswith((b"<!doctype html", b"<html")) or b"<script" in head or b"<body" in head:
         return "HTML"
