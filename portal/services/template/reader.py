@@ -42,6 +42,8 @@ class _Counting:
         self.pending = b"" if head == BOM else head
 
     def read(self, size: int = -1) -> bytes:
+        if size == 0:  # ijson probes the stream's type with read(0)
+            return b""
         chunk = self.pending + self.raw.read(size if size < 0 else max(0, size - len(self.pending)))
         self.pending = b""
         self.previous = (self.offset, self.lines)

@@ -225,7 +225,7 @@ def _check_header(data: dict[str, Any], catalog: ImageCatalog, check: _Checker) 
         check.add(f"version: unsupported version {version!r}; this build reads {FORMAT_VERSION}")
     for key in TOP_LEVEL_KEYS:
         present = catalog.present if key == "images" else key in data
-        if not present and key != "exported_at":
+        if not present and key not in ("exported_at", "format", "version"):
             check.add(f"{key}: missing field")
     exported_at = data.get("exported_at")
     if exported_at is not None and not isinstance(exported_at, str):
@@ -317,10 +317,10 @@ def validate_template(
                 good.discard("filename")
             if "image" in good:
                 image = attachment["image"]
-                if image in catalog.infos:
+                if image in catalog.infos or image in catalog.refused:
                     if "filename" in good:
                         uses.setdefault(image, []).append(attachment["filename"])
-                elif image not in catalog.refused:
+                else:
                     check.add(f"{arule}.image: no image with this checksum", where, short(image))
 
     campaign = data.get("campaign")
