@@ -190,7 +190,9 @@ DAMAGE: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
     (_field_changed, ["weapon 'Shotgun'.damage: 99 (template: 13)"]),
     (
         _json_changed,
-        ["character 'Johnny Tso'.action_values: differs at offset 2 (length 12, the template's 41)"],
+        [
+            "character 'Johnny Tso'.action_values: differs at offset 2 (length 12, the template's 41)"
+        ],
     ),
     (
         _description_trailing_space,
@@ -281,7 +283,9 @@ def test_differences_are_shown_where_they_are_with_invisible_characters_visible(
     long = "<p>" + "x" * 200 + "</p>"
     shown = describe_difference(long + " ", long)
     assert shown.startswith("differs at offset 207 (length 208, the template's 207): ")
-    assert shown.endswith("…[xxxxxxxxxxxxxxxx</p>·] (end) (template: …[xxxxxxxxxxxxxxxx</p>] (end))")
+    assert shown.endswith(
+        "…[xxxxxxxxxxxxxxxx</p>·] (end) (template: …[xxxxxxxxxxxxxxxx</p>] (end))"
+    )
     nbsp = describe_difference("a b\u00a0c\td", "a b c\td")
     assert "[a·b\\u00a0c\\td]" in nbsp and "[a·b·c\\td]" in nbsp
     assert describe_difference("abc", "abd") == "'abc' (template: 'abd')"
