@@ -7,7 +7,7 @@ format is exercised by every test session that builds the template fixture.
 
 Two shapes, both checked by `_check_shape` so a content edit cannot drift silently:
 
-* `production` (the default; DESIGN section 5, measured from the production export): 643
+* `production` (the default; docs/template-format.md, measured from the production export): 643
   schticks over 42 categories; 130 prerequisite links forming linear chains within a category,
   the longest holding 6 schticks (`max_prerequisite_depth` = 6); 11 names that appear in two
   categories each; 86 weapons; 12 factions; 7 junctures with no faction; 40 template characters
