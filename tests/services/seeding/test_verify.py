@@ -191,7 +191,8 @@ DAMAGE: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
     (
         _json_changed,
         [
-            "character 'Johnny Tso'.action_values: differs at offset 2 (length 12, the template's 41)"
+            "character 'Johnny Tso'.action_values: differs at offset 2 "
+            "(length 12, the template's 41)"
         ],
     ),
     (
