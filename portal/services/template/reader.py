@@ -27,17 +27,20 @@ from portal.services.template.imagefiles import ImageCatalog
 MAX_DEPTH = 64
 BOM = b"\xef\xbb\xbf"
 EXACT_POSITION_LIMIT = 64 * 1024 * 1024  # re-read files up to this size to locate a JSON error
+# ijson's read size. yajl copies a token that spans reads into a growing buffer, so a 5 MB base64
+# string read 64 KiB at a time costs ~80 copies of itself: the 400 MB production file parsed in
+# 10 s with the default and in 0.9 s with 8 MiB reads (measured). Memory: one read, a constant.
+READ_CHUNK = 8 * 1024 * 1024
 
 
 class _Counting:
-    """A binary reader that skips a UTF-8 BOM and remembers how far it has read (bytes and
-    lines), so a JSON error in a file too large to re-read can still be located roughly."""
+    """A binary reader that skips a UTF-8 BOM and remembers how far it has read, so a JSON
+    error in a file too large to re-read can still be located roughly (by byte offset)."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         self.offset = 0
-        self.lines = 1
-        self.previous = (0, 1)  # (offset, lines) at the start of the last chunk
+        self.previous = 0  # the offset at the start of the last chunk
         head = raw.read(len(BOM))
         self.pending = b"" if head == BOM else head
 
@@ -46,9 +49,8 @@ class _Counting:
             return b""
         chunk = self.pending + self.raw.read(size if size < 0 else max(0, size - len(self.pending)))
         self.pending = b""
-        self.previous = (self.offset, self.lines)
+        self.previous = self.offset
         self.offset += len(chunk)
-        self.lines += chunk.count(b"\n")
         return chunk
 
 
@@ -131,10 +133,8 @@ def _json_error(exc: Exception, reader: _Counting, path: Path | None, source: st
             )
         except (OSError, ValueError, RecursionError):
             pass
-    start, line = reader.previous
     return TemplateError(
-        f"{source}: not valid JSON: {first} (between bytes {start} and {reader.offset}, "
-        f"from line {line})"
+        f"{source}: not valid JSON: {first} (between bytes {reader.previous} and {reader.offset})"
     )
 
 
@@ -146,7 +146,7 @@ def read_template_stream(
     reader = _Counting(stream)
     dups = _Duplicate()
     document: dict[str, Any] = {}
-    events: Iterator[tuple[str, Any]] = iter(ijson.basic_parse(reader, use_float=True))
+    events: Iterator[tuple[str, Any]] = iter(ijson.basic_parse(reader, use_float=True, buf_size=READ_CHUNK))
     try:
         event, _value = next(events, ("end", None))
         if event != "start_map":
