@@ -146,7 +146,9 @@ def read_template_stream(
     reader = _Counting(stream)
     dups = _Duplicate()
     document: dict[str, Any] = {}
-    events: Iterator[tuple[str, Any]] = iter(ijson.basic_parse(reader, use_float=True, buf_size=READ_CHUNK))
+    events: Iterator[tuple[str, Any]] = iter(
+        ijson.basic_parse(reader, use_float=True, buf_size=READ_CHUNK)
+    )
     try:
         event, _value = next(events, ("end", None))
         if event != "start_map":
