@@ -9,7 +9,6 @@ written.
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import os
 import sys
@@ -171,17 +170,15 @@ def export_command(path: str) -> None:
     store = get_image_store()
     try:
         if path == "-":
-            handle = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-            write_export(db.session, store, handle)
-            handle.flush()
-            handle.detach()
+            write_export(db.session, store, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
             return
         target = Path(path)
         if not target.parent.is_dir():
             raise click.ClickException(f"{target.parent}: no such directory")
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            with os.fdopen(fd, "wb") as handle:
                 report = write_export(db.session, store, handle)
             os.replace(tmp, target)
         except BaseException:

@@ -480,7 +480,7 @@ def test_export_file_streamed_is_the_same_text_and_imports_streamed(
     template_app, empty_app, tmp_path
 ):
     path = tmp_path / "template.json"
-    with path.open("w", encoding="utf-8", newline="") as handle:
+    with path.open("wb") as handle:
         report = write_export(db.session, get_image_store(), handle)
     assert (report.images, report.attachments) == (105, 788)
     text = path.read_text("utf-8")
@@ -495,7 +495,7 @@ def test_export_file_streamed_is_the_same_text_and_imports_streamed(
             788,
         )
         again = tmp_path / "again.json"
-        with again.open("w", encoding="utf-8", newline="") as handle:
+        with again.open("wb") as handle:
             write_export(db.session, get_image_store(), handle)
         assert content_of(json.loads(again.read_text("utf-8"))) == content_of(document)
         # importing the same content again stores nothing new: the files are content-addressed
