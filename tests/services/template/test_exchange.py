@@ -93,6 +93,16 @@ def test_export_import_export_is_byte_identical(template_app, empty_app):
     assert content_of(second) == content_of(first)
 
 
+def test_the_rich_shape_round_trips_too(rich_template_app, empty_app):
+    """Carries, vehicles, image positions and juncture->faction links survive the format."""
+    first = export_template(db.session)
+    assert len(first["vehicles"]) == 6 and len(first["image_positions"]) == 60
+    assert sum(len(c["weapons"]) for c in first["characters"]) == 42
+    with empty_app():
+        import_template(db.session, get_image_store(), json.loads(dump_template(first)))
+        assert content_of(export_template(db.session)) == content_of(first)
+
+
 def test_export_uses_refs_and_deduplicated_images(template_app):
     document = export_template(db.session)
     master = find_master_template(db.session)
