@@ -40,6 +40,7 @@ class Settings:
     imagekit_url_endpoint: str | None = None
     imagekit_base_url: str | None = None
     image_sharing: str = "share"
+    image_max_bytes: int = 25 * 1024 * 1024
     pool_master_target: int = 5
     pool_user_target: int = 1
     pool_low_watermark: int = 2
@@ -346,6 +347,7 @@ ENV_NAMES = frozenset(
         "IMAGEKIT_URL_ENDPOINT",
         "IMAGEKIT_BASE_URL",
         "IMAGE_SHARING",
+        "IMAGE_MAX_BYTES",
         "POOL_MASTER_TARGET",
         "POOL_USER_TARGET",
         "POOL_LOW_WATERMARK",
@@ -404,6 +406,9 @@ def load_settings(
         imagekit_url_endpoint=url_endpoint,
         imagekit_base_url=_http_url(env, "IMAGEKIT_BASE_URL"),
         image_sharing=_choice(env, "IMAGE_SHARING", ("share", "copy"), "share"),
+        image_max_bytes=_int(
+            env, "IMAGE_MAX_BYTES", 25 * 1024 * 1024, minimum=1024, maximum=1024 * 1024 * 1024
+        ),
         pool_master_target=master_target,
         pool_user_target=_int(env, "POOL_USER_TARGET", 1),
         pool_low_watermark=low_watermark,

@@ -124,8 +124,8 @@ def app(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Itera
     yield from app_on(databases, migrated_golden, redis_url)
 
 
-def build_template_database(url: str) -> None:
-    """Migrate, then generate the full master template (docs/template-format.md)."""
+def build_template_database(url: str, shape: str = "production") -> None:
+    """Migrate, then generate the full master template (docs/template-format.md) of `shape`."""
     migrate_database(url)
     app = make_app(url)
     with app.app_context():
@@ -133,7 +133,7 @@ def build_template_database(url: str) -> None:
         from portal.services.images.backend import get_image_store
         from portal.services.template import generate_template
 
-        generate_template(db.session, get_image_store())
+        generate_template(db.session, get_image_store(), shape=shape)
         db.session.remove()
         db.engine.dispose()
 
@@ -148,6 +148,21 @@ def template_golden(databases: TestDatabases) -> str:
 def template_app(databases: TestDatabases, template_golden: str, redis_url: str) -> Iterator[Flask]:
     """An app on a private copy of the template database, inside an app context."""
     yield from app_on(databases, template_golden, redis_url)
+
+
+@pytest.fixture(scope="session")
+def rich_template_golden(databases: TestDatabases) -> str:
+    """A database holding the generated template of the rich shape (carries, vehicles, image
+    positions, juncture->faction links: what other operators' templates have)."""
+    return databases.golden("rich_template", lambda url: build_template_database(url, "rich"))
+
+
+@pytest.fixture
+def rich_template_app(
+    databases: TestDatabases, rich_template_golden: str, redis_url: str
+) -> Iterator[Flask]:
+    """An app on a private copy of the rich template database, inside an app context."""
+    yield from app_on(databases, rich_template_golden, redis_url)
 
 
 @pytest.fixture

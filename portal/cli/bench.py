@@ -46,6 +46,13 @@ from portal.devtools.bench_http import HttpBenchPlan, run_http_bench
     help="Also seed once in copy mode to count the uploads sharing saves.",
 )
 @click.option(
+    "--template",
+    "template_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Measure on this template file (imported, streamed) instead of the generated template.",
+)
+@click.option(
     "--http", "http_mode", is_flag=True, help="Load POST /api/v2/campaigns through gunicorn."
 )
 @click.option("--sequential", default=200, show_default=True, help="--http: one-client creates.")
@@ -68,6 +75,7 @@ def cli(
     warmup: int,
     background: int,
     copy_run: bool,
+    template_path: str | None,
     http_mode: bool,
     sequential: int,
     clients: int,
@@ -90,11 +98,13 @@ def cli(
             warmup=warmup,
             background=background,
             copy_run=copy_run,
+            template_path=template_path,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     settings = current_app.config["SETTINGS"]
-    click.echo("bench: building a scratch database with the master template ...", err=True)
+    source = f"the template {template_path}" if template_path else "the master template"
+    click.echo(f"bench: building a scratch database with {source} ...", err=True)
     with progress(plan.units, "bench") as tick:
         figures = run_bench(settings.database_url, settings.secret_key, plan, tick)
     click.echo(json.dumps(figures))

@@ -91,9 +91,10 @@ def verify_command(campaign_id: str, template_id: str | None, check_files: bool)
 @click.option("--description", default=None, help="Description of the new campaign.")
 @click.option(
     "--method",
-    default="traditional",
+    default="batch",
     show_default=True,
-    help="How to copy the template (one of the registered seeders: traditional, ...).",
+    help="How to copy the template: batch (the default: set-based SQL in one transaction, "
+    "images shared) or traditional (record by record, the reference path; can copy images).",
 )
 @click.option(
     "--image-mode",
@@ -104,7 +105,8 @@ def verify_command(campaign_id: str, template_id: str | None, check_files: bool)
 def seed_command(
     owner_email: str, name: str, description: str | None, method: str, image_mode: str | None
 ) -> None:
-    """Create a campaign for OWNER and fill it with a copy of the master template."""
+    """Create a campaign for OWNER and fill it with a copy of the master template (batch
+    seeding by default; --method traditional for the record-by-record reference path)."""
     if method not in SEEDERS:
         raise click.BadParameter(
             f"{method!r} is not a seeding method; one of: {', '.join(sorted(SEEDERS))}",

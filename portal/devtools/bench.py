@@ -63,6 +63,7 @@ class BenchPlan:
     warmup: int = 1
     copy_run: bool = True
     background: int = 20
+    template_path: str | None = None  # a template file to import instead of generating one
 
     def __post_init__(self) -> None:
         require_at_least(1, self, "batch_runs", "traditional_runs", "baseline_runs")
@@ -159,7 +160,7 @@ def run_bench(
 
 def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick) -> dict[str, Any]:
     dialect = session.get_bind().dialect.name
-    generate_template(session, store)
+    template_figures = _load_template(session, store, plan.template_path)
     template_uploads = store.uploads
     tick("template")
     owner_id = _user(session, "bench-owner").id
@@ -203,6 +204,7 @@ def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick
         "baseline": _baseline(session, plan, tick, owner_id),
         "assignment_ms": _assignment(session, plan, tick),
         "database": dialect,
+        "template": template_figures,
         "runs": {
             "batch": plan.batch_runs,
             "traditional": plan.traditional_runs,
@@ -214,6 +216,27 @@ def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick
         "measured_at": utcnow().isoformat(timespec="seconds"),
     }
     return result
+
+
+def _load_template(session: Session, store: ImageStore, path: str | None) -> dict[str, Any]:
+    """The master template to measure on: generated, or imported (streamed) from `path`."""
+    from portal.services.template import import_template_file
+
+    started = time.perf_counter()
+    if path is None:
+        generate_template(session, store)
+    else:
+        import_template_file(session, store, path)
+    elapsed = (time.perf_counter() - started) * 1000
+    images = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(ImageBlob.byte_size), 0))
+    ).one()
+    return {
+        "source": path or "generated",
+        "load_ms": round(elapsed, 1),
+        "image_blobs": images[0],
+        "image_bytes": int(images[1]),
+    }
 
 
 def _count(session: Session, model: type[Any]) -> int:

@@ -62,6 +62,8 @@ def test_blank_values_count_as_unset(tmp_path: Path) -> None:
             "POOL_LOW_WATERMARK (4) must not exceed POOL_MASTER_TARGET (3)",
         ),
         ({"IMAGE_SHARING": "link"}, "IMAGE_SHARING must be one of share, copy"),
+        ({"IMAGE_MAX_BYTES": "25MB"}, "IMAGE_MAX_BYTES must be an integer"),
+        ({"IMAGE_MAX_BYTES": "10"}, "IMAGE_MAX_BYTES must be at least 1024"),
         ({"POOL_FALLBACK": "never"}, "POOL_FALLBACK must be one of sync, async"),
         ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL must be a postgresql:// or sqlite://"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
@@ -105,6 +107,7 @@ def test_good_values_are_typed(tmp_path: Path) -> None:
         IMAGE_SHARING="Copy",
         MAIL_PORT="2525",
         POOL_BUILD_TIMEOUT="30",
+        IMAGE_MAX_BYTES="52428800",
         ALERT_EMAILS="ops@example.com, oncall@example.org,",
         SLACK_WEBHOOK_URL="https://hooks.example.com/services/x/",
         IMAGEKIT_PRIVATE_KEY="private_x",
@@ -113,7 +116,7 @@ def test_good_values_are_typed(tmp_path: Path) -> None:
     )
     assert (s.pool_master_target, s.pool_user_target, s.pool_low_watermark) == (8, 0, 8)
     assert s.pool_fallback == "async" and s.image_sharing == "copy" and s.mail_port == 2525
-    assert s.pool_build_timeout_s == 30
+    assert s.pool_build_timeout_s == 30 and s.image_max_bytes == 50 * 1024 * 1024
     assert s.alert_emails == ("ops@example.com", "oncall@example.org")
     assert s.slack_webhook_url == "https://hooks.example.com/services/x"
     assert s.imagekit_url_endpoint == "https://ik.example.com/demo"

@@ -33,7 +33,15 @@ def campaign_named(name: str) -> Campaign | None:
 
 
 def test_seed_prints_the_result_as_json_and_verify_says_ok(runner, owner_email):
-    result = seed(runner, owner_email.upper(), "Night Market", "--image-mode", "copy")
+    result = seed(
+        runner,
+        owner_email.upper(),
+        "Night Market",
+        "--method",
+        "traditional",
+        "--image-mode",
+        "copy",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     campaign = campaign_named("Night Market")
@@ -48,6 +56,32 @@ def test_seed_prints_the_result_as_json_and_verify_says_ok(runner, owner_email):
     first, summary = verified.stdout.splitlines()
     assert first.startswith(f"OK: campaign {campaign.id} matches template")
     assert "6 schticks" in summary and "0 shared, 17 copied" in summary
+
+
+def test_seed_defaults_to_batch_and_says_so(runner, owner_email):
+    help_text = runner.invoke(args=["campaigns", "seed", "--help"]).output
+    assert "batch (the default" in " ".join(help_text.split())
+    result = seed(runner, owner_email, "Batch Market")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["method"] == "batch"
+    assert campaign_named("Batch Market").seeding_method == "batch"
+
+
+def test_traditional_seeding_logs_one_info_line_per_campaign(runner, owner_email, caplog):
+    """Per-record lines (each attached image) are DEBUG; INFO gets one summary per campaign."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="portal"):
+        result = seed(runner, owner_email, "Quiet Market", "--method", "traditional")
+    assert result.exit_code == 0, result.output
+    info = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert [r.getMessage() for r in info] == ["seeding.finished"]
+    assert info[0].rows["image_attachments"] == 17
+    with caplog.at_level(logging.DEBUG, logger="portal"):
+        caplog.clear()
+        assert seed(runner, owner_email, "Loud Market", "--method", "traditional").exit_code == 0
+    attached = [r for r in caplog.records if r.getMessage() == "image.attached"]
+    assert len(attached) == 17 and all(r.levelno == logging.DEBUG for r in attached)
 
 
 def test_verify_exits_1_with_a_readable_diff(runner, owner_email):

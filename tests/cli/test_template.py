@@ -42,7 +42,17 @@ def test_generate_then_stats_prints_one_json_object(runner):
     data = json.loads(stats.stdout)
     assert data["template_version"] == 1
     assert data["character_types"]["PC"] == 35
-    assert (data["schticks"], data["image_attachments"], data["distinct_images"]) == (643, 789, 49)
+    assert (data["schticks"], data["image_attachments"], data["distinct_images"]) == (643, 788, 105)
+    assert (data["carries"], data["vehicles"], data["image_positions"]) == (0, 0, 0)
+    assert "105 file(s) stored" in result.output
+
+
+def test_generate_the_rich_shape(runner):
+    result = runner.invoke(args=["template", "generate", "--shape", "rich"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(runner.invoke(args=["template", "stats"]).stdout)
+    assert (data["carries"], data["vehicles"], data["image_positions"]) == (42, 6, 60)
+    assert data["junctures_linked_to_factions"] == 7
 
 
 def test_generate_twice_fails_and_changes_nothing(template_app):
@@ -98,10 +108,12 @@ def test_import_needs_replace_when_a_master_exists(template_app, tmp_path):
 
     refused = runner.invoke(args=["template", "import", str(path)])
     assert refused.exit_code == 1 and "already exists" in refused.output
+    assert "--replace" in refused.output  # the flag's real name
 
     replaced = runner.invoke(args=["template", "import", str(path), "--replace"])
     assert replaced.exit_code == 0, replaced.output
     assert "(version 2)" in replaced.output
+    assert "0 file(s) stored (0.0 MB), 105 reused" in replaced.output  # content-addressed
     db.session.rollback()
     assert find_master_template(db.session).id != old_id
     assert db.session.get(Campaign, old_id).is_master_template is False
@@ -115,3 +127,66 @@ def test_export_to_stdout_and_to_a_missing_directory(template_app, tmp_path):
     missing = runner.invoke(args=["template", "export", str(tmp_path / "nope" / "t.json")])
     assert missing.exit_code == 1
     assert "no such directory" in missing.output
+
+
+def _problem_file(tmp_path: Path, template_app) -> Path:
+    """An export of the generated template, given raw-export NULLs and a page posing as PNG."""
+    import base64
+    import hashlib
+
+    path = tmp_path / "t.json"
+    assert (
+        template_app.test_cli_runner().invoke(args=["template", "export", str(path)]).exit_code == 0
+    )
+    data = json.loads(path.read_text("utf-8"))
+    for schtick in data["schticks"][:10]:
+        schtick["bonus"] = None
+    page = b"<!DOCTYPE html><html><script>steal()</script></html>"
+    old = data["weapons"][0]["attachments"][0]["image"]
+    new = hashlib.sha256(page).hexdigest()
+    data["images"][new] = {
+        "content_type": "image/png",
+        "byte_size": len(page),
+        "data": base64.b64encode(page).decode(),
+    }
+    data["weapons"][0]["attachments"][0]["image"] = new
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    del data["images"][old]  # (still used by the other weapons: only the first is swapped)
+    return path
+
+
+def test_check_reports_every_problem_and_writes_nothing(template_app, tmp_path):
+    path = _problem_file(tmp_path, template_app)
+    runner = template_app.test_cli_runner()
+    before = row_counts()
+    result = runner.invoke(args=["template", "import", str(path), "--replace", "--check"])
+    assert result.exit_code == 1
+    assert "11 problems of 2 kinds; nothing was written" in result.output
+    assert "schticks[*].bonus: must not be null; --normalize reads it as false — 10 records" in (
+        result.output
+    )
+    assert f"{path.name}" in result.output and "the bytes are HTML" in result.output
+    assert row_counts() == before
+    # the same through a real import, and from stdin
+    result = runner.invoke(
+        args=["template", "import", "-", "--replace", "--normalize"], input=path.read_bytes()
+    )
+    assert result.exit_code == 1 and "<stdin>: 1 problem;" in result.output
+    assert "images[*]: refused" in result.output
+    assert row_counts() == before
+
+
+def test_normalize_reports_what_it_changed(template_app, tmp_path):
+    path = _problem_file(tmp_path, template_app)
+    data = json.loads(path.read_text("utf-8"))
+    data["weapons"][0]["attachments"][0]["image"] = data["weapons"][1]["attachments"][0]["image"]
+    data["images"] = {k: v for k, v in data["images"].items() if v["byte_size"] > 100}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    runner = template_app.test_cli_runner()
+    checked = runner.invoke(args=["template", "import", str(path), "--check", "--normalize"])
+    assert checked.exit_code == 0, checked.output
+    assert "Normalized: schticks.bonus: null -> false (10)" in checked.output
+    assert "valid (788 image attachments on 105 images); nothing was written" in checked.output
+    result = runner.invoke(args=["template", "import", str(path), "--replace", "--normalize"])
+    assert result.exit_code == 0, result.output
+    assert "Normalized: schticks.bonus: null -> false (10)" in result.output

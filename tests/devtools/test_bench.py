@@ -83,10 +83,13 @@ def test_bench_prints_one_json_object_with_the_figures(app, runner):
     assert figures["ratio"] == round(
         figures["traditional_ms"]["median"] / figures["batch_ms"]["median"], 1
     )
-    assert figures["rows_per_campaign"] == 1836
+    assert figures["rows_per_campaign"] == 1733  # production shape: no carries or positions
     uploads = figures["imagekit_uploads"]
     assert uploads["share"] == 0 and uploads["share_blobs_created"] == 0
-    assert uploads["copy_per_campaign"] == uploads["copy_blobs_per_campaign"] == 789
+    assert uploads["copy_per_campaign"] == uploads["copy_blobs_per_campaign"] == 788
+    assert uploads["template_generation"] == 105  # one file per distinct image
+    assert figures["template"]["source"] == "generated"
+    assert figures["template"]["image_blobs"] == 105
     baseline = figures["baseline"]
     assert baseline["tables"] == ["schticks", "weapons", "image_attachments"]
     assert baseline["rows"] == 643 + 86 + 643 + 86
@@ -100,6 +103,26 @@ def test_bench_prints_one_json_object_with_the_figures(app, runner):
     # The scratch database the run created is gone.
     assert len(created) == (1 if db.engine.dialect.name == "postgresql" else 0)
     assert not created & bench_databases()
+
+
+def test_bench_on_an_imported_template_file(template_app, tmp_path):
+    """`bench --template PATH` imports the file (streamed) into the scratch database and
+    measures on it, saying which template it measured."""
+    path = tmp_path / "template.json"
+    runner = template_app.test_cli_runner()
+    assert runner.invoke(args=["template", "export", str(path)]).exit_code == 0
+    result = runner.invoke(
+        args=[*TINY, "--no-copy-run", "--assign-runs", "0", "--template", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["template"]["source"] == str(path)
+    assert figures["template"]["image_blobs"] == 105
+    assert figures["rows_per_campaign"] == 1733
+    assert figures["imagekit_uploads"]["share"] == 0
+    assert figures["imagekit_uploads"]["template_generation"] == 105
+    missing = runner.invoke(args=[*TINY, "--template", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
 def test_bench_refuses_a_run_count_below_one(app, runner):

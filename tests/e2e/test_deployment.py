@@ -439,8 +439,9 @@ def test_fresh_deployment_serves_a_campaign_from_the_pool(deployment: Deployment
     assert campaign["counts"]["schticks"] == 643
     status, fetched = deployment.request("GET", f"/api/v2/campaigns/{campaign['id']}")
     assert (status, fetched["name"]) == (200, "First campaign")
-    # The template's 789 files were uploaded once; pool builds and the create shared them.
-    assert deployment.imagekit is not None and deployment.imagekit.calls["upload"] == 789
+    # The template's 105 files (one per distinct image) were uploaded once; pool builds and the
+    # create shared them.
+    assert deployment.imagekit is not None and deployment.imagekit.calls["upload"] == 105
 
     import redis
     from rq.cron import CronScheduler, get_cron_job_ids

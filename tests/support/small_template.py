@@ -185,7 +185,8 @@ def build_small_template(session: Session, store: ImageStore) -> Campaign:
     return campaign
 
 
-# What `content_counts` gives for the generated master template (docs/template-format.md).
+# What `content_counts` gives for the generated master template (docs/template-format.md):
+# the production shape (the default) and the rich one (`template generate --shape rich`).
 FULL_SHAPE = {
     "factions": 12,
     "junctures": 7,
@@ -194,9 +195,15 @@ FULL_SHAPE = {
     "characters": 40,
     "vehicles": 0,
     "character_schticks": 157,
+    "carries": 0,
+    "image_positions": 0,
+    "image_attachments": 788,
+}
+RICH_SHAPE = FULL_SHAPE | {
+    "vehicles": 6,
     "carries": 42,
     "image_positions": 60,
-    "image_attachments": 789,
+    "image_attachments": 794,
 }
 
 

@@ -136,7 +136,7 @@ def attach_image(
     )
     session.add(attachment)
     session.flush()
-    log.info(
+    log.debug(  # one per record: seeding logs its own one-line summary at INFO
         "image.attached",
         extra=safe_log_extra(
             ctx, mode=mode, blob_id=str(target.id), attachment_id=str(attachment.id)

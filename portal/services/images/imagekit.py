@@ -179,7 +179,7 @@ class ImageKitStore:
                             ),
                         )
                         raise
-                    log.info(
+                    log.debug(  # per file; retries and failures are WARNING/ERROR
                         "imagekit.attempt",
                         extra=safe_log_extra(
                             context, op=op, attempt=attempt_number, outcome="ok", status=None

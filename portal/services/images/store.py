@@ -66,6 +66,21 @@ class LocalImageStore:
             raise ImageStoreError(f"unsafe image key {key!r}")
         return self.root / key
 
+    def served_file(self, key: str) -> tuple[Path, str] | None:
+        """The file stored under `key` and its raster content type as its bytes say (see
+        images.rasters), or None when there is no such file or it is not a raster image: what
+        the portal may serve at `/images/<key>`, and as what."""
+        from portal.services.images.rasters import HEAD_BYTES, raster_type
+
+        try:
+            path = self._path(key)
+            with path.open("rb") as handle:
+                head = handle.read(HEAD_BYTES)
+        except (ImageStoreError, OSError):
+            return None
+        mime = raster_type(head)
+        return (path, mime) if mime else None
+
     def put(
         self, key: str, filename: str, content: bytes, content_type: str, *, context: dict[str, Any]
     ) -> dict[str, Any]:

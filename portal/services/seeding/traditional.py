@@ -120,7 +120,7 @@ class TraditionalSeeder:
             "image_mode": self.image_mode,
         }
         started = time.perf_counter()
-        log.info("seeding.started", extra=context)
+        log.debug("seeding.started", extra=context)
         try:
             result = run_unit_of_work(
                 self.session,

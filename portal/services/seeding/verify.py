@@ -16,6 +16,7 @@ references the template's own file (purging it would delete the template's image
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -414,7 +415,7 @@ def _compare_records(
                 if value is OUTSIDE:
                     continue  # already reported as a problem
                 if _canonical(value) != _canonical(expected):
-                    diffs.append(f"{where}.{name}: {_short(value)} (template: {_short(expected)})")
+                    diffs.append(f"{where}.{name}: {describe_difference(value, expected)}")
         elif sorted(map(_canonical, ours)) != sorted(map(_canonical, tmpl)):
             diffs.append(
                 f"{where}: the {len(ours)} records of that name differ from the template's"
@@ -501,6 +502,61 @@ def _canonical(value: Any) -> str:
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+WINDOW_BEFORE, WINDOW_AFTER = 20, 40
+
+
+def visible(text: str) -> str:
+    """`text` with whitespace and control characters made visible: a space is `·`, tab,
+    newline and carriage return are `\\t` `\\n` `\\r`, any other control, format or unusual
+    space character (NBSP, zero-width ...) is `\\uXXXX`; a literal `·` is escaped too, so a
+    space and a middle dot cannot be confused."""
+    out = []
+    for ch in text:
+        if ch == " ":
+            out.append("·")
+        elif ch in "\t\n\r":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}[ch])
+        elif ch == "·" or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Co"):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def describe_difference(value: Any, expected: Any) -> str:
+    """How a campaign's value differs from the template's, readable even when the two differ
+    only by a trailing space deep inside a long HTML description: short plain values are shown
+    whole; otherwise the offset of the first difference and a window around it in each value,
+    with whitespace and control characters visible."""
+    if not isinstance(value, str) or not isinstance(expected, str):
+        if isinstance(value, dict | list) and isinstance(expected, dict | list):
+            value, expected = _canonical(value), _canonical(expected)
+        else:
+            return f"{_short(value)} (template: {_short(expected)})"
+    if len(value) <= 60 and len(expected) <= 60 and visible(value + expected) == value + expected:
+        return f"{value!r} (template: {expected!r})"
+    at = next(
+        (i for i, (a, b) in enumerate(zip(value, expected, strict=False)) if a != b),
+        min(len(value), len(expected)),
+    )
+    start = max(0, at - WINDOW_BEFORE)
+
+    def window(text: str) -> str:
+        end = at + WINDOW_AFTER
+        inner = visible(text[start:end]) if start < len(text) else ""
+        return (
+            ("…" if start > 0 else "")
+            + f"[{inner}]"
+            + ("…" if end < len(text) else "")
+            + ("" if end < len(text) else " (end)")
+        )
+
+    return (
+        f"differs at offset {at} (length {len(value)}, the template's {len(expected)}): "
+        f"{window(value)} (template: {window(expected)})"
+    )
 
 
 def _fmt(key: Any) -> str:

@@ -1,8 +1,9 @@
 """The master template: generate, import, export, stats (docs/template-format.md).
 
 Every new campaign is a copy of the master template, so this package is where its shape is
-defined (generator), checked (validation), written (writer), exchanged with operators as JSON
-(exchange; format in docs/template-format.md) and described (stats).
+defined (generator), checked (validation, problems, imagefiles), read as a stream (reader),
+written (writer), exchanged with operators as JSON (exchange; format in
+docs/template-format.md) and described (stats).
 """
 
 from portal.services.template.errors import TemplateError
@@ -10,25 +11,34 @@ from portal.services.template.exchange import (
     dump_template,
     export_template,
     import_template,
-    load_template_file,
+    import_template_file,
     parse_template,
+    read_template,
+    write_export,
 )
 from portal.services.template.generator import build_template_document, generate_template
+from portal.services.template.imagefiles import SpooledImages
+from portal.services.template.problems import TemplateProblems
 from portal.services.template.stats import template_stats
 from portal.services.template.validation import validate_template
-from portal.services.template.writer import TEMPLATE_OWNER_EMAIL, template_owner
+from portal.services.template.writer import TEMPLATE_OWNER_EMAIL, WriteReport, template_owner
 
 __all__ = [
     "TEMPLATE_OWNER_EMAIL",
+    "SpooledImages",
     "TemplateError",
+    "TemplateProblems",
+    "WriteReport",
     "build_template_document",
     "dump_template",
     "export_template",
     "generate_template",
     "import_template",
-    "load_template_file",
+    "import_template_file",
     "parse_template",
+    "read_template",
     "template_owner",
     "template_stats",
     "validate_template",
+    "write_export",
 ]

@@ -13,7 +13,6 @@ FORMAT_NAME = "campaign-pool-template"
 FORMAT_VERSION = 1
 CAMPAIGN_REF = "campaign"
 MAX_REF_LENGTH = 100
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,11 +121,8 @@ POSITION_FIELDS: dict[str, Field] = {
     "style_overrides": Field("object", nullable=True),
 }
 
-IMAGE_FIELDS: dict[str, Field] = {
-    "content_type": Field("string", max_length=100),
-    "byte_size": Field("integer"),
-    "data": Field("text"),
-}
+# An `images` entry ({"content_type", "byte_size", "data"}) has checks of its own: see
+# imagefiles.ImageCatalog (size limit, base64, checksum, raster type from the bytes).
 
 # The natural key of each section: unique within the template, and the sort order of the export
 # (refs are derived from it, which is what makes an export reproducible).

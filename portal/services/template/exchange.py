@@ -5,6 +5,9 @@ refs derived from their natural keys (never database ids), lists are sorted by t
 objects have sorted keys (PostgreSQL's JSONB does not keep key order, SQLite does), and images
 are stored once per distinct checksum. Export, import into an empty database, export again:
 the two documents are identical apart from `exported_at`.
+
+Files are streamed both ways (`import_template_file`, `write_export`): a production template is
+hundreds of MB of image data, and only one image at a time is held in memory.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import itertools
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, BinaryIO, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -36,6 +40,7 @@ from portal.models import (
     utcnow,
 )
 from portal.services.campaigns.records import find_master_template
+from portal.services.images.rasters import DEFAULT_MAX_IMAGE_BYTES
 from portal.services.images.store import ImageStore, ImageStoreError
 from portal.services.template.document import (
     CAMPAIGN_REF,
@@ -47,9 +52,11 @@ from portal.services.template.document import (
     SECTIONS,
 )
 from portal.services.template.errors import TemplateError
+from portal.services.template.imagefiles import ImageCatalog, ImageSource, SpooledImages
+from portal.services.template.reader import read_template_file, read_template_stream
 from portal.services.template.scope import attachments_of, positions_of
-from portal.services.template.validation import validate_template
-from portal.services.template.writer import SECTION_MODELS, write_template
+from portal.services.template.validation import ValidTemplate, validate_template
+from portal.services.template.writer import SECTION_MODELS, WriteReport, write_template
 
 
 def canonical(value: Any) -> Any:
@@ -188,9 +195,10 @@ class _Exporter:
 
         return sorted(positions, key=key)
 
-    def images(self) -> dict[str, dict[str, Any]]:
-        """One entry per distinct checksum, its bytes fetched from the store and verified."""
-        images: dict[str, dict[str, Any]] = {}
+    def image_files(self) -> Iterator[tuple[str, str, int, bytes]]:
+        """(checksum, content type, byte size, base64 bytes) of each distinct image, in
+        checksum order, fetched from the store and verified; one at a time, so only one image
+        is in memory."""
         for checksum in sorted(self.blobs_by_checksum):
             blobs = sorted(self.blobs_by_checksum[checksum], key=lambda b: b.key)
             content = None
@@ -207,18 +215,41 @@ class _Exporter:
                     f"image {checksum}: no stored file with this checksum could be read "
                     f"(blob keys: {', '.join(b.key for b in blobs[:3])})"
                 )
-            images[checksum] = {
-                "content_type": min(b.content_type for b in blobs),
-                "byte_size": len(content),
-                "data": base64.b64encode(content).decode("ascii"),
-            }
-        return images
+            content_type = min(b.content_type for b in blobs)
+            yield checksum, content_type, len(content), base64.b64encode(content)
+
+    def images(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The `images` entries as the document holds them."""
+        for checksum, content_type, size, data in self.image_files():
+            yield (
+                checksum,
+                {
+                    "content_type": content_type,
+                    "byte_size": size,
+                    "data": data.decode("ascii"),
+                },
+            )
+
+    def document(self) -> dict[str, Any]:
+        """Everything but the images, in export order (`images` last, filled by the caller)."""
+        master = self.master
+        document: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "exported_at": utcnow().isoformat(),
+            "campaign": {
+                "name": master.name,
+                "description": master.description,
+                "attachments": self.record_attachments("Campaign", master.id),
+            },
+        }
+        for section in SECTIONS:
+            document[section] = self.section(section)
+        document["image_positions"] = self.positions()
+        return document
 
 
-def export_template(session: Session, store: ImageStore | None = None) -> dict[str, Any]:
-    """The master template as a format-version-1 document; TemplateError if there is none.
-
-    `store` defaults to the application's image store (the image bytes are read from it)."""
+def _exporter(session: Session, store: ImageStore | None) -> _Exporter:
     if store is None:
         from portal.services.images.backend import get_image_store
 
@@ -228,21 +259,59 @@ def export_template(session: Session, store: ImageStore | None = None) -> dict[s
         raise TemplateError("there is no master template to export")
     exporter = _Exporter(session, store, master)
     exporter.load()
-    document: dict[str, Any] = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "exported_at": utcnow().isoformat(),
-        "campaign": {
-            "name": master.name,
-            "description": master.description,
-            "attachments": exporter.record_attachments("Campaign", master.id),
-        },
-    }
-    for section in SECTIONS:
-        document[section] = exporter.section(section)
-    document["image_positions"] = exporter.positions()
-    document["images"] = exporter.images()
+    return exporter
+
+
+def export_template(session: Session, store: ImageStore | None = None) -> dict[str, Any]:
+    """The master template as a format-version-1 document, in memory (small templates and
+    tests; `write_export` streams a large one); TemplateError if there is none.
+
+    `store` defaults to the application's image store (the image bytes are read from it)."""
+    exporter = _exporter(session, store)
+    document = exporter.document()
+    document["images"] = dict(exporter.images())
     return document
+
+
+@dataclass
+class ExportReport:
+    images: int = 0
+    image_bytes: int = 0
+    attachments: int = 0
+
+
+_IMAGES_PLACEHOLDER = "\x00images\x00"
+
+
+def write_export(session: Session, store: ImageStore | None, handle: BinaryIO) -> ExportReport:
+    """Write the master template to the binary stream `handle` as UTF-8, exactly as
+    `dump_template(export_template(...))` would, but with one image in memory at a time
+    (docs/template-format.md, *Memory*)."""
+    exporter = _exporter(session, store)
+    document = exporter.document()
+    document["images"] = _IMAGES_PLACEHOLDER
+    head, tail = dump_template(document).split(json.dumps(_IMAGES_PLACEHOLDER), 1)
+    report = ExportReport(attachments=sum(len(v) for v in exporter.attachments.values()))
+    handle.write(head.encode("utf-8") + b"{")
+    for checksum, content_type, size, data in exporter.image_files():
+        # What json.dumps(entry, indent=2) gives at this depth, written piece by piece as
+        # bytes: base64 needs no escaping, and re-encoding 5 MB strings is what took the time.
+        handle.write(
+            (
+                ("," if report.images else "")
+                + f"\n    {json.dumps(checksum)}: {{"
+                + f'\n      "content_type": {json.dumps(content_type, ensure_ascii=False)},'
+                + f'\n      "byte_size": {size},'
+                + '\n      "data": "'
+            ).encode("utf-8")
+        )
+        handle.write(data)
+        handle.write(b'"\n    }')
+        report.images += 1
+        report.image_bytes += size
+        del data
+    handle.write((("\n  }" if report.images else "}") + tail).encode("utf-8"))
+    return report
 
 
 def dump_template(document: dict[str, Any]) -> str:
@@ -290,22 +359,61 @@ def parse_template(text: str | bytes, source: str = "template") -> dict[str, Any
     return data
 
 
-def load_template_file(path: str | Path) -> dict[str, Any]:
-    """Read and parse a template file; TemplateError (naming the file) when it cannot be."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise TemplateError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return parse_template(raw, str(path))
+def read_template(
+    source: str | Path | BinaryIO,
+    images: ImageSource,
+    *,
+    normalize: bool = False,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    name: str | None = None,
+) -> ValidTemplate:
+    """Stream a template file (a path, or a binary stream such as stdin) and validate it,
+    keeping the image bytes in `images`; TemplateError (TemplateProblems: every problem at
+    once) if it is not a valid template. Nothing is written anywhere but `images`."""
+    catalog = ImageCatalog(images, max_image_bytes)
+    if isinstance(source, str | Path):
+        label = name or str(source)
+        data = read_template_file(source, catalog)
+    else:
+        label = name or "<stream>"
+        data = read_template_stream(source, catalog, source=label)
+    return validate_template(data, images=catalog, normalize=normalize, source=label)
+
+
+def import_template_file(
+    session: Session,
+    store: ImageStore,
+    source: str | Path | BinaryIO,
+    *,
+    replace: bool = False,
+    normalize: bool = False,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    name: str | None = None,
+    spool_dir: str | Path | None = None,
+) -> WriteReport:
+    """Import a template file, streamed: the file is read once, each image is checked and
+    spooled to a private temporary directory (removed afterwards), then everything is
+    validated and only then written (see `import_template`). Peak memory is the records plus
+    the largest image, whatever the file's size."""
+    with SpooledImages(spool_dir) as spool:
+        template = read_template(
+            source, spool, normalize=normalize, max_image_bytes=max_image_bytes, name=name
+        )
+        return write_template(session, store, template, replace=replace, operation="import")
 
 
 def import_template(
-    session: Session, store: ImageStore, data: dict[str, Any], *, replace: bool = False
+    session: Session,
+    store: ImageStore,
+    data: dict[str, Any],
+    *,
+    replace: bool = False,
+    normalize: bool = False,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
 ) -> Campaign:
-    """Validate `data` completely, then write it as the master template in one transaction
-    (commits). With `replace`, an existing master is demoted (kept, inactive, renamed) and the
-    new one gets its version + 1; without it, an existing master is an error. On any error
-    nothing is written and no image file is left behind."""
-    template = validate_template(data)
-    return write_template(session, store, template, replace=replace, operation="import")
+    """Validate an in-memory document completely, then write it as the master template in
+    one transaction (commits). With `replace`, an existing master is demoted (kept, inactive,
+    renamed) and the new one gets its version + 1; without it, an existing master is an
+    error. On any error nothing is written and no image file is left behind."""
+    template = validate_template(data, normalize=normalize, max_image_bytes=max_image_bytes)
+    return write_template(session, store, template, replace=replace, operation="import").campaign

@@ -2,9 +2,10 @@
 
 Both `generate_template` and `import_template` end here, so a generated template and an imported
 one have exactly the same shape. The unit of work is owned here: image files are stored first
-(one file per attachment, as the original system had), then every row is inserted with one
-executemany per table, then one commit. If anything fails, the transaction is rolled back and
-the files stored so far are deleted, so a failed run leaves neither rows nor files behind.
+(one file per distinct image, content-addressed, read one at a time from the template's image
+source), then every row is inserted with one executemany per table, then one commit. If anything
+fails, the transaction is rolled back and the files stored so far are deleted, so a failed run
+leaves neither rows nor files behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +38,7 @@ from portal.models import (
     utcnow,
 )
 from portal.services.campaigns.records import find_master_template
-from portal.services.images.store import ImageStore, checksum_of
+from portal.services.images.store import ImageStore
 from portal.services.pool.rollout import retire_old_versions
 from portal.services.template.document import CAMPAIGN_REF, RECORD_TYPE_OF, SECTIONS
 from portal.services.template.errors import TemplateError
@@ -115,13 +117,21 @@ def _supersede_pool(session: Session, campaign: Campaign, previous: int) -> None
     record_version_change(session, change, now)
 
 
-def _blob_key(blob_id: uuid.UUID, filename: str) -> str:
+def blob_key(owner_id: uuid.UUID, checksum: str, filename: str) -> str:
+    """The content address of a template image: the same bytes under the same name always get
+    the same key, so importing a template again reuses the stored file instead of uploading it.
+    The template owner's id is the namespace (one per installation): databases that share an
+    image store (tests, staging next to production) never share, nor delete, each other's
+    template files."""
     safe = KEY_SAFE_RE.sub("-", filename).strip("-.")[:100] or "image"
-    return f"templates/{blob_id.hex}-{safe}"
+    return f"templates/{owner_id.hex[:12]}/{checksum}/{safe}"
 
 
 class _Plan:
-    """The rows to insert, built in memory before any I/O so that failures happen early."""
+    """The rows to insert, built in memory before any I/O so that failures happen early.
+
+    One blob per distinct image (content-addressed, see `blob_key`), however many records use
+    it: the production template's 788 attachments share 105 blobs and 105 stored files."""
 
     def __init__(self, template: ValidTemplate, campaign_id: uuid.UUID, owner_id: uuid.UUID):
         self.template = template
@@ -133,7 +143,9 @@ class _Plan:
             for record in records:
                 self.ids[record["ref"]] = uuid.uuid4()
         self.rows: dict[str, list[dict[str, Any]]] = {}
-        self.uploads: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (blob row, attachment)
+        self.attachments: list[dict[str, Any]] = []
+        self.attachment_images: list[str] = []  # the checksum of each attachment's image
+        self.blobs: dict[str, dict[str, Any]] = {}  # checksum -> blob row (id, key, ...)
         self._build()
 
     def _record_row(self, section: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -155,28 +167,34 @@ class _Plan:
                 row[spec.column or name] = value
         return row
 
+    def _blob(self, checksum: str) -> dict[str, Any]:
+        blob = self.blobs.get(checksum)
+        if blob is None:
+            image = self.template.images[checksum]
+            blob = self.blobs[checksum] = {
+                "id": uuid.uuid4(),
+                "key": blob_key(self.owner_id, checksum, image.filename),
+                "filename": image.filename,
+                "content_type": image.content_type,
+                "byte_size": image.byte_size,
+                "checksum": checksum,
+                "created_at": self.now,
+            }
+        return blob
+
     def _attachments(self, section: str, ref: str, attachments: list[dict[str, Any]]) -> None:
         for attachment in attachments:
-            image = self.template.images[attachment["image"]]
-            blob_id = uuid.uuid4()
-            blob = {
-                "id": blob_id,
-                "key": _blob_key(blob_id, attachment["filename"]),
-                "filename": attachment["filename"],
-                "content_type": image.content_type,
-                "byte_size": len(image.content),
-                "checksum": checksum_of(image.content),
-                "created_at": self.now,
-            }
-            row = {
-                "id": uuid.uuid4(),
-                "name": attachment["name"],
-                "record_type": RECORD_TYPE_OF[section],
-                "record_id": self.ids[ref],
-                "blob_id": blob_id,
-                "created_at": self.now,
-            }
-            self.uploads.append((blob, {"ref": ref, "image": image, "attachment": row}))
+            self.attachments.append(
+                {
+                    "id": uuid.uuid4(),
+                    "name": attachment["name"],
+                    "record_type": RECORD_TYPE_OF[section],
+                    "record_id": self.ids[ref],
+                    "blob_id": self._blob(attachment["image"])["id"],
+                    "created_at": self.now,
+                }
+            )
+            self.attachment_images.append(attachment["image"])
 
     def _build(self) -> None:
         t = self.template
@@ -211,30 +229,77 @@ class _Plan:
         ]
 
 
-def _store_files(store: ImageStore, plan: _Plan, stored: list[dict[str, Any]]) -> None:
-    """Put one file per blob; every stored file's metadata is appended to `stored` at once, so
-    the caller can delete exactly what was stored if a later step fails."""
-    for blob, info in plan.uploads:
+@dataclass
+class WriteReport:
+    """What a template write did with the image files (for the CLI's summary)."""
+
+    campaign: Campaign
+    images: int = 0  # distinct images (= blobs the template uses)
+    attachments: int = 0
+    uploaded: int = 0  # files stored by this write
+    reused: int = 0  # images whose blob and file already existed (same content, same name)
+    bytes_uploaded: int = 0
+    normalized: dict[str, int] = field(default_factory=dict)
+    filenames_unified: int = 0
+
+
+def _store_files(
+    session: Session,
+    store: ImageStore,
+    plan: _Plan,
+    stored: list[dict[str, Any]],
+    report: WriteReport,
+) -> list[dict[str, Any]]:
+    """Store each distinct image once, reading its bytes from the template's source one at a
+    time; an image whose content-addressed blob already exists on this store is reused (no
+    upload, no new row). Every stored file's metadata is appended to `stored` at once, so the
+    caller can delete exactly what was stored if a later step fails. Returns the new blob rows.
+    """
+    keys = [blob["key"] for blob in plan.blobs.values()]
+    existing: dict[str, ImageBlob] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for row in session.scalars(sa.select(ImageBlob).where(ImageBlob.key.in_(chunk))):
+            existing[row.key] = row
+    new_rows: list[dict[str, Any]] = []
+    for checksum, blob in plan.blobs.items():
+        found = existing.get(blob["key"])
+        if found is not None and found.checksum == checksum:
+            if found.service_name == store.service_name and found.meta:
+                blob["id"] = found.id
+                report.reused += 1
+                continue
+            # The same key on another service (the store was switched): a fresh key.
+            blob["key"] = f"{blob['key'][:200]}-{uuid.uuid4().hex[:12]}"
+        content = plan.template.source.read(checksum)
         meta = store.put(
             blob["key"],
             blob["filename"],
-            info["image"].content,
+            content,
             blob["content_type"],
-            context={"operation": "template", "record": info["ref"], "blob_id": str(blob["id"])},
+            context={"operation": "template", "image": checksum[:16], "blob_id": str(blob["id"])},
         )
         stored.append(meta)
         blob["meta"] = meta
         blob["service_name"] = store.service_name
+        new_rows.append(blob)
+        report.uploaded += 1
+        report.bytes_uploaded += len(content)
+        del content
+    by_checksum = {checksum: blob["id"] for checksum, blob in plan.blobs.items()}
+    for attachment, checksum in zip(plan.attachments, plan.attachment_images, strict=True):
+        attachment["blob_id"] = by_checksum[checksum]
+    return new_rows
 
 
-def _insert_rows(session: Session, plan: _Plan) -> None:
+def _insert_rows(session: Session, plan: _Plan, blobs: list[dict[str, Any]]) -> None:
     inserts: list[tuple[type, list[dict[str, Any]]]] = [
         *((SECTION_MODELS[s], plan.rows[s]) for s in SECTIONS),
         (CharacterSchtick, plan.rows["character_schticks"]),
         (Carry, plan.rows["carries"]),
         (ImagePosition, plan.rows["image_positions"]),
-        (ImageBlob, [blob for blob, _ in plan.uploads]),
-        (ImageAttachment, [info["attachment"] for _, info in plan.uploads]),
+        (ImageBlob, blobs),
+        (ImageAttachment, plan.attachments),
     ]
     for model, rows in inserts:
         if rows:
@@ -256,7 +321,7 @@ def write_template(
     *,
     replace: bool = False,
     operation: str = "import",
-) -> Campaign:
+) -> WriteReport:
     """Create the master template campaign from `template`, store its images, commit.
 
     Raises TemplateError (nothing written) when a master template exists and `replace` is
@@ -277,7 +342,7 @@ def write_template(
         if existing is not None and not replace:
             raise TemplateError(
                 f"a master template already exists ({existing.name!r}, version "
-                f"{existing.template_version}); use replace to supersede it"
+                f"{existing.template_version}); import with --replace to supersede it"
             )
         version = _demote_master(session, existing) if existing is not None else 1
         name = template.campaign["name"]
@@ -298,11 +363,18 @@ def write_template(
             template_version=version,
         )
         plan = _Plan(template, campaign.id, owner.id)
+        report = WriteReport(
+            campaign,
+            images=len(plan.blobs),
+            attachments=len(plan.attachments),
+            normalized=dict(template.normalized),
+            filenames_unified=template.filenames_unified,
+        )
         campaign.created_at = campaign.updated_at = campaign.seeded_at = plan.now
         session.add(campaign)
         session.flush()
-        _store_files(store, plan, stored)
-        _insert_rows(session, plan)
+        new_blobs = _store_files(session, store, plan, stored, report)
+        _insert_rows(session, plan, new_blobs)
         campaign.template_fingerprint = template_fingerprint(session, campaign.id)
         if existing is not None:
             _supersede_pool(session, campaign, version - 1)
@@ -318,9 +390,13 @@ def write_template(
             "campaign_id": str(campaign.id),
             "template_version": version,
             "rows": {k: len(v) for k, v in plan.rows.items()}
-            | {"image_blobs": len(plan.uploads), "image_attachments": len(plan.uploads)},
-            "files": len(stored),
+            | {"image_blobs": len(new_blobs), "image_attachments": len(plan.attachments)},
+            "images": report.images,
+            "files_uploaded": report.uploaded,
+            "files_reused": report.reused,
+            "bytes_uploaded": report.bytes_uploaded,
+            "normalized": report.normalized,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
-    return campaign
+    return report

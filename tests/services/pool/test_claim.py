@@ -93,8 +93,9 @@ def test_replenish_builds_ready_campaigns_that_verify(template_app):
     assert db.session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "replenished")) == 2
 
 
-def test_assignment_renames_transfers_and_refreshes_every_child(template_app):
-    (pool_id,) = fill(template_app, count=1)
+def test_assignment_renames_transfers_and_refreshes_every_child(rich_template_app):
+    """On the rich shape: image positions (and carries, vehicles) must be reset too."""
+    (pool_id,) = fill(rich_template_app, count=1)
     # Age the pool campaign and its children so "fresh" timestamps are distinguishable.
     old = utcnow() - timedelta(days=3)
     for model in (Campaign, *CONTENT_TABLES.values()):
@@ -163,7 +164,7 @@ def test_assignment_renames_transfers_and_refreshes_every_child(template_app):
     # Attachments keep created_at (when the image link was made; see docs/pool.md) and still
     # point at their blobs, now under records the user owns.
     attached = sa.select(sa.func.count()).where(ImageAttachment.record_id.in_(char_ids))
-    assert db.session.scalar(attached) == 40
+    assert db.session.scalar(attached) == 39  # every character but the Mook has a picture
     event = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "assigned")).one()
     assert event.campaign_id == pool_id and event.user_id == gm.id
     assert event.duration_ms is not None and event.detail["pool_age_s"] > 3 * 86400 - 60
@@ -171,14 +172,14 @@ def test_assignment_renames_transfers_and_refreshes_every_child(template_app):
 
 
 @pytest.mark.postgres
-def test_a_claim_rewrites_every_content_row_as_a_heap_only_update(template_app):
+def test_a_claim_rewrites_every_content_row_as_a_heap_only_update(rich_template_app):
     """Migration 0004's fillfactor leaves each content page room for a new version of every row on
     it, so a claim's timestamp resets are heap-only updates that add no index entries: that is most
     of what keeps a claim near the 10 ms target (docs/performance.md). An index on a column the
     claim sets, or a denser fillfactor, shows up here as updates that are not heap-only. (Characters
     and vehicles also change owner on a master-pool claim, and `user_id` is indexed, so theirs
     cannot be heap-only: 40 rows.)"""
-    (pool_id,) = fill(template_app, count=1)
+    (pool_id,) = fill(rich_template_app, count=1)
     gm = make_user("gm@example.com")
     tables = {
         name: model.__table__.name

@@ -37,7 +37,13 @@ from portal.services.images.backend import get_image_store
 from portal.services.seeding.base import SeedingError
 from portal.services.seeding.batch import ALL_TABLES, CampaignBatchSeeder, new_uuid4_hex
 from portal.services.seeding.verify import verify_campaign
-from tests.support.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
+from tests.support.small_template import (
+    FULL_SHAPE,
+    RICH_SHAPE,
+    build_small_template,
+    content_counts,
+    make_user,
+)
 
 TABLES = (
     "campaigns",
@@ -144,7 +150,10 @@ def failing_inserts(table: str, message: str = "injected failure") -> Iterator[N
 # ---------------------------------------------------------------------------- full template
 
 
-def test_full_template_is_cloned_set_based_and_verifies(template_app):
+@pytest.mark.parametrize("shape", ["production", "rich"])
+def test_full_template_is_cloned_set_based_and_verifies(request, shape):
+    request.getfixturevalue("template_app" if shape == "production" else "rich_template_app")
+    expected = FULL_SHAPE if shape == "production" else RICH_SHAPE
     session = db.session
     template = find_master_template(session)
     template_counts = content_counts(session, template.id)
@@ -159,10 +168,10 @@ def test_full_template_is_cloned_set_based_and_verifies(template_app):
     )
 
     assert result.method == "batch" and result.campaign_id == target_id
-    assert {k: result.rows[k] for k in FULL_SHAPE} == FULL_SHAPE
-    assert result.rows["image_blobs"] == 0 and result.total_rows == sum(FULL_SHAPE.values())
+    assert {k: result.rows[k] for k in expected} == expected
+    assert result.rows["image_blobs"] == 0 and result.total_rows == sum(expected.values())
     session.expire_all()
-    assert content_counts(session, target_id) == template_counts == FULL_SHAPE
+    assert content_counts(session, target_id) == template_counts == expected
     campaign = session.get(Campaign, target_id)
     assert campaign.seeded_at is not None and campaign.seeding_method == "batch"
     assert campaign.seeding_duration_ms == result.duration_ms > 0
@@ -170,7 +179,7 @@ def test_full_template_is_cloned_set_based_and_verifies(template_app):
     # Images are shared: no new blob, and every new attachment uses one of the template's.
     after = table_counts(session)
     assert after["image_blobs"] == before["image_blobs"]
-    assert after["image_attachments"] == before["image_attachments"] + 789
+    assert after["image_attachments"] == before["image_attachments"] + expected["image_attachments"]
     new_blob_ids = set(session.scalars(sa.select(ImageAttachment.blob_id)))
     assert new_blob_ids == template_blob_ids
     owners = session.scalars(
@@ -185,10 +194,10 @@ def test_full_template_is_cloned_set_based_and_verifies(template_app):
     report = verify_campaign(session, target_id)
     assert report.ok, report.differences[:10]
     assert report.counts["prerequisites"] == {"campaign": 130, "template": 130}
-    assert report.counts["image_attachments"]["shared"] == 789
+    assert report.counts["image_attachments"]["shared"] == expected["image_attachments"]
 
 
-def test_five_deep_chains_and_repeated_names_in_the_full_template(template_app):
+def test_six_deep_chains_and_repeated_names_in_the_full_template(template_app):
     session = db.session
     template = find_master_template(session)
     target = new_target()
@@ -213,7 +222,7 @@ def test_five_deep_chains_and_repeated_names_in_the_full_template(template_app):
         assert {c for c, _, _ in chain} == {target.id}
         assert {category for _, category, _ in chain} == {schtick.category}
         deepest = max(deepest, len(chain))
-    assert deepest == 5
+    assert deepest == 6
 
 
 def test_two_seeds_of_one_template_share_nothing_but_blobs(template_app):
@@ -477,7 +486,7 @@ def test_twenty_campaigns_seeded_by_four_workers_at_once_all_verify(template_app
     session = db.session
     session.expire_all()
     counts = table_counts(session)
-    assert counts["image_attachments"] == 789 * 21 and counts["image_blobs"] == 789
+    assert counts["image_attachments"] == 788 * 21 and counts["image_blobs"] == 105
     for campaign_id in seeded:
         report = verify_campaign(session, campaign_id)
         assert report.ok, (campaign_id, report.differences[:5])

@@ -1,6 +1,6 @@
 """The traditional (per-record) seeder and the unit-of-work retry it runs in.
 
-The full-template tests are few on purpose (each copies ~1,700 rows and 789 attachments); the
+The full-template tests are few on purpose (each copies ~1,700 rows and 788 attachments); the
 behaviour around the edges (faults, retries, remapping) is tested on the small template, which
 has every shape that makes copying hard.
 """
@@ -79,7 +79,7 @@ def attachment_inserts_checked() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def imagekit_template(imagekit_app) -> Campaign:
-    """The full generated template, its 789 images stored on the local ImageKit server."""
+    """The full generated template, its 105 images stored on the local ImageKit server."""
     return generate_template(db.session, get_image_store())
 
 
@@ -111,26 +111,26 @@ def test_full_template_is_copied_and_verifies(imagekit_template, imagekit_server
     ).all()
     assert owners == [owner_id]
     # Every attachment was inserted after its record existed.
-    assert inserts["inserted"] == 789 and inserts["orphans"] == []
+    assert inserts["inserted"] == 788 and inserts["orphans"] == []
 
     if image_mode == "share":
         assert calls["upload"] == calls["copy"] == 0 and new_files == set()
         assert blob_count() == blobs_before and result.rows["image_blobs"] == 0
     else:
         # One server-side copy per attachment, no upload through us, one new blob each.
-        assert calls["upload"] == 0 and calls["copy"] == 789 and len(new_files) == 789
-        assert blob_count() == blobs_before + 789 == blobs_before + result.rows["image_blobs"]
+        assert calls["upload"] == 0 and calls["copy"] == 788 and len(new_files) == 788
+        assert blob_count() == blobs_before + 788 == blobs_before + result.rows["image_blobs"]
         copies = session.scalars(
             sa.select(ImageBlob).where(ImageBlob.meta["fileId"].as_string().in_(new_files))
         ).all()
-        assert len(copies) == 789
+        assert len(copies) == 788
         for blob in copies:
             assert checksum_of(imagekit_server.files[blob.meta["fileId"]].content) == blob.checksum
 
     report = verify_campaign(session, target_id)
     assert report.ok, report.differences[:10]
     assert (
-        report.counts["image_attachments"][{"share": "shared", "copy": "copied"}[image_mode]] == 789
+        report.counts["image_attachments"][{"share": "shared", "copy": "copied"}[image_mode]] == 788
     )
 
 

@@ -122,6 +122,11 @@ def _json_changed(template: Campaign, target: Campaign) -> None:
     one(Character, target, name="Johnny Tso").action_values = {"Guns": 16}
 
 
+def _description_trailing_space(template: Campaign, target: Campaign) -> None:
+    schtick = one(Schtick, target, category="Guns", name="Carnival of Carnage")
+    schtick.description += " "
+
+
 def _carry_missing(template: Campaign, target: Campaign) -> None:
     johnny = one(Character, target, name="Johnny Tso")
     shotgun = one(Weapon, target, name="Shotgun")
@@ -183,7 +188,21 @@ DAMAGE: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
         ],
     ),
     (_field_changed, ["weapon 'Shotgun'.damage: 99 (template: 13)"]),
-    (_json_changed, ["character 'Johnny Tso'.action_values: {'Guns': 16} (template: "]),
+    (
+        _json_changed,
+        [
+            "character 'Johnny Tso'.action_values: differs at offset 2 "
+            "(length 12, the template's 41)"
+        ],
+    ),
+    (
+        _description_trailing_space,
+        [
+            "schtick ('Guns', 'Carnival of Carnage').description: differs at offset 35 (length 36, "
+            "the template's 35): …[Carnage·—·“Guns”</p>·] (end) (template: "
+            "…[Carnage·—·“Guns”</p>] (end))"
+        ],
+    ),
     (_carry_missing, ["link character 'Johnny Tso' -> weapon 'Shotgun': missing"]),
     (_character_schtick_outside, ["character 'Ugly Shing'.schtick points outside the campaign"]),
     (_juncture_faction_outside, ["juncture 'Contemporary'.faction points outside the campaign"]),
@@ -257,3 +276,18 @@ def test_unknown_or_malformed_ids_and_missing_template(app):
         verify_campaign(db.session, missing)
     with pytest.raises(VerifyError, match="no template with id"):
         verify_campaign(db.session, template.id, uuid.uuid4())
+
+
+def test_differences_are_shown_where_they_are_with_invisible_characters_visible():
+    from portal.services.seeding.verify import describe_difference
+
+    long = "<p>" + "x" * 200 + "</p>"
+    shown = describe_difference(long + " ", long)
+    assert shown.startswith("differs at offset 207 (length 208, the template's 207): ")
+    assert shown.endswith(
+        "…[xxxxxxxxxxxxxxxx</p>·] (end) (template: …[xxxxxxxxxxxxxxxx</p>] (end))"
+    )
+    nbsp = describe_difference("a b\u00a0c\td", "a b c\td")
+    assert "[a·b\\u00a0c\\td]" in nbsp and "[a·b·c\\td]" in nbsp
+    assert describe_difference("abc", "abd") == "'abc' (template: 'abd')"
+    assert describe_difference(3, None) == "3 (template: None)"

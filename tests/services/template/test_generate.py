@@ -1,4 +1,5 @@
-"""The generated master template has exactly the production shape (docs/template-format.md)."""
+"""The generated master template has exactly the production shape (docs/template-format.md) by
+default, and the rich shape (carries, vehicles, positions, juncture->faction links) on request."""
 
 from __future__ import annotations
 
@@ -43,12 +44,12 @@ def test_stats_report_the_production_shape(template_app):
         "schtick_categories": 42,
         "prerequisite_links": 130,
         "prerequisite_links_outside_template": 0,
-        "max_prerequisite_depth": 5,
+        "max_prerequisite_depth": 6,
         "repeated_schtick_names": 11,
         "weapons": 86,
         "factions": 12,
         "junctures": 7,
-        "junctures_linked_to_factions": 7,
+        "junctures_linked_to_factions": 0,
         "characters": 40,
         "template_characters": 40,
         "character_types": {
@@ -60,22 +61,35 @@ def test_stats_report_the_production_shape(template_app):
             "Uber-Boss": 1,
         },
         "character_schticks": 157,
-        "carries": 42,
+        "carries": 0,
         "vehicles": 0,
-        "image_positions": 60,
-        "image_attachments": 789,
+        "image_positions": 0,
+        "image_attachments": 788,
         "image_attachments_by_type": {
             "Campaign": 1,
-            "Character": 40,
+            "Character": 39,
             "Faction": 12,
             "Juncture": 7,
             "Schtick": 643,
             "Weapon": 86,
         },
-        "image_blobs": 789,
-        "distinct_images": 49,
+        "image_blobs": 105,
+        "distinct_images": 105,
     }
     assert {k: stats[k] for k in expected} == expected
+
+
+def test_the_rich_shape_adds_links_carries_vehicles_and_positions(rich_template_app):
+    stats = template_stats(db.session)
+    assert (stats["schticks"], stats["max_prerequisite_depth"], stats["character_schticks"]) == (
+        643,
+        6,
+        157,
+    )
+    assert stats["junctures_linked_to_factions"] == 7
+    assert (stats["carries"], stats["vehicles"], stats["image_positions"]) == (42, 6, 60)
+    assert stats["image_attachments"] == 794 and stats["image_attachments_by_type"]["Vehicle"] == 6
+    assert stats["image_blobs"] == stats["distinct_images"] == 108
 
 
 def test_master_campaign_is_owned_by_the_template_owner(template_app):
@@ -90,7 +104,7 @@ def test_master_campaign_is_owned_by_the_template_owner(template_app):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 1
 
 
-def test_prerequisites_form_chains_inside_the_template_at_most_five_deep(template_app):
+def test_prerequisites_form_chains_inside_the_template_at_most_six_deep(template_app):
     master = find_master_template(db.session)
     rows = db.session.execute(
         sa.select(Schtick.id, Schtick.prerequisite_id, Schtick.category, Schtick.campaign_id)
@@ -103,8 +117,8 @@ def test_prerequisites_form_chains_inside_the_template_at_most_five_deep(templat
         parent = by_id[row.prerequisite_id]  # KeyError = a link leaving the template
         assert parent.category == row.category  # chains stay inside one category
     depths = prerequisite_depths({r.id: r.prerequisite_id for r in rows})
-    assert max(depths.values()) == 5
-    assert Counter(depths.values())[5] == 10  # ten chains of five schticks
+    assert max(depths.values()) == 6
+    assert Counter(depths.values())[6] == 5  # five chains of six schticks
 
 
 def test_prerequisite_depth_counts_schticks_not_hops():
@@ -132,11 +146,26 @@ def test_weapons_factions_and_junctures(template_app):
     faction_ids = set(db.session.scalars(sa.select(Faction.id)).all())
     assert len(faction_ids) == 12
     juncture_factions = db.session.scalars(sa.select(Juncture.faction_id)).all()
-    assert len(juncture_factions) == 7
-    assert all(f in faction_ids for f in juncture_factions)
+    assert juncture_factions == [None] * 7  # production: no juncture names a faction
 
 
-def test_characters_links_and_carries_stay_inside_the_template(template_app):
+def test_rich_junctures_link_to_template_factions(rich_template_app):
+    faction_ids = set(db.session.scalars(sa.select(Faction.id)).all())
+    juncture_factions = db.session.scalars(sa.select(Juncture.faction_id)).all()
+    assert len(juncture_factions) == 7 and all(f in faction_ids for f in juncture_factions)
+
+
+def test_characters_have_schticks_and_no_carries(template_app):
+    characters = db.session.scalars(sa.select(Character)).all()
+    assert len(characters) == 40 and all(c.is_template for c in characters)
+    schtick_ids = set(db.session.scalars(sa.select(Schtick.id)).all())
+    links = db.session.execute(sa.select(CharacterSchtick.schtick_id)).scalars().all()
+    assert len(links) == 157 and set(links) <= schtick_ids
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Carry)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ImagePosition)) == 0
+
+
+def test_rich_characters_links_and_carries_stay_inside_the_template(rich_template_app):
     characters = db.session.scalars(sa.select(Character)).all()
     assert len(characters) == 40 and all(c.is_template for c in characters)
     assert Counter(c.action_values["Type"] for c in characters)["PC"] == 35
@@ -148,12 +177,13 @@ def test_characters_links_and_carries_stay_inside_the_template(template_app):
     assert len(carries) == 42 and set(carries) <= weapon_ids
 
 
-def test_every_attachment_has_its_own_blob_and_stored_file(template_app):
+def test_each_distinct_image_is_one_blob_and_one_stored_file(template_app):
     attachments = db.session.scalars(sa.select(ImageAttachment)).all()
     blobs = {b.id: b for b in db.session.scalars(sa.select(ImageBlob)).all()}
-    assert len(attachments) == len(blobs) == 789
-    assert len({a.blob_id for a in attachments}) == 789
-    assert len({b.checksum for b in blobs.values()}) == 49
+    assert len(attachments) == 788 and len(blobs) == 105
+    assert {a.blob_id for a in attachments} == set(blobs)
+    assert len({b.checksum for b in blobs.values()}) == 105  # content-addressed: no duplicates
+    assert all(b.key.endswith(f"/{b.checksum}/{b.filename}") for b in blobs.values())
     store = get_image_store()
     for blob in blobs.values():
         assert blob.service_name == store.service_name
@@ -166,7 +196,7 @@ def test_every_attachment_has_its_own_blob_and_stored_file(template_app):
         assert len(content) == blob.byte_size
 
 
-def test_image_positions_point_at_template_records(template_app):
+def test_image_positions_point_at_template_records(rich_template_app):
     positions = db.session.scalars(sa.select(ImagePosition)).all()
     assert len(positions) == 60
     types = Counter(p.positionable_type for p in positions)
@@ -188,6 +218,27 @@ def test_text_is_plausible_html_with_non_ascii(template_app):
 
 def test_generation_is_deterministic():
     assert build_template_document() == build_template_document()
+    assert build_template_document(shape="rich") == build_template_document(shape="rich")
+
+
+def test_large_pictures_are_real_pngs_of_production_sizes():
+    from portal.services.images.rasters import raster_type
+    from portal.services.template.generator import Picture, large_sizes
+
+    sizes = large_sizes(105)
+    assert min(sizes) == 1_800_000 and max(sizes) == 3_700_000
+    assert 290e6 < sum(sizes) < 300e6  # the production template: 297 MB of distinct images
+    content = Picture("icon", 3, 1_800_000).render()
+    assert raster_type(content) == "image/png" and abs(len(content) - 1_800_000) < 3100
+    assert content == Picture("icon", 3, 1_800_000).render()  # deterministic
+    import zlib
+
+    assert len(zlib.compress(content, 6)) > 0.99 * len(content)  # incompressible: a real size
+
+
+def test_an_unknown_shape_is_refused(app):
+    with pytest.raises(TemplateError, match="unknown template shape 'huge'"):
+        generate_template(db.session, get_image_store(), shape="huge")
 
 
 def test_generating_twice_is_refused_and_changes_nothing(template_app, tmp_path):
