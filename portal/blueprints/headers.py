@@ -61,7 +61,9 @@ def content_security_policy(path: str) -> str:
 
 def add_security_headers(response: Response) -> Response:
     headers = response.headers
-    headers["Content-Security-Policy"] = content_security_policy(request.path)
+    # A view that set a stricter policy of its own (stored image files: `default-src 'none';
+    # sandbox`) keeps it; every other response gets the site's.
+    headers.setdefault("Content-Security-Policy", content_security_policy(request.path))
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "same-origin"
