@@ -335,6 +335,22 @@ def _token(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+# The security settings (docs/security.md documents each; a test checks).
+SECURITY_ENV_NAMES = (
+    "SIGN_IN_LIMIT_ACCOUNT",
+    "SIGN_IN_LIMIT_ADDRESS",
+    "LOCKOUT_THRESHOLD",
+    "LOCKOUT_MINUTES",
+    "REMEMBER_COOKIE_DAYS",
+    "SESSION_COOKIE_SECURE",
+    "PREFERRED_URL_SCHEME",
+    "PROXY_FIX_HOPS",
+    "SOCKETIO_ORIGINS",
+    "HEALTH_TOKEN",
+    "CAMPAIGN_CREATE_LIMIT",
+    "CAMPAIGN_CAP_PER_USER",
+)
+
 # Every variable `load_settings` reads (a test checks the two agree): `create_app(config)`
 # treats these keys of `config` as environment overrides and the rest as Flask settings.
 ENV_NAMES = frozenset(
@@ -360,18 +376,7 @@ ENV_NAMES = frozenset(
         "SLACK_WEBHOOK_URL",
         "ALERT_COOLDOWN_MINUTES",
         "API_TOKEN_TTL_DAYS",
-        "SIGN_IN_LIMIT_ACCOUNT",
-        "SIGN_IN_LIMIT_ADDRESS",
-        "LOCKOUT_THRESHOLD",
-        "LOCKOUT_MINUTES",
-        "REMEMBER_COOKIE_DAYS",
-        "SESSION_COOKIE_SECURE",
-        "PREFERRED_URL_SCHEME",
-        "PROXY_FIX_HOPS",
-        "SOCKETIO_ORIGINS",
-        "HEALTH_TOKEN",
-        "CAMPAIGN_CREATE_LIMIT",
-        "CAMPAIGN_CAP_PER_USER",
+        *SECURITY_ENV_NAMES,
         "METRICS_TOKEN",
     }
 )

@@ -8,7 +8,7 @@ TEST_DATABASE_URL / TEST_REDIS_URL are set, SQLite and fakeredis otherwise.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,26 @@ def rich_template_app(
 ) -> Iterator[Flask]:
     """An app on a private copy of the rich template database, inside an app context."""
     yield from app_on(databases, rich_template_golden, redis_url)
+
+
+@pytest.fixture
+def app_factory(
+    databases: TestDatabases, migrated_golden: str, redis_url: str
+) -> Iterator[Callable[..., Flask]]:
+    """`app_factory(**settings)`: an app on a fresh, migrated, empty database with these
+    settings, inside its app context; as many as a test needs, all dropped afterwards."""
+    running: list[Iterator[Flask]] = []
+
+    def build(**overrides: Any) -> Flask:
+        generator = app_on(databases, migrated_golden, redis_url, **overrides)
+        app = next(generator)
+        running.append(generator)
+        return app
+
+    yield build
+    for generator in reversed(running):
+        for _ in generator:
+            pass
 
 
 @pytest.fixture

@@ -19,18 +19,26 @@ from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
 from portal.models.pool import PoolEvent, PoolSetting
 from portal.models.users import ApiToken, LoginSession, User
 
+# A campaign's content: one model per table, by the name its rows are counted and exported
+# under, in the order a copy writes them (a juncture may name a faction; characters and vehicles
+# name both). The one list every service that walks a campaign's content uses.
+CONTENT_MODELS: dict[str, type[ContentRow]] = {
+    "factions": Faction,
+    "junctures": Juncture,
+    "schticks": Schtick,
+    "weapons": Weapon,
+    "characters": Character,
+    "vehicles": Vehicle,
+}
+
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
 RECORD_TYPES: dict[str, type[Campaign | ContentRow]] = {
     "Campaign": Campaign,
-    "Schtick": Schtick,
-    "Weapon": Weapon,
-    "Faction": Faction,
-    "Juncture": Juncture,
-    "Character": Character,
-    "Vehicle": Vehicle,
+    **{model.__name__: model for model in CONTENT_MODELS.values()},
 }
 
 __all__ = [
+    "CONTENT_MODELS",
     "IMAGE_SERVICES",
     "POOL_STATUSES",
     "POOL_TYPES",

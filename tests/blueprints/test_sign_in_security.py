@@ -7,7 +7,7 @@ the lock from the portal, and every attempt is logged without the password."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,33 +18,24 @@ from flask.testing import FlaskClient
 from portal.extensions import db
 from portal.models import User, utcnow
 from portal.services.accounts.users import create_user
-from tests.conftest import app_on
 from tests.support.auth import DEFAULT_PASSWORD, csrf_token_from
-from tests.support.databases import TestDatabases
 
 GM = "gm@example.com"
 ADMIN = "admin@example.com"
 
 
 @pytest.fixture
-def make(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Iterator[Callable]:
-    """`make(**settings)`: an app on a fresh database with these settings, an admin and a
-    gamemaster in it."""
-    running: list[Iterator[Flask]] = []
+def make(app_factory: Callable[..., Flask]) -> Callable[..., Flask]:
+    """`make(**settings)`: an app with these settings, an admin and a gamemaster in it."""
 
     def build(**overrides: Any) -> Flask:
-        generator = app_on(databases, migrated_golden, redis_url, **overrides)
-        app = next(generator)
-        running.append(generator)
+        app = app_factory(**overrides)
         create_user(db.session, ADMIN, "Ada Admin", DEFAULT_PASSWORD, admin=True)
         create_user(db.session, GM, "Gus GM", DEFAULT_PASSWORD, gamemaster=True)
         db.session.commit()
         return app
 
-    yield build
-    for generator in reversed(running):
-        for _ in generator:
-            pass
+    return build
 
 
 def form_login(client: FlaskClient, email: str, password: str, **environ: Any) -> Any:

@@ -5,7 +5,7 @@ and live REMEMBER_COOKIE_DAYS (14 by default)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,30 +16,23 @@ from flask.testing import FlaskClient
 from portal.extensions import db
 from portal.models import LoginSession, User, utcnow
 from portal.services.accounts.users import create_user, set_active, set_password
-from tests.conftest import app_on
 from tests.support.auth import DEFAULT_PASSWORD, AuthActions, csrf_token_from
-from tests.support.databases import TestDatabases
 
 ADMIN = "admin@example.com"
 COOKIES = ("session", "remember_token")
 
 
 @pytest.fixture
-def make(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Iterator[Callable]:
-    running: list[Iterator[Flask]] = []
+def make(app_factory: Callable[..., Flask]) -> Callable[..., Flask]:
+    """`make(**settings)`: an app with these settings and an admin in it."""
 
     def build(**overrides: Any) -> Flask:
-        generator = app_on(databases, migrated_golden, redis_url, **overrides)
-        app = next(generator)
-        running.append(generator)
+        app = app_factory(**overrides)
         create_user(db.session, ADMIN, "Ada Admin", DEFAULT_PASSWORD, admin=True)
         db.session.commit()
         return app
 
-    yield build
-    for generator in reversed(running):
-        for _ in generator:
-            pass
+    return build
 
 
 def signed_in(app: Flask, remember: bool = True) -> FlaskClient:

@@ -190,9 +190,9 @@ def copy_counts(session: Session, campaign_id: uuid.UUID) -> tuple[int, int]:
 
 
 def _record_ids(campaign_id: uuid.UUID) -> sa.Select:
-    from portal.services.campaigns.records import CONTENT_TABLES
+    from portal.models import CONTENT_MODELS
 
-    selects = [sa.select(m.id).where(m.campaign_id == campaign_id) for m in CONTENT_TABLES.values()]
+    selects = [sa.select(m.id).where(m.campaign_id == campaign_id) for m in CONTENT_MODELS.values()]
     return sa.union_all(sa.select(sa.literal(campaign_id)), *selects)
 
 

@@ -16,9 +16,9 @@ from flask.typing import ResponseReturnValue
 
 from portal.blueprints.api.blueprint import bp
 from portal.blueprints.api.campaigns import MAX_PAGE, PAGE_SIZE
+from portal.models import CONTENT_MODELS
 from portal.services.accounts.tokens import TOKEN_NAME_MAX
 from portal.services.campaigns.input import DESCRIPTION_MAX, NAME_MAX
-from portal.services.campaigns.records import CONTENT_TABLES
 from portal.services.infra.text_input import NOT_VISIBLE_CLASS
 
 JSON = "application/json"
@@ -35,7 +35,7 @@ TOKEN_NAME_PATTERN = "^(|" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + ")$"
 DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f" + _BIDI + "]*$"
 CREDENTIAL_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 # What campaign_json's `counts` holds: one per content table, plus the campaign's own images.
-COUNT_NAMES = (*CONTENT_TABLES, "images")
+COUNT_NAMES = (*CONTENT_MODELS, "images")
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -8,28 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import (
+    CONTENT_MODELS,
     Campaign,
-    Character,
     ContentRow,
-    Faction,
     ImageAttachment,
-    Juncture,
-    Schtick,
     User,
-    Vehicle,
-    Weapon,
     utcnow,
 )
-
-# The content a campaign carries, by the name its count goes under.
-CONTENT_TABLES: dict[str, type[ContentRow]] = {
-    "schticks": Schtick,
-    "weapons": Weapon,
-    "factions": Faction,
-    "junctures": Juncture,
-    "characters": Character,
-    "vehicles": Vehicle,
-}
 
 
 class CampaignError(ValueError):
@@ -83,7 +68,7 @@ def content_count_columns(
 
     columns = [
         count(model, model.campaign_id == campaign_id).label(name)
-        for name, model in CONTENT_TABLES.items()
+        for name, model in CONTENT_MODELS.items()
     ]
     if with_images:
         own_images = count(

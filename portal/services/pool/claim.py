@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from portal.models import (
+    CONTENT_MODELS,
     Campaign,
     Character,
     ImagePosition,
@@ -31,16 +32,11 @@ from portal.models import (
     utcnow,
 )
 from portal.models.base import UTCDateTime
-from portal.services.campaigns.records import (
-    CONTENT_TABLES,
-    CampaignError,
-    content_count_columns,
-    content_counts,
-)
+from portal.services.campaigns.records import CampaignError, content_count_columns, content_counts
 from portal.services.pool.events import PoolEventKind, record_pool_event
 
 # Content tables whose rows carry created_at/updated_at and a campaign_id.
-TIMESTAMPED_CONTENT = tuple(CONTENT_TABLES.values())
+TIMESTAMPED_CONTENT = tuple(CONTENT_MODELS.values())
 # Content whose rows belong to a user and follow the campaign's owner on a master-pool claim.
 OWNED_CONTENT = (Character, Vehicle)
 
@@ -224,7 +220,7 @@ CLAIM_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
     getattr(Campaign, name) for name in ClaimedCampaign._fields
 )
 CLAIM_WIDTH = len(CLAIM_COLUMNS)
-COUNT_NAMES = (*CONTENT_TABLES, "images")
+COUNT_NAMES = (*CONTENT_MODELS, "images")
 P_USER = sa.bindparam("p_user", type_=sa.Uuid())
 
 

@@ -27,20 +27,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import (
+    CONTENT_MODELS,
     RECORD_TYPES,
     Campaign,
     Carry,
     Character,
     CharacterSchtick,
     ContentRow,
-    Faction,
     ImageAttachment,
     ImageBlob,
     ImagePosition,
     Juncture,
     Schtick,
     Vehicle,
-    Weapon,
 )
 from portal.services.campaigns.records import find_master_template
 from portal.services.images.store import ImageStore, checksum_of
@@ -60,13 +59,8 @@ _NOT_CONTENT = frozenset(
     }
 )
 # Record sections in the order they are reported: (label, model).
-_SECTIONS: tuple[tuple[str, type[ContentRow]], ...] = (
-    ("faction", Faction),
-    ("juncture", Juncture),
-    ("schtick", Schtick),
-    ("weapon", Weapon),
-    ("character", Character),
-    ("vehicle", Vehicle),
+_SECTIONS: tuple[tuple[str, type[ContentRow]], ...] = tuple(
+    (name.removesuffix("s"), model) for name, model in CONTENT_MODELS.items()
 )
 COUNTED = (
     "factions",

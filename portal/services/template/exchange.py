@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import (
+    CONTENT_MODELS,
     Campaign,
     Carry,
     Character,
@@ -56,7 +57,7 @@ from portal.services.template.imagefiles import ImageCatalog, ImageSource, Spool
 from portal.services.template.reader import read_template_file, read_template_stream
 from portal.services.template.scope import attachments_of, positions_of
 from portal.services.template.validation import ValidTemplate, validate_template
-from portal.services.template.writer import SECTION_MODELS, WriteReport, write_template
+from portal.services.template.writer import WriteReport, write_template
 
 
 def canonical(value: Any) -> Any:
@@ -92,7 +93,7 @@ class _Exporter:
         self.blobs_by_checksum: dict[str, list[ImageBlob]] = defaultdict(list)
 
     def load(self) -> None:
-        for section, model in SECTION_MODELS.items():
+        for section, model in CONTENT_MODELS.items():
             rows = sorted(
                 _campaign_rows(self.session, model, self.master.id),
                 key=functools.partial(_natural_key, section),

@@ -15,23 +15,23 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import (
+    CONTENT_MODELS,
     Carry,
     Character,
     CharacterSchtick,
     ContentRow,
-    Faction,
     ImageAttachment,
     ImageBlob,
     ImagePosition,
     Juncture,
     Schtick,
-    Vehicle,
-    Weapon,
 )
 from portal.services.campaigns.records import find_master_template
 from portal.services.template.errors import TemplateError
 from portal.services.template.scope import attachments_of, positions_of
 
+# Content counted by its rows alone (schticks and characters get figures of their own).
+COUNTED_HERE = ("weapons", "factions", "junctures", "vehicles")
 CHARACTER_TYPES = ("PC", "Ally", "Boss", "Featured Foe", "Mook", "Uber-Boss")
 
 
@@ -107,9 +107,7 @@ def template_stats(session: Session) -> dict[str, Any]:
         "prerequisite_links_outside_template": sum(1 for p in linked if p not in links),
         "max_prerequisite_depth": max(depths.values(), default=0),
         "repeated_schtick_names": sum(1 for c in categories_by_name.values() if len(c) > 1),
-        "weapons": _count(session, Weapon, cid),
-        "factions": _count(session, Faction, cid),
-        "junctures": _count(session, Juncture, cid),
+        **{name: _count(session, CONTENT_MODELS[name], cid) for name in COUNTED_HERE},
         "junctures_linked_to_factions": junctures_linked,
         "characters": len(character_rows),
         "template_characters": sum(1 for row in character_rows if row.is_template),
@@ -125,7 +123,6 @@ def template_stats(session: Session) -> dict[str, Any]:
             .select_from(Carry)
             .where(Carry.character_id.in_(character_ids))
         ),
-        "vehicles": _count(session, Vehicle, cid),
         "image_positions": session.scalar(
             sa.select(sa.func.count()).select_from(ImagePosition).where(positions_of(cid))
         ),

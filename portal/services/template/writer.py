@@ -21,20 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import (
+    CONTENT_MODELS,
     Campaign,
     Carry,
-    Character,
     CharacterSchtick,
-    ContentRow,
-    Faction,
     ImageAttachment,
     ImageBlob,
     ImagePosition,
-    Juncture,
-    Schtick,
     User,
-    Vehicle,
-    Weapon,
     utcnow,
 )
 from portal.services.campaigns.records import find_master_template
@@ -51,14 +45,6 @@ log = logging.getLogger("portal.template")
 TEMPLATE_OWNER_EMAIL = "template-owner@campaign-pool.invalid"
 TEMPLATE_OWNER_NAME = "Master Template Owner"
 
-SECTION_MODELS: dict[str, type[ContentRow]] = {
-    "factions": Faction,
-    "junctures": Juncture,
-    "schticks": Schtick,
-    "weapons": Weapon,
-    "characters": Character,
-    "vehicles": Vehicle,
-}
 # Sections whose rows carry a user_id: template characters and vehicles belong to the owner.
 OWNED_SECTIONS = ("characters", "vehicles")
 KEY_SAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -294,7 +280,7 @@ def _store_files(
 
 def _insert_rows(session: Session, plan: _Plan, blobs: list[dict[str, Any]]) -> None:
     inserts: list[tuple[type, list[dict[str, Any]]]] = [
-        *((SECTION_MODELS[s], plan.rows[s]) for s in SECTIONS),
+        *((CONTENT_MODELS[s], plan.rows[s]) for s in SECTIONS),
         (CharacterSchtick, plan.rows["character_schticks"]),
         (Carry, plan.rows["carries"]),
         (ImagePosition, plan.rows["image_positions"]),

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from portal import settings_of
 from portal.extensions import db
 from portal.models import (
+    CONTENT_MODELS,
     Campaign,
     Character,
     ImageAttachment,
@@ -21,7 +22,7 @@ from portal.models import (
     utcnow,
 )
 from portal.services.accounts.users import create_user
-from portal.services.campaigns.records import CONTENT_TABLES, content_counts, find_master_template
+from portal.services.campaigns.records import content_counts, find_master_template
 from portal.services.infra.queue import get_redis
 from portal.services.pool.claim import (
     OWNED_CONTENT,
@@ -56,7 +57,7 @@ def campaign_positions(campaign_id: uuid.UUID) -> list[ImagePosition]:
     """Every image position on the campaign or one of its records, found without the claim's
     per-type queries (so the test does not share their mistakes)."""
     record_ids = [campaign_id]
-    for model in CONTENT_TABLES.values():
+    for model in CONTENT_MODELS.values():
         record_ids += db.session.scalars(
             sa.select(model.id).where(model.campaign_id == campaign_id)
         )
@@ -98,7 +99,7 @@ def test_assignment_renames_transfers_and_refreshes_every_child(rich_template_ap
     (pool_id,) = fill(rich_template_app, count=1)
     # Age the pool campaign and its children so "fresh" timestamps are distinguishable.
     old = utcnow() - timedelta(days=3)
-    for model in (Campaign, *CONTENT_TABLES.values()):
+    for model in (Campaign, *CONTENT_MODELS.values()):
         column = model.id if model is Campaign else model.campaign_id
         db.session.execute(
             sa.update(model).where(column == pool_id).values(created_at=old, updated_at=old)
@@ -132,7 +133,7 @@ def test_assignment_renames_transfers_and_refreshes_every_child(rich_template_ap
     assert (campaign.is_pool, campaign.pool_status) == (False, "assigned")
     assert campaign.created_at >= before and campaign.activated_at >= before
     assert campaign.pool_created_at == old  # the truth is kept
-    for model in CONTENT_TABLES.values():
+    for model in CONTENT_MODELS.values():
         stale = db.session.scalar(
             sa.select(sa.func.count()).where(
                 model.campaign_id == pool_id,
@@ -183,7 +184,7 @@ def test_a_claim_rewrites_every_content_row_as_a_heap_only_update(rich_template_
     gm = make_user("gm@example.com")
     tables = {
         name: model.__table__.name
-        for name, model in CONTENT_TABLES.items()
+        for name, model in CONTENT_MODELS.items()
         if model not in OWNED_CONTENT
     }
     tables["positions"] = ImagePosition.__table__.name
