@@ -7,6 +7,8 @@ that starts with a half-understood configuration fails later in a way that is mu
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -58,6 +60,18 @@ class Settings:
         return timedelta(days=self.api_token_ttl_days) if self.api_token_ttl_days else None
 
     pool_build_timeout_s: int = 600
+    # JSON Web Tokens for the Chi War clients (docs/api.md, "JWT"). The default secret is
+    # derived from SECRET_KEY, so a deployment that sets nothing still signs with a private key.
+    jwt_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_lifetime_hours: int = 168
+    # Browser origins allowed to call the API cross-origin (Flask-CORS); none by default.
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def jwt_lifetime(self) -> timedelta:
+        """How long a JWT issued here stays valid (its `exp` minus its `iat`)."""
+        return timedelta(hours=self.jwt_lifetime_hours)
 
     @property
     def embedded_queue(self) -> bool:
@@ -92,7 +106,7 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, safe to log or show in the portal."""
-        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url"}
+        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url", "jwt_secret"}
         out = asdict(self)
         for name in secret_fields:
             if out.get(name):
@@ -218,6 +232,46 @@ def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return emails
 
 
+JWT_ALGORITHMS = ("HS256", "HS512")
+JWT_SECRET_MIN = 32
+ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _jwt_secret(env: Mapping[str, str], secret_key: str) -> str:
+    """JWT_SECRET, or a key derived from SECRET_KEY (HMAC, so the two never coincide). At least
+    32 characters: shorter HMAC keys are guessable offline from any one token."""
+    raw = _blank_to_none(env.get("JWT_SECRET"))
+    if raw is None:
+        return hmac.new(secret_key.encode(), b"campaign-pool jwt", hashlib.sha256).hexdigest()
+    if len(raw) < JWT_SECRET_MIN:
+        raise ConfigError(f"JWT_SECRET must be at least {JWT_SECRET_MIN} characters long")
+    return raw
+
+
+def _jwt_algorithm(env: Mapping[str, str]) -> str:
+    raw = _blank_to_none(env.get("JWT_ALGORITHM"))
+    if raw is None:
+        return "HS256"
+    if raw.upper() not in JWT_ALGORITHMS:
+        raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(JWT_ALGORITHMS)}, got {raw!r}")
+    return raw.upper()
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated `scheme://host[:port]` origins, as a browser sends them in `Origin`
+    (no path, no trailing slash, no wildcard: every allowed site is named)."""
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return ()
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if not ORIGIN_RE.match(origin):
+            raise ConfigError(
+                f"{name} holds {origin!r}, which is not an origin like https://chiwar.example"
+            )
+    return origins
+
+
 # Every variable `load_settings` reads (a test checks the two agree): `create_app(config)`
 # treats these keys of `config` as environment overrides and the rest as Flask settings.
 ENV_NAMES = frozenset(
@@ -242,6 +296,10 @@ ENV_NAMES = frozenset(
         "SLACK_WEBHOOK_URL",
         "ALERT_COOLDOWN_MINUTES",
         "API_TOKEN_TTL_DAYS",
+        "JWT_SECRET",
+        "JWT_ALGORITHM",
+        "JWT_LIFETIME_HOURS",
+        "CORS_ORIGINS",
     }
 )
 
@@ -266,10 +324,11 @@ def load_settings(
     mail_sender = _blank_to_none(env.get("MAIL_DEFAULT_SENDER")) or "campaign-pool@localhost"
     if "@" not in mail_sender:
         raise ConfigError(f"MAIL_DEFAULT_SENDER must be an email address, got {mail_sender!r}")
+    secret_key = _secret_key(env, instance_path)
     return Settings(
         database_url=_database_url(env, instance_path),
         redis_url=_redis_url(env),
-        secret_key=_secret_key(env, instance_path),
+        secret_key=secret_key,
         imagekit_private_key=private_key,
         imagekit_public_key=_blank_to_none(env.get("IMAGEKIT_PUBLIC_KEY")),
         imagekit_url_endpoint=url_endpoint,
@@ -287,4 +346,8 @@ def load_settings(
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
+        jwt_secret=_jwt_secret(env, secret_key),
+        jwt_algorithm=_jwt_algorithm(env),
+        jwt_lifetime_hours=_int(env, "JWT_LIFETIME_HOURS", 168, minimum=1, maximum=8760),
+        cors_origins=_origins(env, "CORS_ORIGINS"),
     )

@@ -15,7 +15,7 @@ from portal.models.content import (
 )
 from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
 from portal.models.pool import POOL_EVENT_KINDS, PoolEvent, PoolSetting
-from portal.models.users import ApiToken, User
+from portal.models.users import ApiToken, CliAuthCode, JwtDenylist, User
 
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
 RECORD_TYPES: dict[str, type[Base]] = {
@@ -40,11 +40,13 @@ __all__ = [
     "Campaign",
     "Carry",
     "Character",
+    "CliAuthCode",
     "CharacterSchtick",
     "Faction",
     "ImageAttachment",
     "ImageBlob",
     "ImagePosition",
+    "JwtDenylist",
     "Juncture",
     "PoolEvent",
     "PoolSetting",
