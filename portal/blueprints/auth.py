@@ -24,11 +24,12 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
-from portal.blueprints.forms import LoginForm
+from portal.blueprints.forms import CliApproveForm, LoginForm
 from portal.extensions import db, login_manager
 from portal.models import User
+from portal.services.accounts.cli_auth import CliCodeError, approve_code, pending_code
 from portal.services.accounts.users import authenticate
 
 log = logging.getLogger("portal.auth")
@@ -135,3 +136,29 @@ def logout() -> ResponseReturnValue:
         logout_user()
         flash("Signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/cli/auth", methods=["GET", "POST"])
+@login_required
+def cli_approve() -> ResponseReturnValue:
+    """Where `chiwar login` sends the browser: the signed-in user approves the code the CLI
+    shows (POST with CSRF), and the CLI's next poll signs it in as them. A stranger's link
+    only asks them to sign in first (Flask-Login redirects to /login?next=...)."""
+    form = CliApproveForm()
+    if request.method == "GET":
+        code = (request.args.get("code") or "")[:64]
+        form.code.data = code
+        known = pending_code(db.session, code) is not None
+        return render_template("auth/cli_approve.html", form=form, code=code, known=known)
+    if not form.validate_on_submit():
+        return render_template("auth/cli_approve.html", form=form, code="", known=False), 400
+    try:
+        approve_code(db.session, form.code.data or "", current_user)
+    except CliCodeError:
+        db.session.rollback()
+        return render_template(
+            "auth/cli_approve.html", form=form, code=form.code.data, known=False
+        ), 410
+    db.session.commit()
+    log.info("auth.cli_approved", extra={"user_id": str(current_user.id)})
+    return render_template("auth/cli_approve.html", form=form, code=form.code.data, approved=True)
