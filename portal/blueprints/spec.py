@@ -7,9 +7,9 @@ source of truth".
 
 Validation failures are answered in the API's own error shape, not spectree's: `before_hook`
 turns a pydantic error into `{"errors": {"field": ["message"]}}`, with 422 for a body and 400
-for query parameters or a sign-in (the servers answer those with 400). It also refuses a body
-of the wrong type (415) or malformed JSON (400) before anything is validated, which spectree by
-itself would read as an empty object.
+for query parameters or a sign-in (the servers answer those with 400). `check_request_body`
+refuses a body of the wrong type (415) or malformed JSON (400) before anything is validated,
+which spectree by itself would read as an empty object.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ MESSAGES = {
     "json_type": "must be a JSON text",
     "uuid_parsing": "is not a UUID",
     "uuid_type": "is not a UUID",
+    "extra_forbidden": "is not a known field",
 }
 
 
@@ -89,8 +90,10 @@ def check_body(has_json: bool, has_form: bool) -> None:
         return
     if has_json and (request.mimetype in JSON_MIMETYPES or request.mimetype.endswith("+json")):
         raw = request.get_data(cache=True)
+        if not raw.strip():
+            raise ApiError(400, "request body is empty", {"base": ["request body is empty"]})
         try:
-            data = json.loads(raw) if raw.strip() else None
+            data = json.loads(raw)
         except ValueError as error:  # includes UnicodeDecodeError
             message = f"malformed JSON: {error}"
             raise ApiError(400, message, {"base": [message]}) from None
@@ -108,15 +111,23 @@ def check_body(has_json: bool, has_form: bool) -> None:
     raise ApiError(415, message, {"base": [message]})
 
 
+def check_request_body() -> None:
+    """A `before_request` of the API blueprints: the body checks of `check_body` for a route
+    that declares a JSON or form model, before spectree parses the body (its parser would
+    turn malformed JSON into an empty object, and JSON nested thousands deep into a crash)."""
+    if request.method in ("GET", "DELETE", "HEAD", "OPTIONS"):
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    metadata = api_spec.get_function_metadata(view) if view is not None else None
+    if metadata is not None and (metadata.json or metadata.form):
+        check_body(bool(metadata.json), bool(metadata.form))
+
+
 def before_hook(
     req: Any, resp: Any, req_validation_error: Exception | None, instance: Any, adapter: Any
 ) -> None:
-    """Runs after spectree validated the request, before the view (see the module docstring)."""
-    view = current_app.view_functions.get(request.endpoint or "")
-    metadata = api_spec.get_function_metadata(view) if view is not None else None
-    has_body = request.method not in ("GET", "DELETE", "HEAD")
-    if has_body and metadata is not None and (metadata.json or metadata.form):
-        check_body(bool(metadata.json), bool(metadata.form))
+    """Runs after spectree validated the request, before the view: a validation error becomes
+    an ApiError in the API's shape (see the module docstring)."""
     if req_validation_error is None:
         return
     errors = (

@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from portal.blueprints.errors import ApiError
+from portal.blueprints.spec import check_request_body
 from portal.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
@@ -38,6 +39,10 @@ def larger_limit_for_uploads() -> None:
         "api.update",
     ):
         request.max_content_length = MULTIPART_MAX_BYTES
+
+
+bp.before_request(check_request_body)
+users_bp.before_request(check_request_body)
 
 
 @bp.after_request

@@ -13,11 +13,13 @@ number; the text rules are the service layer's (`clean_name`, `clean_description
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Json,
@@ -48,6 +50,7 @@ TOKEN_NAME_PATTERN = "^(|" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + ")$"
 DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
 CREDENTIAL_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 SEARCH_MAX = 255
+PAGE_RE = re.compile(r"[0-9]{1,7}")
 CODE_MAX = 64
 
 
@@ -346,7 +349,7 @@ class NewCampaignForm(Lenient):
     """multipart: `campaign` is the campaign as a JSON text (the web client), `image` a file."""
 
     campaign: Json[NewCampaignFields]
-    image: Upload | None = None
+    image: Upload = None
 
 
 class CampaignChangesJson(Lenient):
@@ -355,12 +358,23 @@ class CampaignChangesJson(Lenient):
 
 class CampaignChangesForm(Lenient):
     campaign: Json[CampaignChanges]
-    image: Upload | None = None
+    image: Upload = None
+
+
+def _digits(value: Any) -> Any:
+    """A whole number in ASCII digits, as sent in a query string: `int()` alone would also
+    take "1_0", " 3 " or Arabic-Indic digits."""
+    if isinstance(value, str) and not PAGE_RE.fullmatch(value):
+        raise PydanticCustomError("int_parsing", "must be a whole number")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_digits)]
 
 
 class ListQuery(Lenient):
-    page: int = Field(default=1, ge=1, le=MAX_PAGE)
-    per_page: int = Field(
+    page: WholeNumber = Field(default=1, ge=1, le=MAX_PAGE)
+    per_page: WholeNumber = Field(
         default=PER_PAGE_DEFAULT,
         ge=1,
         description=f"Campaigns a page; more than {PER_PAGE_MAX} is taken as {PER_PAGE_MAX}.",
