@@ -88,9 +88,11 @@ class PhoenixClient:
 
     def push(self, topic: str, status: str) -> dict[str, Any]:
         return self.wait_for(
-            lambda e: e["type"] == "push"
-            and e["topic"] == topic
-            and e["payload"].get("seeding_status") == status
+            lambda e: (
+                e["type"] == "push"
+                and e["topic"] == topic
+                and e["payload"].get("seeding_status") == status
+            )
         )
 
     def close(self) -> None:
