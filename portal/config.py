@@ -325,6 +325,9 @@ def load_settings(
     if "@" not in mail_sender:
         raise ConfigError(f"MAIL_DEFAULT_SENDER must be an email address, got {mail_sender!r}")
     secret_key = _secret_key(env, instance_path)
+    jwt_secret, jwt_algorithm = _jwt_secret(env, secret_key), _jwt_algorithm(env)
+    if jwt_algorithm == "HS512" and len(jwt_secret) < 64:
+        raise ConfigError("JWT_SECRET must be at least 64 characters long for HS512 (RFC 7518)")
     return Settings(
         database_url=_database_url(env, instance_path),
         redis_url=_redis_url(env),
@@ -346,8 +349,8 @@ def load_settings(
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
-        jwt_secret=_jwt_secret(env, secret_key),
-        jwt_algorithm=_jwt_algorithm(env),
+        jwt_secret=jwt_secret,
+        jwt_algorithm=jwt_algorithm,
         jwt_lifetime_hours=_int(env, "JWT_LIFETIME_HOURS", 168, minimum=1, maximum=8760),
         cors_origins=_origins(env, "CORS_ORIGINS"),
     )

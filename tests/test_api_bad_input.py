@@ -113,10 +113,16 @@ CASES: dict[str, Bad] = {
         415, "base", data="campaign[name]=x", content_type="application/x-www-form-urlencoded"
     ),
     "multipart without a campaign part": Bad(
-        422, "campaign", data={"name": "x"}, content_type="multipart/form-data"  # type: ignore[arg-type]
+        422,
+        "campaign",
+        data={"name": "x"},
+        content_type="multipart/form-data",  # type: ignore[arg-type]
     ),
     "multipart campaign part not JSON": Bad(
-        422, "campaign", data={"campaign": "{name"}, content_type="multipart/form-data"  # type: ignore[arg-type]
+        422,
+        "campaign",
+        data={"campaign": "{name"},
+        content_type="multipart/form-data",  # type: ignore[arg-type]
     ),
     "10 MB body": Bad(
         413, "base", data=json.dumps(body("x" * TEN_MB)), content_type="application/json"

@@ -25,7 +25,7 @@ from tests.auth_helpers import DEFAULT_PASSWORD, AuthActions
 from tests.conftest import app_on
 from tests.databases import TestDatabases
 
-SHARED = "a-secret-shared-with-the-chi-war-server-0123456789abcdef"
+SHARED = "a-secret-shared-with-the-chi-war-server-" + "0123456789abcdef" * 3
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_a_token_of_the_elixir_server_is_accepted(shared_app: Flask, gm: Any) ->
 @pytest.mark.parametrize(
     "doctored",
     [
-        pytest.param({"secret": "another-secret-of-enough-length-0123456789"}, id="wrong secret"),
+        pytest.param({"secret": "another-secret-" + "9" * 60}, id="wrong secret"),
         pytest.param({"exp": int(time.time()) - 120}, id="expired"),
         pytest.param({"jti": None}, id="no jti"),
         pytest.param({"sub": str(uuid.uuid4())}, id="unknown user"),
@@ -137,6 +137,8 @@ def test_jwt_settings_are_checked(tmp_path) -> None:
         load_settings({**base, "JWT_SECRET": "short"}, tmp_path)
     with pytest.raises(ConfigError, match="JWT_ALGORITHM"):
         load_settings({**base, "JWT_ALGORITHM": "RS256"}, tmp_path)
+    with pytest.raises(ConfigError, match="HS512"):
+        load_settings({**base, "JWT_ALGORITHM": "HS512", "JWT_SECRET": "y" * 40}, tmp_path)
     with pytest.raises(ConfigError, match="CORS_ORIGINS"):
         load_settings({**base, "CORS_ORIGINS": "https://chiwar.example/path"}, tmp_path)
     settings = load_settings({**base, "JWT_ALGORITHM": "hs512"}, tmp_path)

@@ -20,6 +20,7 @@ from typing import Any
 from flask import current_app, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spectree import SecurityScheme, SpecTree
+from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from spectree.models import SecuritySchemeData
 
 from portal.blueprints.errors import ApiError
@@ -140,6 +141,15 @@ def before_hook(
     raise ApiError(status, f"invalid request: {summary}"[:500], errors)
 
 
+class ModelAdapter(PydanticModelAdapter):
+    """spectree's pydantic adapter, except that the errors it lists leave out what the client
+    sent: an uploaded file cannot be turned into JSON (spectree serializes the list before our
+    `before_hook` replaces it), and echoing input back is never needed."""
+
+    def validation_errors(self, err: ValidationError) -> Any:
+        return err.errors(include_context=False, include_input=False, include_url=False)
+
+
 api_spec = SpecTree(
     "flask",
     title="Campaign Pool API",
@@ -155,6 +165,7 @@ api_spec = SpecTree(
     # /api/v2. Its pages are never registered (they would load Swagger from a CDN).
     path="apidoc",
     annotations=False,
+    model_adapter=ModelAdapter(),
     before=before_hook,
     validation_error_status=422,
     validation_error_model=Error,

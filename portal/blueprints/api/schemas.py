@@ -109,6 +109,7 @@ Credential = Annotated[
 ]
 Code = Annotated[
     StrictStr,
+    Field(max_length=CODE_MAX),
     _rule(_visible_text),
     WithJsonSchema({"type": "string", "maxLength": CODE_MAX, "pattern": CREDENTIAL_PATTERN}),
 ]
