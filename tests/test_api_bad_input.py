@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from portal.services.pool.client_campaigns import MAX_PAGE
 from portal.extensions import db
 from portal.models import ApiToken, Campaign, PoolEvent, utcnow
 from portal.services.accounts.tokens import revoke_token
 from portal.services.campaigns.input import DESCRIPTION_MAX, NAME_MAX
 from portal.services.infra.queue import get_redis
+from portal.services.pool.client_campaigns import MAX_PAGE
 from portal.services.pool.config import set_pool_setting
 from portal.services.pool.replenish import replenish_pool
 from tests.auth_helpers import DEFAULT_PASSWORD, AuthActions

@@ -1,8 +1,9 @@
 """schemathesis against the app's own OpenAPI document, in-process through WSGI.
 
-Every operation of /api/v2, /users (the Chi War sign-in) and /health gets generated requests, valid and invalid (schemathesis'
-coverage phase of boundary cases, then Hypothesis fuzzing), sent with a real gamemaster's bearer
-token to one app whose database holds the master template, so creates really seed campaigns.
+Every operation of /api/v2, /users (the Chi War sign-in) and /health gets generated requests,
+valid and invalid (schemathesis' coverage phase of boundary cases, then Hypothesis fuzzing),
+sent with a real gamemaster's bearer token to one app whose database holds the master
+template, so creates really seed campaigns.
 Each answer must not be a 5xx and must match the document: status code, content type and body
 schema. Invalid data must be refused, and valid data accepted, so the request schemas say
 exactly what the server enforces. Hypothesis runs derandomized with a small example budget:

@@ -226,7 +226,7 @@ def test_the_owner_may_join_the_campaign_topic(served, clients):
 
 def test_a_bad_token_is_refused_before_the_upgrade(served, clients):
     """As a Phoenix server does (403 on connect): the client never opens, and reports errors."""
-    app, server = served
+    _app, server = served
     client = PhoenixClient(server.url, "not-a-token", f"user:{uuid.uuid4()}")
     clients.append(client)
     client.wait_for(lambda e: e["type"] in ("error", "close"))
