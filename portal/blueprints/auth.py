@@ -54,7 +54,7 @@ def load_user(user_id: str) -> User | None:
 
 
 # Request-scoped values that Flask-Login, Flask-WTF and our API decorator cache on `g`.
-REQUEST_SCOPED_G = ("_login_user", "user", "api_token_id")
+REQUEST_SCOPED_G = ("_login_user", "user", "bearer")
 
 
 @bp.before_app_request
