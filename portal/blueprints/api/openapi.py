@@ -1,8 +1,8 @@
 """`GET /api/v2/openapi.json`: the OpenAPI 3.1 document of the JSON API, the sign-in routes and
 `/health`, generated from the pydantic models the views validate with (`portal.blueprints.spec`).
 
-`tests/test_api_openapi.py` fails when a route under /api/v2, /users or /health is missing
-from it, and `tests/test_api_schemathesis.py` checks that every answer the app gives matches it.
+`tests/blueprints/api/test_openapi.py` fails when a route under /api/v2, /users or /health is
+missing from it, and `tests/e2e/test_api_schemathesis.py` checks that every answer the app gives matches it.
 Served without authentication: it describes the API, it holds nothing secret.
 """
 

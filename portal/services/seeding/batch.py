@@ -370,7 +370,7 @@ def copy_tables(
     """Copy the template's rows of `tables` into the target campaign; no commit.
 
     Returns rows created per table. The seeder copies every table; `bench` also times a subset
-    (schticks, weapons, attachments) against the row-at-a-time baseline of DESIGN 7.
+    (schticks, weapons, attachments) against the row-at-a-time baseline of docs/performance.md.
     `with_campaign` maps the template campaign itself to the target, so the campaign's own image
     and positions are copied too. Raises SeedingError when the template references rows outside
     itself (the caller rolls back)."""
