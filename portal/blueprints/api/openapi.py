@@ -2,7 +2,8 @@
 `/health`, generated from the pydantic models the views validate with (`portal.blueprints.spec`).
 
 `tests/blueprints/api/test_openapi.py` fails when a route under /api/v2, /users or /health is
-missing from it, and `tests/e2e/test_api_schemathesis.py` checks that every answer the app gives matches it.
+missing from it, and `tests/e2e/test_api_schemathesis.py` checks that every answer the app
+gives matches it.
 Served without authentication: it describes the API, it holds nothing secret.
 """
 
