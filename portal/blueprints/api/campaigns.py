@@ -14,6 +14,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from spectree import Response as Doc
+from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from portal.blueprints.api.auth import UNAUTHORIZED, current_api_user, token_required
@@ -288,10 +289,10 @@ def update(campaign_id: str) -> ResponseReturnValue:
     image = _verified_image(upload)
     try:
         update_campaign(db.session, campaign, changes.model_dump(exclude_unset=True))
-    except NameTakenError:
+        db.session.commit()
+    except (NameTakenError, IntegrityError):  # IntegrityError: a concurrent rename won
         db.session.rollback()
         raise ApiError(422, "invalid campaign", NAME_TAKEN) from None
-    db.session.commit()
     if image is not None:
         _attach(campaign, image)
     return jsonify(_view(campaign))

@@ -9,6 +9,7 @@ fields it prints, which statuses it treats as what).
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from portal.extensions import db
-from portal.models import CliAuthCode, utcnow
+from portal.models import Character, CliAuthCode, ImageBlob, Schtick, utcnow
 from tests.support.auth import AuthActions, csrf_token_from
 from tests.support.chiwar_clients import Cli, gamemaster
 
@@ -150,8 +151,15 @@ def test_create_show_set_update_delete(cli: Cli) -> None:
 
     # chiwar campaign delete <id> -y: GET (for the name), then DELETE
     assert cli.send("GET", f"/api/v2/campaigns/{campaign['id']}").status_code == 200
+    blobs = db.session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
     deleted = cli.send("DELETE", f"/api/v2/campaigns/{campaign['id']}")
     assert deleted.status_code == 204
+    db.session.rollback()
+    cid = uuid.UUID(campaign["id"])
+    assert db.session.scalar(sa.select(sa.func.count()).where(Schtick.campaign_id == cid)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).where(Character.campaign_id == cid)) == 0
+    # The images it shared with the template stay (the template still uses them).
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ImageBlob)) == blobs
     assert cli.send("GET", f"/api/v2/campaigns/{campaign['id']}").status_code == 404
     assert cli.send("GET", "/api/v2/users/current").get_json()["current_campaign_id"] is None
 
