@@ -146,7 +146,9 @@ class ModelAdapter(PydanticModelAdapter):
     sent: an uploaded file cannot be turned into JSON (spectree serializes the list before our
     `before_hook` replaces it), and echoing input back is never needed."""
 
-    def validation_errors(self, err: ValidationError) -> Any:
+    def validation_errors(self, err: Exception) -> Any:
+        if not isinstance(err, ValidationError):
+            return [{"msg": str(err)}]
         return err.errors(include_context=False, include_input=False, include_url=False)
 
 

@@ -269,7 +269,7 @@ def list_campaigns(
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append(sa.func.lower(Campaign.name).like(pattern.lower() + "%", escape="\\"))
     total = session.scalar(sa.select(sa.func.count()).select_from(Campaign).where(*where)) or 0
-    key: sa.ColumnElement[Any] = {
+    key: Any = {
         "name": sa.func.lower(Campaign.name),
         "updated_at": Campaign.updated_at,
     }.get(sort, Campaign.created_at)
