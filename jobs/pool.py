@@ -15,21 +15,17 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     """CampaignPoolReplenishJob: refill `pool_type` (a gamemaster's pool with `user_id`), or
     every pool with pool_type="all". Serialized per pool inside the service, so duplicates of
     this job that slip through are harmless."""
-    from portal.extensions import db
+    from portal.appcontext import db_session
     from portal.services.infra.queue import get_redis
-    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.replenish import replenish_all, replenish_pool
 
     with app_context() as app:
         settings = app.config["SETTINGS"]
 
         def publish() -> None:
-            """Tell the dashboards the pool changed; never let that fail the refill."""
-            try:
-                publish_pool_update(app, pool_payload(db.session, settings, get_redis(app)))
-            except Exception:
-                db.session.rollback()
-                log.exception("jobs.replenish.publish_failed")
+            """Tell the dashboards the pool changed; never fails the refill."""
+            publish_pool_payload(app, db_session(), settings, get_redis(app))
 
         def progress(done: int, total: int) -> None:
             report_progress(pool_type=pool_type, built=done, missing=total)
@@ -37,12 +33,12 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
 
         publish()  # the assignment that triggered this refill already changed the pool
         if pool_type == "all":
-            reports = replenish_all(db.session, get_redis(app), settings, progress=progress)
+            reports = replenish_all(db_session(), get_redis(app), settings, progress=progress)
         else:
             owner = uuid.UUID(user_id) if user_id else None
             reports = [
                 replenish_pool(
-                    db.session, get_redis(app), settings, pool_type, owner, progress=progress
+                    db_session(), get_redis(app), settings, pool_type, owner, progress=progress
                 )
             ]
         result = {"reports": [report.as_dict() for report in reports]}

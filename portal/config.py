@@ -73,6 +73,25 @@ class Settings:
         """How long a JWT issued here stays valid (its `exp` minus its `iat`)."""
         return timedelta(hours=self.jwt_lifetime_hours)
 
+    # Security (docs/security.md): sign-in throttle and lockout, sessions, TLS, health, quotas.
+    sign_in_limit_account: str | None = "5 per minute"
+    sign_in_limit_address: str | None = "20 per minute"
+    lockout_threshold: int = 10
+    lockout_minutes: int = 15
+    remember_cookie_days: int = 14
+    session_cookie_secure: bool = False
+    preferred_url_scheme: str = "http"
+    proxy_fix_hops: int = 0
+    socketio_origins: tuple[str, ...] = field(default_factory=tuple)
+    health_token: str | None = None
+    campaign_create_limit: str | None = "30 per hour"
+    campaign_cap_per_user: int = 200
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get the Secure flag when asked for, or when the site is served over https."""
+        return self.session_cookie_secure or self.preferred_url_scheme == "https"
+
     @property
     def embedded_queue(self) -> bool:
         """No REDIS_URL: RQ, locks and pub/sub run on an in-process fakeredis."""
@@ -100,13 +119,24 @@ class Settings:
             "WTF_CSRF_TIME_LIMIT": None,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.secure_cookies,
             "REMEMBER_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
+            "REMEMBER_COOKIE_SECURE": self.secure_cookies,
+            "REMEMBER_COOKIE_DURATION": timedelta(days=self.remember_cookie_days),
+            "PREFERRED_URL_SCHEME": self.preferred_url_scheme,
             "SETTINGS": self,
         }
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, safe to log or show in the portal."""
-        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url", "jwt_secret"}
+        secret_fields = {
+            "secret_key",
+            "imagekit_private_key",
+            "slack_webhook_url",
+            "health_token",
+            "jwt_secret",
+        }
         out = asdict(self)
         for name in secret_fields:
             if out.get(name):
@@ -203,6 +233,14 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def ensure_instance_folder(instance_path: Path) -> Path:
+    """The instance folder, created readable by its owner only (0700): it holds the SQLite
+    database, the generated secret key, the demo admin's password and local image files.
+    An existing folder is left as the operator made it."""
+    instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return instance_path
+
+
 def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     """SECRET_KEY, or one generated once and kept in the instance folder (mode 0600)."""
     raw = _blank_to_none(env.get("SECRET_KEY"))
@@ -213,7 +251,7 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     key_file = instance_path / "secret_key"
     if key_file.exists():
         return key_file.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
+    ensure_instance_folder(instance_path)
     key = secrets.token_hex(32)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -234,7 +272,6 @@ def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 JWT_ALGORITHMS = ("HS256", "HS512")
 JWT_SECRET_MIN = 32
-ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 def _jwt_secret(env: Mapping[str, str], secret_key: str) -> str:
@@ -257,19 +294,64 @@ def _jwt_algorithm(env: Mapping[str, str]) -> str:
     return raw.upper()
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be one of true, false (or 1, 0, yes, no, on, off), got {raw!r}")
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """A rate such as `5 per minute`, `30/hour` or `10 per 5 minutes` (the `limits` library's
+    notation); `off` (or 0) turns the limit off (None)."""
+    from limits import parse_many
+
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    if raw.lower() in ("off", "0", "none"):
+        return None
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ConfigError(
+            f"{name} must be a rate such as '5 per minute' or '30/hour' (or off), got {raw!r}"
+        )
+    return raw
+
+
 def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated `scheme://host[:port]` origins, as a browser sends them in `Origin`
-    (no path, no trailing slash, no wildcard: every allowed site is named)."""
+    """Comma-separated origins (`https://host[:port]`, no path)."""
     raw = _blank_to_none(env.get(name))
     if raw is None:
         return ()
-    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
-    for origin in origins:
-        if not ORIGIN_RE.match(origin):
-            raise ConfigError(
-                f"{name} holds {origin!r}, which is not an origin like https://chiwar.example"
-            )
-    return origins
+    origins = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        parsed = urlparse(part)
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.netloc
+            or parsed.path not in ("", "/")
+        ):
+            raise ConfigError(f"{name} holds {part!r}, which is not an origin like https://host")
+        origins.append(f"{parsed.scheme}://{parsed.netloc}".lower())
+    return tuple(origins)
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = _blank_to_none(env.get(name))
+    if raw is not None and len(raw) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters long")
+    return raw
 
 
 # Every variable `load_settings` reads (a test checks the two agree): `create_app(config)`
@@ -300,6 +382,18 @@ ENV_NAMES = frozenset(
         "JWT_ALGORITHM",
         "JWT_LIFETIME_HOURS",
         "CORS_ORIGINS",
+        "SIGN_IN_LIMIT_ACCOUNT",
+        "SIGN_IN_LIMIT_ADDRESS",
+        "LOCKOUT_THRESHOLD",
+        "LOCKOUT_MINUTES",
+        "REMEMBER_COOKIE_DAYS",
+        "SESSION_COOKIE_SECURE",
+        "PREFERRED_URL_SCHEME",
+        "PROXY_FIX_HOPS",
+        "SOCKETIO_ORIGINS",
+        "HEALTH_TOKEN",
+        "CAMPAIGN_CREATE_LIMIT",
+        "CAMPAIGN_CAP_PER_USER",
     }
 )
 
@@ -353,4 +447,16 @@ def load_settings(
         jwt_algorithm=jwt_algorithm,
         jwt_lifetime_hours=_int(env, "JWT_LIFETIME_HOURS", 168, minimum=1, maximum=8760),
         cors_origins=_origins(env, "CORS_ORIGINS"),
+        sign_in_limit_account=_rate_limit(env, "SIGN_IN_LIMIT_ACCOUNT", "5 per minute"),
+        sign_in_limit_address=_rate_limit(env, "SIGN_IN_LIMIT_ADDRESS", "20 per minute"),
+        lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=0, maximum=1000),
+        lockout_minutes=_int(env, "LOCKOUT_MINUTES", 15, minimum=1, maximum=10080),
+        remember_cookie_days=_int(env, "REMEMBER_COOKIE_DAYS", 14, minimum=1, maximum=365),
+        session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", False),
+        preferred_url_scheme=_choice(env, "PREFERRED_URL_SCHEME", ("http", "https"), "http"),
+        proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0, minimum=0, maximum=10),
+        socketio_origins=_origins(env, "SOCKETIO_ORIGINS"),
+        health_token=_token(env, "HEALTH_TOKEN"),
+        campaign_create_limit=_rate_limit(env, "CAMPAIGN_CREATE_LIMIT", "30 per hour"),
+        campaign_cap_per_user=_int(env, "CAMPAIGN_CAP_PER_USER", 200, minimum=0, maximum=10**6),
     )

@@ -33,6 +33,7 @@ import simple_websocket
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.extensions import csrf, db
 from portal.models import Campaign, User
 from portal.services.accounts.bearer import resolve_bearer
@@ -52,8 +53,9 @@ HEARTBEAT_TOPIC = "phoenix"
 def hub_for(app: Flask) -> Hub:
     """The app's one Redis subscription (started with its first socket)."""
     hub = app.extensions.get("phoenix_hub")
-    if hub is None:
-        hub = app.extensions.setdefault("phoenix_hub", Hub(get_redis(app)))
+    if not isinstance(hub, Hub):
+        hub = Hub(get_redis(app))
+        app.extensions["phoenix_hub"] = hub
     return hub
 
 
@@ -172,7 +174,7 @@ class _Upgraded(Response):
 
     mode = "unknown"
 
-    def __call__(self, environ: Any, start_response: Any) -> Any:  # type: ignore[override]
+    def __call__(self, environ: Any, start_response: Any) -> Any:
         if self.mode == "gunicorn":
             raise StopIteration()
         if self.mode == "werkzeug":
@@ -185,7 +187,7 @@ class _Upgraded(Response):
 @bp.route("/socket/websocket", websocket=True)
 def websocket() -> ResponseReturnValue:
     """Authenticate from `?token=`, upgrade, and serve the socket until it closes."""
-    found = resolve_bearer(db.session, request.args.get("token"), current_app.config["SETTINGS"])
+    found = resolve_bearer(db_session(), request.args.get("token"), current_app.config["SETTINGS"])
     if found is None:
         return jsonify({"error": "Forbidden", "message": "invalid or missing token"}), 403
     user_id = found.user.id

@@ -10,9 +10,10 @@ Two kinds of bearer credential work everywhere, checked by one function
   `DELETE /api/v2/auth/token`.
 
 Both sign-ins check the password with the one credential check of the users service
-(`authenticate`). Views use `@token_required`, which puts the user on `flask.g.user` and the
-credential on `g.bearer`, and answers 401 for a missing or refused credential and 403 for a
-user without the required role.
+(`authenticate`, which locks an account after repeated failures) and are throttled like every
+sign-in route (`sign_in_limits`: 429 with Retry-After; docs/security.md). Views use
+`@token_required`, which puts the user on `flask.g.user` and the credential on `g.bearer`, and
+answers 401 for a missing or refused credential and 403 for a user without the required role.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import ParamSpec, TypeVar, overload
 
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from spectree import Response as Doc
 
+from portal.appcontext import db_session
 from portal.blueprints.api.blueprint import bp, users_bp
 from portal.blueprints.api.schemas import (
     CurrentUser,
@@ -38,6 +40,7 @@ from portal.blueprints.api.schemas import (
 )
 from portal.blueprints.errors import ApiError
 from portal.blueprints.spec import Error, api_spec
+from portal.blueprints.throttle import sign_in_limits
 from portal.config import Settings
 from portal.extensions import db
 from portal.models import User
@@ -49,20 +52,22 @@ from portal.services.accounts.tokens import (
     issue_token,
     revoke_token,
 )
-from portal.services.accounts.users import authenticate
+from portal.services.accounts.users import LockoutPolicy, authenticate
 from portal.services.infra.text_input import text_problems
 from portal.services.pool.client_campaigns import current_user_view, user_view
 
 log = logging.getLogger("portal.api")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 REALM = 'Bearer realm="campaign-pool"'
-INVALID_CREDENTIALS = "Invalid email or password"
+INVALID_CREDENTIALS = "invalid email or password"
 
 
 def settings() -> Settings:
-    return current_app.config["SETTINGS"]
+    found: Settings = current_app.config["SETTINGS"]
+    return found
 
 
 def _bearer_credentials() -> str | None:
@@ -82,7 +87,7 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": REALM},
         )
-    found = resolve_bearer(db.session, credential, settings())
+    found = resolve_bearer(db_session(), credential, settings())
     if found is None:
         raise ApiError(
             401,
@@ -104,35 +109,54 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
 
 
 @overload
-def token_required(view: F) -> F: ...
+def token_required(view: Callable[P, R]) -> Callable[P, R]: ...
 @overload
-def token_required(*, gamemaster: bool = ..., admin: bool = ...) -> Callable[[F], F]: ...
 def token_required(
-    view: F | None = None, *, gamemaster: bool = False, admin: bool = False
-) -> F | Callable[[F], F]:
+    *, gamemaster: bool = ..., admin: bool = ...
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def token_required(
+    view: Callable[P, R] | None = None, *, gamemaster: bool = False, admin: bool = False
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid bearer credential: `@token_required` or
     `@token_required(gamemaster=True)` (admins pass a gamemaster check too). Put it above
     `api_spec.validate`, so a request without credentials is a 401 whatever its body."""
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             authenticate_request(gamemaster=gamemaster, admin=admin)
             return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate(view) if view is not None else decorate
 
 
 def current_api_user() -> User:
     """The user `token_required` authenticated for this request."""
-    return g.user
+    user: User = g.user
+    return user
 
 
 def current_bearer() -> Bearer:
     """The credential `token_required` accepted for this request."""
-    return g.bearer
+    found: Bearer = g.bearer
+    return found
+
+
+def _authenticate(email: str, password: str, via: str) -> User:
+    """The one password check (with lockout), or the 401 every sign-in route gives."""
+    user = authenticate(
+        db_session(),
+        email,
+        password,
+        policy=LockoutPolicy.from_settings(settings()),
+        via=via,
+        remote_addr=request.remote_addr,
+    )
+    if user is None:
+        raise _refuse_sign_in(email)
+    return user
 
 
 def _refuse_sign_in(email: str) -> ApiError:
@@ -159,16 +183,16 @@ UNAUTHORIZED = (Error, "No bearer credential, or one that is unknown, expired or
         HTTP_401=(Error, "Wrong email or password, or a deactivated user."),
         HTTP_413=Error,
         HTTP_415=Error,
+        HTTP_429=(Error, "Too many failed sign-ins; try again after `Retry-After` seconds."),
     ),
     validation_error_status=400,
     security={},
 )
+@sign_in_limits
 def sign_in() -> ResponseReturnValue:
     """Sign in as the Chi War web client does: `{"user": {"email", "password"}}` -> a JWT."""
     credentials = request.context.json.user  # type: ignore[attr-defined]
-    user = authenticate(db.session, credentials.email, credentials.password)
-    if user is None:
-        raise _refuse_sign_in(credentials.email)
+    user = _authenticate(credentials.email, credentials.password, "chiwar")
     issued = issue_jwt(user, settings())
     response = jsonify({"user": user_view(user), "token": issued.token})
     response.headers["Authorization"] = f"Bearer {issued.token}"
@@ -183,9 +207,9 @@ def sign_out() -> ResponseReturnValue:
     would have expired (its `jti` is kept in a denylist), an API token is revoked."""
     found = current_bearer()
     if found.jwt is not None:
-        revoke_jwt(db.session, found.jwt)
+        revoke_jwt(db_session(), found.jwt)
     elif found.token_id is not None:
-        revoke_token(db.session, found.token_id)
+        revoke_token(db_session(), found.token_id)
     db.session.commit()
     return jsonify({"message": "Signed out successfully"})
 
@@ -195,11 +219,11 @@ def sign_out() -> ResponseReturnValue:
 @api_spec.validate(resp=Doc(HTTP_200=CurrentUser, HTTP_401=UNAUTHORIZED))
 def users_current() -> ResponseReturnValue:
     """The signed-in user, with their current campaign and a summary of their campaigns."""
-    return jsonify(current_user_view(db.session, current_api_user()))
+    return jsonify(current_user_view(db_session(), current_api_user()))
 
 
 def _check_token_name(name: str | None) -> None:
-    problems = [] if name is None else text_problems(name)
+    problems = [] if name is None else text_problems(name, visible=True)
     if name is not None and len(name) > TOKEN_NAME_MAX:
         problems.append(f"is too long (maximum is {TOKEN_NAME_MAX} characters)")
     if problems:
@@ -215,19 +239,19 @@ def _check_token_name(name: str | None) -> None:
         HTTP_401=(Error, "Wrong email or password, or a deactivated user."),
         HTTP_413=Error,
         HTTP_415=Error,
+        HTTP_429=(Error, "Too many failed sign-ins; try again after `Retry-After` seconds."),
     ),
     validation_error_status=400,
     security={},
 )
+@sign_in_limits
 def create_token() -> ResponseReturnValue:
     """Trade an email and password for an opaque API token (`cp_...`)."""
     data: TokenRequest = request.context.json  # type: ignore[attr-defined]
     _check_token_name(data.name)
-    user = authenticate(db.session, data.email, data.password)
-    if user is None:
-        raise _refuse_sign_in(data.email)
+    user = _authenticate(data.email, data.password, "api")
     try:
-        token = issue_token(db.session, user, (data.name or "api"))
+        token = issue_token(db_session(), user, (data.name or "api"))
     except TokenError as error:
         db.session.rollback()
         raise ApiError(400, str(error), {"name": [str(error)]}) from None
@@ -252,8 +276,8 @@ def delete_token() -> ResponseReturnValue:
     """Revoke the credential this request is made with (sign out of the API)."""
     found = current_bearer()
     if found.token_id is not None:
-        revoke_token(db.session, found.token_id)
+        revoke_token(db_session(), found.token_id)
     elif found.jwt is not None:
-        revoke_jwt(db.session, found.jwt)
+        revoke_jwt(db_session(), found.jwt)
     db.session.commit()
     return "", 204

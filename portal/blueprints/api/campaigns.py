@@ -17,6 +17,7 @@ from spectree import Response as Doc
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
+from portal.appcontext import db_session
 from portal.blueprints.api.auth import UNAUTHORIZED, current_api_user, token_required
 from portal.blueprints.api.blueprint import bp
 from portal.blueprints.api.schemas import (
@@ -35,8 +36,8 @@ from portal.blueprints.api.schemas import (
 )
 from portal.blueprints.errors import ApiError
 from portal.blueprints.spec import Error, api_spec
-from portal.extensions import db
-from portal.models import Campaign
+from portal.extensions import db, limiter
+from portal.models import Campaign, User
 from portal.services.images.backend import get_image_store
 from portal.services.images.store import ImageStoreError
 from portal.services.images.verify import ImageRejected, VerifiedImage, verify_raster_image
@@ -53,6 +54,7 @@ from portal.services.pool.client_campaigns import (
     user_view,
 )
 from portal.services.pool.creation import NoTemplateError, create_campaign, created_campaign_json
+from portal.services.pool.quota import CreationQuota, QuotaExceeded, check_creation_quota
 
 log = logging.getLogger("portal.api")
 
@@ -79,7 +81,7 @@ def _store() -> Any:
 
 
 def _view(campaign: Campaign) -> dict[str, Any]:
-    return campaign_json(db.session, campaign, store=_store(), redis_client=get_redis())
+    return campaign_json(db_session(), campaign, store=_store(), redis_client=get_redis())
 
 
 def _campaign_input() -> tuple[Any, FileStorage | None]:
@@ -108,7 +110,7 @@ def _attach(campaign: Campaign, image: VerifiedImage) -> None:
     fails for good (after its retries), it keeps its previous image and the failure is
     logged, rather than the request failing after the campaign was made."""
     try:
-        attach_uploaded_image(db.session, _store(), campaign, image)
+        attach_uploaded_image(db_session(), _store(), campaign, image)
         db.session.commit()
     except ImageStoreError as error:
         db.session.rollback()
@@ -118,8 +120,20 @@ def _attach(campaign: Campaign, image: VerifiedImage) -> None:
         )
 
 
+def enforce_creation_quota(user: User) -> None:
+    """The per-user creation limits (docs/security.md): 429 with Retry-After when the user
+    created too many campaigns lately, 422 when they own as many as one account may."""
+    quota = CreationQuota.from_settings(current_app.config["SETTINGS"])
+    try:
+        check_creation_quota(db_session(), limiter.limiter, user, quota)
+    except QuotaExceeded as exc:
+        db.session.commit()  # the `throttled` pool event outlives this refused request
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise ApiError(exc.status, exc.message, {"base": [exc.message]}, headers) from None
+
+
 def _owned(campaign_id: str) -> Campaign:
-    campaign = find_campaign(db.session, current_api_user(), campaign_id)
+    campaign = find_campaign(db_session(), current_api_user(), campaign_id)
     if campaign is None:
         raise ApiError(404, "campaign not found", {"campaign_id": ["not found"]})
     return campaign
@@ -133,6 +147,7 @@ def _owned(campaign_id: str) -> Campaign:
     resp=Doc(
         HTTP_201=(CreatedCampaign, "The new campaign; `source` says which path served it."),
         HTTP_403=(Error, "The user is neither gamemaster nor admin."),
+        HTTP_429=(Error, "Too many campaigns created lately; retry after `Retry-After` s."),
         HTTP_503=(Error, "No master template exists, so nothing can be seeded."),
         **BODY_ERRORS,
     ),
@@ -144,9 +159,10 @@ def create() -> ResponseReturnValue:
     fields, upload = _campaign_input()
     image = _verified_image(upload)
     user = current_api_user()
+    enforce_creation_quota(user)
     try:
         created = create_campaign(
-            db.session,
+            db_session(),
             get_redis(),
             current_app.config["SETTINGS"],
             user,
@@ -158,11 +174,10 @@ def create() -> ResponseReturnValue:
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
     if image is not None:
-        campaign = db.session.get(Campaign, created.campaign_id)
-        assert campaign is not None
+        campaign = db_session().get_one(Campaign, created.campaign_id)
         _attach(campaign, image)
     body = created_campaign_json(
-        db.session, created, owner=user, store=_store(), redis_client=get_redis()
+        db_session(), created, owner=user, store=_store(), redis_client=get_redis()
     )
     return jsonify(body), 201
 
@@ -182,7 +197,7 @@ def index() -> ResponseReturnValue:
     """The caller's campaigns: `page`, `per_page` (15), `sort`, `order`, `search`."""
     query: ListQuery = request.context.query  # type: ignore[attr-defined]
     page = list_campaigns(
-        db.session,
+        db_session(),
         current_api_user(),
         store=_store(),
         redis_client=get_redis(),
@@ -209,7 +224,7 @@ def show_current() -> ResponseReturnValue:
     """The campaign chosen with `POST /api/v2/campaigns/current`."""
     user = current_api_user()
     campaign = (
-        find_campaign(db.session, user, user.current_campaign_id)
+        find_campaign(db_session(), user, user.current_campaign_id)
         if user.current_campaign_id
         else None
     )
@@ -231,7 +246,7 @@ SET_CURRENT_DOC = Doc(
 def _set_current(campaign_id: str | None) -> ResponseReturnValue:
     user = current_api_user()
     campaign = _owned(campaign_id) if campaign_id else None
-    set_current_campaign(db.session, user, campaign)
+    set_current_campaign(db_session(), user, campaign)
     db.session.commit()
     view = _view(campaign) if campaign is not None else None
     return jsonify({"campaign": view, "user": user_view(user)})
@@ -288,7 +303,7 @@ def update(campaign_id: str) -> ResponseReturnValue:
     changes, upload = _campaign_input()
     image = _verified_image(upload)
     try:
-        update_campaign(db.session, campaign, changes.model_dump(exclude_unset=True))
+        update_campaign(db_session(), campaign, changes.model_dump(exclude_unset=True))
         db.session.commit()
     except (NameTakenError, IntegrityError):  # IntegrityError: a concurrent rename won
         db.session.rollback()
@@ -306,6 +321,6 @@ def update(campaign_id: str) -> ResponseReturnValue:
 def destroy(campaign_id: str) -> ResponseReturnValue:
     """Delete the campaign and all its content in one transaction."""
     campaign = _owned(campaign_id)
-    delete_campaign(db.session, campaign)
+    delete_campaign(db_session(), campaign)
     db.session.commit()
     return "", 204

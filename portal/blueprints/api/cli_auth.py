@@ -16,6 +16,7 @@ from flask import current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from spectree import Response as Doc
 
+from portal.appcontext import db_session
 from portal.blueprints.api.auth import UNAUTHORIZED, current_api_user, token_required
 from portal.blueprints.api.blueprint import bp
 from portal.blueprints.api.schemas import CliCode, CliExpired, CliPoll, CliStarted, Success
@@ -34,7 +35,7 @@ EXPIRED = "Authorization code expired"
 @api_spec.validate(resp=Doc(HTTP_200=CliStarted), security={})
 def cli_start() -> ResponseReturnValue:
     """A new sign-in code and the page that approves it. Takes no body (the CLI sends none)."""
-    started = start_code(db.session)
+    started = start_code(db_session())
     db.session.commit()
     url = url_for("auth.cli_approve", code=started.code, _external=True)
     expires_in = math.floor((started.expires_at - utcnow()).total_seconds())
@@ -57,7 +58,7 @@ def cli_start() -> ResponseReturnValue:
 def cli_poll() -> ResponseReturnValue:
     """Where a sign-in code stands; `approved` carries the token and the user, once."""
     code = request.context.json.code  # type: ignore[attr-defined]
-    result = poll_code(db.session, code)
+    result = poll_code(db_session(), code)
     token = None
     if result.status == "approved" and result.user is not None:
         token = issue_jwt(result.user, current_app.config["SETTINGS"]).token
@@ -91,7 +92,7 @@ def cli_approve() -> ResponseReturnValue:
     """Approve a sign-in code with this request's credential (the web client's way)."""
     code = request.context.json.code  # type: ignore[attr-defined]
     try:
-        approve_code(db.session, code, current_api_user())
+        approve_code(db_session(), code, current_api_user())
     except CliCodeError as error:
         db.session.rollback()
         if error.reason == "already_approved":

@@ -37,17 +37,19 @@ from portal.services.campaigns.input import (
     clean_description,
     clean_name,
 )
-from portal.services.infra.text_input import text_problems
+from portal.services.infra.text_input import NOT_VISIBLE_CLASS, text_problems
 from portal.services.pool.client_campaigns import MAX_PAGE, PER_PAGE_DEFAULT, PER_PAGE_MAX
 
-# A name: no control characters and at least one character that is neither white space nor a
-# control. A description may hold tabs and line breaks but no other control characters.
-# Credentials and codes: not blank and no NUL.
-_NO_CONTROLS = r"[^\u0000-\u001f\u007f]*"
-_VISIBLE = r"[^\s\u0000-\u001f\u007f]"
+# Patterns mirror the server's rules (text_input). A name: no C0/C1 control or bidi control
+# characters and at least one visible character (a bare `\S` would let a control or a
+# zero-width space stand in for it). A description may hold tabs and line breaks but no other
+# control characters. Credentials and codes: not blank and no NUL.
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+_NO_CONTROLS = r"[^\u0000-\u001f\u007f-\u009f" + _BIDI + "]*"
+_VISIBLE = "[^" + NOT_VISIBLE_CLASS + "]"
 NAME_PATTERN = "^" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + "$"
 TOKEN_NAME_PATTERN = "^(|" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + ")$"
-DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f" + _BIDI + "]*$"
 CREDENTIAL_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 SEARCH_MAX = 255
 PAGE_RE = re.compile(r"[0-9]{1,7}")
@@ -305,7 +307,7 @@ class CampaignOut(Exact):
 
 
 class CreatedCampaign(CampaignOut):
-    source: Source  # type: ignore[assignment]
+    source: Source
 
 
 class PageMeta(Exact):

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import CliAuthCode, User, utcnow
+from portal.services.infra.database import rowcount
 
 log = logging.getLogger("portal.cli_auth")
 
@@ -74,7 +75,7 @@ def start_code(session: Session, now: datetime | None = None) -> StartedCode:
 
 
 def _find(session: Session, code: str, *, lock: bool = False) -> CliAuthCode | None:
-    if not isinstance(code, str) or not code.strip() or len(code) > CODE_MAX:
+    if not code.strip() or len(code) > CODE_MAX:
         return None
     stmt = sa.select(CliAuthCode).where(CliAuthCode.code_hash == _hash(code))
     if lock:
@@ -130,4 +131,4 @@ def prune_codes(session: Session, now: datetime | None = None) -> int:
         .where(CliAuthCode.expires_at < (now or utcnow()))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0

@@ -12,9 +12,10 @@ nothing else (no `none`, no public-key algorithms an attacker could confuse with
 requires all four claims, and refuses a token whose `jti` was signed out (`jwt_denylist`) or
 whose user is unknown or deactivated.
 
-Signing out everywhere (the security work's per-user session version) hooks in at
-`SESSION_VERSION_CLAIM`: when users carry a session version, it is issued as that claim and a
-token with an older one is refused in `verify_jwt`.
+Signing out everywhere, a password change and deactivation raise the user's session version
+(`users.session_version`, docs/security.md); tokens carry it in the `ver` claim and one with an
+older version is refused. A token without `ver` (the Chi War server's) counts as version 1: it
+is accepted until the user first signs out everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from portal.config import JWT_ALGORITHMS, Settings
 from portal.models import JwtDenylist, User, utcnow
+from portal.services.infra.database import rowcount
 
 log = logging.getLogger("portal.jwt")
 
@@ -40,8 +42,9 @@ LEEWAY = timedelta(seconds=30)
 # Longer than any JWT we or the Chi War server issue (theirs carry a `user` claim, ~700 bytes).
 JWT_MAX_LENGTH = 8192
 JTI_MAX = 64
-# Hook for the per-user session version ("sign out everywhere"): the claim it will travel in.
+# The user's session version when the token was issued ("sign out everywhere" raises it).
 SESSION_VERSION_CLAIM = "ver"
+FIRST_SESSION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def issue_jwt(user: User, settings: Settings, now: datetime | None = None) -> Is
         "jti": jti,
         "iat": int(issued.timestamp()),
         "exp": int(expires.timestamp()),
+        SESSION_VERSION_CLAIM: user.session_version,
     }
     token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
     log.info("jwt.issued", extra={"user_id": str(user.id), "jti": jti})
@@ -110,8 +114,9 @@ def verify_jwt(session: Session, token: str, settings: Settings) -> VerifiedJwt 
         return None
     if session.get(JwtDenylist, claims["jti"]) is not None:
         return None
-    # Session-version hook: refuse here a token whose SESSION_VERSION_CLAIM is older than the
-    # user's session version, once users carry one.
+    version = claims.get(SESSION_VERSION_CLAIM, FIRST_SESSION_VERSION)
+    if not isinstance(version, int) or version != user.session_version:
+        return None
     expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
     return VerifiedJwt(user=user, jti=claims["jti"], expires_at=expires_at)
 
@@ -135,4 +140,4 @@ def prune_denylist(session: Session, now: datetime | None = None) -> int:
         .where(JwtDenylist.expires_at < (now or utcnow()))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0

@@ -31,7 +31,7 @@ def clean_name(name: str) -> str:
     checked before trimming (strip() would quietly drop a trailing \\x1f)."""
     if not name.strip():
         raise InvalidText(["can't be blank"])
-    problems = text_problems(name)
+    problems = text_problems(name, visible=True)
     stored = unicodedata.normalize("NFC", name.strip())
     if max(len(name), len(stored)) > NAME_MAX:
         problems.insert(0, f"is too long (maximum is {NAME_MAX} characters)")

@@ -22,9 +22,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.client import PubSub
 from redis.exceptions import RedisError
 
 log = logging.getLogger("portal.channels")
@@ -143,7 +144,8 @@ class Hub:
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                # redis-py's pubsub() is unannotated; the PubSub it returns is typed.
+                pubsub: PubSub = cast(Any, self.redis).pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
                 self._ready.set()
                 while not self._stopped.is_set():

@@ -274,7 +274,7 @@ def list_campaigns(
         "updated_at": Campaign.updated_at,
     }.get(sort, Campaign.created_at)
     ordered = key.asc() if order.lower() == "asc" else key.desc()
-    columns = content_count_columns(Campaign.id, with_images=True)
+    columns = content_count_columns(Campaign.id.expression, with_images=True)
     rows = session.execute(
         sa.select(Campaign, *columns)
         .where(*where)

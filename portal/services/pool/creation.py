@@ -10,22 +10,16 @@ complete (at once when served by the pool or seeded in the request) `{"seeding_s
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.models import (
-    Campaign,
-    PoolEvent,
-    User,
-)
+from portal.models import Campaign, User
 from portal.services.campaigns.records import (
     CampaignError,
     create_campaign_shell,
@@ -34,11 +28,10 @@ from portal.services.campaigns.records import (
 from portal.services.images.store import ImageStore
 from portal.services.infra.channels import COMPLETE, publish_seeding
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
-from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
 from portal.services.pool.client_campaigns import campaign_json
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.seeding.batch import CampaignBatchSeeder
-
-log = logging.getLogger("portal.campaigns")
 
 
 class NoTemplateError(CampaignError):
@@ -52,7 +45,7 @@ class CreatedCampaign:
     pending: bool  # True while an async seeding job has not filled it yet
     # Set when the pool served it: the campaign's fields and counts as the claim returned
     # them, so the response needs no second read (see `created_campaign_json`).
-    snapshot: Any = None
+    snapshot: ClaimedCampaign | None = None
     counts: dict[str, int] | None = None
 
 
@@ -99,26 +92,15 @@ def create_campaign(
         session.rollback()
         raise NameTakenError("has already been taken") from None
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    session.add(
-        PoolEvent(
-            kind="fallback",
-            campaign_id=campaign_id,
-            user_id=user_id,
-            pool_type=None,
-            duration_ms=duration_ms,
-            detail={"mode": "async" if pending else "sync"},
-        )
+    record_pool_event(
+        session,
+        PoolEventKind.FALLBACK,
+        campaign_id=campaign_id,
+        user_id=user_id,
+        duration_ms=duration_ms,
+        detail={"mode": "async" if pending else "sync"},
     )
     session.commit()
-    log.info(
-        "campaign.created_by_fallback",
-        extra={
-            "campaign_id": str(campaign_id),
-            "user_id": str(user_id),
-            "mode": "async" if pending else "sync",
-            "duration_ms": duration_ms,
-        },
-    )
     if not pending:
         publish_seeding(redis_client, campaign_id, user_id, COMPLETE)
     enqueue_replenish(redis_client, "master")
@@ -144,9 +126,11 @@ def created_campaign_json(
 ) -> dict[str, object]:
     """The API answer for a campaign just created: from the claim's snapshot when the pool
     served it, else read back from the database."""
-    campaign = created.snapshot
-    if campaign is None:
-        campaign = session.get(Campaign, created.campaign_id)
+    campaign: Campaign | ClaimedCampaign = (
+        created.snapshot
+        if created.snapshot is not None
+        else session.get_one(Campaign, created.campaign_id)
+    )
     return campaign_json(
         session,
         campaign,

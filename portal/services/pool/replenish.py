@@ -27,6 +27,7 @@ from portal.services.campaigns.records import find_master_template
 from portal.services.infra.queue import REFILL_JOB_TIMEOUT_S
 from portal.services.pool.config import PoolConfig, load_pool_config
 from portal.services.pool.demand import effective_target
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.rollout import (
     BuildSuperseded,
     BuildThrottled,
@@ -116,7 +117,7 @@ def pool_halted(
     if consecutive_failures(session, pool_type, user_id) < failure_budget:
         return False
     stmt = sa.select(sa.func.max(PoolEvent.created_at)).where(
-        PoolEvent.pool_type == pool_type, PoolEvent.kind == "replenish_failed"
+        PoolEvent.pool_type == pool_type, PoolEvent.kind == PoolEventKind.REPLENISH_FAILED
     )
     if pool_type == "user":
         stmt = stmt.where(PoolEvent.user_id == user_id)
@@ -130,7 +131,7 @@ def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | 
         sa.select(PoolEvent.kind)
         .where(
             PoolEvent.pool_type == pool_type,
-            PoolEvent.kind.in_(("replenished", "replenish_failed")),
+            PoolEvent.kind.in_((PoolEventKind.REPLENISHED, PoolEventKind.REPLENISH_FAILED)),
         )
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(100)
@@ -139,7 +140,7 @@ def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | 
         stmt = stmt.where(PoolEvent.user_id == user_id)
     count = 0
     for kind in session.scalars(stmt):
-        if kind != "replenish_failed":
+        if kind != PoolEventKind.REPLENISH_FAILED:
             break
         count += 1
     return count
@@ -205,47 +206,29 @@ def build_pool_campaign(
             .where(Campaign.id == campaign_id, Campaign.pool_status == "building")
             .values(pool_status="failed")
         )
-        session.add(
-            PoolEvent(
-                kind="replenish_failed",
-                campaign_id=campaign_id,
-                user_id=owner_id if pool_type == "user" else None,
-                pool_type=pool_type,
-                detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
-            )
+        record_pool_event(
+            session,
+            PoolEventKind.REPLENISH_FAILED,
+            campaign_id=campaign_id,
+            user_id=owner_id if pool_type == "user" else None,
+            pool_type=pool_type,
+            detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
         )
         session.commit()
-        log.error(
-            "pool.build.failed",
-            extra={
-                "campaign_id": str(campaign_id),
-                "pool_type": pool_type,
-                "error": str(exc)[:500],
-            },
-        )
         raise
     detail: dict[str, object] = {"method": result.method, "rows": result.total_rows}
     if in_flight is not None:
         detail["in_flight"] = in_flight
-    session.add(
-        PoolEvent(
-            kind="replenished",
-            campaign_id=campaign_id,
-            user_id=owner_id if pool_type == "user" else None,
-            pool_type=pool_type,
-            duration_ms=result.duration_ms,
-            detail=detail,
-        )
+    record_pool_event(
+        session,
+        PoolEventKind.REPLENISHED,
+        campaign_id=campaign_id,
+        user_id=owner_id if pool_type == "user" else None,
+        pool_type=pool_type,
+        duration_ms=result.duration_ms,
+        detail=detail,
     )
     session.commit()
-    log.info(
-        "pool.build.ready",
-        extra={
-            "campaign_id": str(campaign_id),
-            "pool_type": pool_type,
-            "duration_ms": result.duration_ms,
-        },
-    )
     return campaign
 
 
@@ -277,7 +260,8 @@ def replenish_pool(
         log.info("pool.replenish.skipped", extra={"pool_type": pool_type, "reason": "locked"})
         return report
     try:
-        owner_id = user_id if pool_type == "user" else template.user_id
+        # (a user pool always has its user_id: checked above)
+        owner_id = user_id if pool_type == "user" and user_id is not None else template.user_id
         report.level_before = level = pool_level(
             session, pool_type, template.template_version, user_id, stale_after=timeout
         )

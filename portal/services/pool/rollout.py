@@ -23,7 +23,6 @@ must never be handed out, and the pools must be rebuilt at the new version.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,10 +31,10 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.models import Campaign, PoolEvent, utcnow
+from portal.models import Campaign, utcnow
+from portal.services.infra.database import rowcount
 from portal.services.infra.queue import enqueue_cleanup
-
-log = logging.getLogger("portal.rollout")
+from portal.services.pool.events import PoolEventKind, record_pool_event
 
 # Any constant shared by every process; "cpbuild" in ASCII.
 ADMISSION_LOCK_KEY = 0x63706275696C64
@@ -77,28 +76,38 @@ def retire_superseded_build(session: Session, campaign_id: uuid.UUID) -> None:
         sa.update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.pool_status == "building")
         .values(pool_status="retired", updated_at=now)
-        .returning(Campaign.pool_type, Campaign.user_id, Campaign.template_version)
+        .returning(Campaign.id, Campaign.pool_type, Campaign.user_id, Campaign.template_version)
         .execution_options(synchronize_session=False)
     ).first()
     if row is not None:
-        session.add(
-            PoolEvent(
-                kind="retired",
-                campaign_id=campaign_id,
-                user_id=row.user_id if row.pool_type == "user" else None,
-                pool_type=row.pool_type,
-                detail={
-                    "reason": "superseded",
-                    "template_version": row.template_version,
-                    "current_version": session.scalar(current_version()),
-                },
-                created_at=now,
-            )
-        )
+        _record_retired(session, row, "superseded", session.scalar(current_version()), now)
     session.commit()
 
 
-def current_version() -> sa.Select[tuple[int | None]]:
+def _record_retired(
+    session: Session,
+    row: sa.Row[uuid.UUID, str | None, uuid.UUID, int | None],
+    reason: str,
+    current: int | None,
+    now: datetime,
+) -> None:
+    """The `retired` event of one campaign (`row`: its id, pool type, owner and version)."""
+    record_pool_event(
+        session,
+        PoolEventKind.RETIRED,
+        campaign_id=row.id,
+        user_id=row.user_id if row.pool_type == "user" else None,
+        pool_type=row.pool_type,
+        detail={
+            "reason": reason,
+            "template_version": row.template_version,
+            "current_version": current,
+        },
+        created_at=now,
+    )
+
+
+def current_version() -> sa.Select[int | None]:
     """The master template's version, as a SELECT to run or embed."""
     return (
         sa.select(Campaign.template_version).where(Campaign.is_master_template.is_(True)).limit(1)
@@ -136,29 +145,8 @@ def retire_old_versions(
         )
         .execution_options(synchronize_session=False)
     ).all()
-    if rows:
-        session.execute(
-            sa.insert(PoolEvent),
-            [
-                {
-                    "kind": "retired",
-                    "campaign_id": row.id,
-                    "user_id": row.user_id if row.pool_type == "user" else None,
-                    "pool_type": row.pool_type,
-                    "detail": {
-                        "reason": reason,
-                        "template_version": row.template_version,
-                        "current_version": version,
-                    },
-                    "created_at": now,
-                }
-                for row in rows
-            ],
-        )
-        log.info(
-            "pool.retired",
-            extra={"count": len(rows), "reason": reason, "current_version": version},
-        )
+    for row in rows:
+        _record_retired(session, row, reason, version, now)
     return [RetiredCampaign(r.id, r.pool_type, r.template_version) for r in rows]
 
 
@@ -172,13 +160,13 @@ def rollout_in_progress(session: Session, version: int) -> bool:
 
 def builds_in_flight(session: Session, since: datetime) -> int:
     """Pool campaigns in `building` started after `since` (older ones have a dead builder)."""
-    return session.scalar(
+    return session.execute(
         sa.select(sa.func.count()).where(
             Campaign.is_pool.is_(True),
             Campaign.pool_status == "building",
             Campaign.pool_created_at > since,
         )
-    )
+    ).scalar_one()
 
 
 def _serialize_admissions(session: Session) -> None:
@@ -220,7 +208,7 @@ def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
         .values(pool_status="ready")
         .execution_options(synchronize_session=False)
     )
-    return flipped.rowcount == 1
+    return rowcount(flipped) == 1
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_wrong_credentials_get_401(client, auth, credentials):
     auth.create_user()
     response = client.post(TOKEN_URL, json=credentials)
     assert response.status_code == 401
-    assert response.get_json()["errors"] == {"base": ["Invalid email or password"]}
+    assert response.get_json()["errors"] == {"base": ["invalid email or password"]}
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert token_count() == 0
 

@@ -208,3 +208,15 @@ def test_cors_preflight_from_another_origin_fails(cors_app: Flask, app: Flask) -
     assert "Access-Control-Allow-Origin" not in other.headers
     unconfigured = preflight(app, "https://chiwar.example")  # CORS_ORIGINS unset
     assert "Access-Control-Allow-Origin" not in unconfigured.headers
+
+
+def test_the_sign_in_is_throttled_and_locks_like_every_sign_in(template_app: Flask) -> None:
+    """/users/sign_in shares the sign-in throttle (5 failures a minute per account by default)
+    and the lockout of the one password check (docs/security.md)."""
+    gamemaster(template_app)
+    web = Web(template_app.test_client())
+    statuses = [web.sign_in("gm@example.com", "wrong password").status_code for _ in range(6)]
+    assert statuses[:5] == [401] * 5
+    throttled = web.sign_in("gm@example.com", "wrong password")
+    assert throttled.status_code == 429 and throttled.is_json
+    assert int(throttled.headers["Retry-After"]) > 0

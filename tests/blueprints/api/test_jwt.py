@@ -101,7 +101,8 @@ def test_our_token_carries_the_documented_claims(shared_app: Flask, gm: Any) -> 
     token = response.get_json()["token"]
     assert response.headers["Authorization"] == f"Bearer {token}"
     claims = jwt.decode(token, SHARED, algorithms=["HS256"])  # what the Elixir server does
-    assert set(claims) == {"sub", "jti", "iat", "exp"}
+    assert set(claims) == {"sub", "jti", "iat", "exp", "ver"}
+    assert claims["ver"] == gm.session_version
     assert claims["sub"] == str(gm.id)
     assert claims["exp"] - claims["iat"] == 168 * 3600  # JWT_LIFETIME_HOURS
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
@@ -117,6 +118,21 @@ def test_signed_out_tokens_are_refused_and_others_are_not(shared_app: Flask, gm:
     assert current(shared_app, first) == 401
     assert current(shared_app, second) == 200
     assert client.delete("/users/sign_out").status_code == 401
+
+
+def test_signing_out_everywhere_ends_every_jwt(shared_app: Flask, gm: Any) -> None:
+    """The security work's session version: ours carry it (`ver`), the Elixir server's count as
+    version 1; raising it refuses both."""
+    from portal.services.accounts.jwt_tokens import issue_jwt
+    from portal.services.accounts.sessions import end_all_sign_ins
+
+    ours = issue_jwt(gm, shared_app.config["SETTINGS"]).token
+    theirs = elixir_token(gm)
+    assert current(shared_app, ours) == 200 and current(shared_app, theirs) == 200
+    end_all_sign_ins(db.session, gm, "sign_out_everywhere")
+    db.session.commit()
+    assert current(shared_app, ours) == 401 and current(shared_app, theirs) == 401
+    assert current(shared_app, issue_jwt(gm, shared_app.config["SETTINGS"]).token) == 200
 
 
 def test_a_deactivated_user_is_refused(shared_app: Flask, gm: Any) -> None:

@@ -1,7 +1,7 @@
 """Chi War clients: the user's current campaign, signed-out JWTs, CLI device sign-in codes
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-25
 
 `users.current_campaign_id` is what `POST /api/v2/campaigns/current` sets (NULL when the
@@ -13,8 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
