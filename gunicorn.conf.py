@@ -46,7 +46,9 @@ max_requests = 0
 accesslog = "-"
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+# The path without its query string: the Phoenix socket carries its token there
+# (`/socket/websocket?token=...`, the Chi War web client's way), and tokens are never logged.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
 
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 # Heartbeat files in memory: a slow or full disk must not make gunicorn kill a healthy worker.

@@ -23,6 +23,19 @@ from jobs.context import app_context, report_progress
 log = logging.getLogger("jobs.seeding")
 
 ATTEMPTS = 3
+# The seeder's steps as the Chi War web client names its seeding stages (`seeding_status`).
+STAGES = {
+    "factions": "factions",
+    "junctures": "junctures",
+    "schticks": "schticks",
+    "weapons": "weapons",
+    "characters": "characters",
+    "vehicles": "characters",
+    "character_schticks": "characters",
+    "carries": "characters",
+    "image_positions": "images",
+    "image_attachments": "images",
+}
 
 
 def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
@@ -35,6 +48,8 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
     from portal.appcontext import db_session
     from portal.models import Campaign
     from portal.services.campaigns.records import find_master_template
+    from portal.services.infra.channels import COMPLETE, publish_seeding
+    from portal.services.infra.queue import get_redis
     from portal.services.infra.retry import is_connection_lost
     from portal.services.seeding.base import SeedingError
     from portal.services.seeding.batch import CampaignBatchSeeder
@@ -43,9 +58,17 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
     context = {"campaign_id": str(cid)}
     with app_context():
         session = db_session()
+        redis_client = get_redis()
+        owner: dict[str, uuid.UUID] = {}
+        published: set[str] = set()
 
         def progress(step: str, done: int, total: int) -> None:
             report_progress(step=step, done=done, total=total)
+            stage = STAGES.get(step)
+            if stage and stage not in published and "id" in owner:
+                # Pushed to the owner's Phoenix channel as the stages go by (docs/api.md).
+                published.add(stage)
+                publish_seeding(redis_client, cid, owner["id"], stage)
 
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -70,6 +93,7 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
                 if template is None:
                     raise SeedingError("there is no master template to seed from")
                 report_progress(step="started", done=0, total=0, attempt=attempt)
+                owner["id"] = campaign.user_id
                 result = CampaignBatchSeeder(session).seed(campaign, template, progress=progress)
             except Exception as exc:
                 session.rollback()
@@ -89,5 +113,6 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
                 "total_rows": result.total_rows,
             }
             log.info("jobs.seed.done", extra={**context, "duration_ms": result.duration_ms})
+            publish_seeding(redis_client, cid, owner["id"], COMPLETE)
             return outcome
     raise AssertionError("unreachable")  # pragma: no cover

@@ -37,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_queue(app)
     register_images(app)
     register_blueprints(app)
+    register_cors(app)
     register_error_handlers(app)
     register_cli(app)
     return app
@@ -147,6 +148,27 @@ def register_blueprints(app: Flask) -> None:
     from portal.blueprints import register_all
 
     register_all(app)
+
+
+def register_cors(app: Flask) -> None:
+    """Cross-origin calls from the Chi War web client's origins (CORS_ORIGINS; none by
+    default). Bearer tokens, not cookies, authenticate these calls, so no credentials mode; the
+    sign-in's JWT travels in the `Authorization` response header, which must be exposed."""
+    origins = app.config["SETTINGS"].cors_origins
+    if not origins:
+        return
+    from flask_cors import CORS
+
+    CORS(
+        app,
+        resources={r"/api/*": {}, r"/users/*": {}},
+        origins=list(origins),
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Accept", "Authorization", "Content-Type", "If-None-Match", "Cache-Control"],
+        expose_headers=["Authorization"],
+        supports_credentials=False,
+        max_age=86400,
+    )
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -7,6 +7,8 @@ that starts with a half-understood configuration fails later in a way that is mu
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -59,6 +61,19 @@ class Settings:
         return timedelta(days=self.api_token_ttl_days) if self.api_token_ttl_days else None
 
     pool_build_timeout_s: int = 600
+    # JSON Web Tokens for the Chi War clients (docs/api.md, "JWT"). The default secret is
+    # derived from SECRET_KEY, so a deployment that sets nothing still signs with a private key.
+    jwt_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_lifetime_hours: int = 168
+    # Browser origins allowed to call the API cross-origin (Flask-CORS); none by default.
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def jwt_lifetime(self) -> timedelta:
+        """How long a JWT issued here stays valid (its `exp` minus its `iat`)."""
+        return timedelta(hours=self.jwt_lifetime_hours)
+
     # Security (docs/security.md): sign-in throttle and lockout, sessions, TLS, health, quotas.
     sign_in_limit_account: str | None = "5 per minute"
     sign_in_limit_address: str | None = "20 per minute"
@@ -125,6 +140,7 @@ class Settings:
             "slack_webhook_url",
             "health_token",
             "metrics_token",
+            "jwt_secret",
         }
         out = asdict(self)
         for name in secret_fields:
@@ -275,6 +291,30 @@ def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return emails
 
 
+JWT_ALGORITHMS = ("HS256", "HS512")
+JWT_SECRET_MIN = 32
+
+
+def _jwt_secret(env: Mapping[str, str], secret_key: str) -> str:
+    """JWT_SECRET, or a key derived from SECRET_KEY (HMAC, so the two never coincide). At least
+    32 characters: shorter HMAC keys are guessable offline from any one token."""
+    raw = _blank_to_none(env.get("JWT_SECRET"))
+    if raw is None:
+        return hmac.new(secret_key.encode(), b"campaign-pool jwt", hashlib.sha256).hexdigest()
+    if len(raw) < JWT_SECRET_MIN:
+        raise ConfigError(f"JWT_SECRET must be at least {JWT_SECRET_MIN} characters long")
+    return raw
+
+
+def _jwt_algorithm(env: Mapping[str, str]) -> str:
+    raw = _blank_to_none(env.get("JWT_ALGORITHM"))
+    if raw is None:
+        return "HS256"
+    if raw.upper() not in JWT_ALGORITHMS:
+        raise ConfigError(f"JWT_ALGORITHM must be one of {', '.join(JWT_ALGORITHMS)}, got {raw!r}")
+    return raw.upper()
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = _blank_to_none(env.get(name))
     if raw is None:
@@ -378,6 +418,10 @@ ENV_NAMES = frozenset(
         "API_TOKEN_TTL_DAYS",
         *SECURITY_ENV_NAMES,
         "METRICS_TOKEN",
+        "JWT_SECRET",
+        "JWT_ALGORITHM",
+        "JWT_LIFETIME_HOURS",
+        "CORS_ORIGINS",
     }
 )
 
@@ -402,10 +446,14 @@ def load_settings(
     mail_sender = _blank_to_none(env.get("MAIL_DEFAULT_SENDER")) or "campaign-pool@localhost"
     if "@" not in mail_sender:
         raise ConfigError(f"MAIL_DEFAULT_SENDER must be an email address, got {mail_sender!r}")
+    secret_key = _secret_key(env, instance_path)
+    jwt_secret, jwt_algorithm = _jwt_secret(env, secret_key), _jwt_algorithm(env)
+    if jwt_algorithm == "HS512" and len(jwt_secret) < 64:
+        raise ConfigError("JWT_SECRET must be at least 64 characters long for HS512 (RFC 7518)")
     return Settings(
         database_url=_database_url(env, instance_path),
         redis_url=_redis_url(env),
-        secret_key=_secret_key(env, instance_path),
+        secret_key=secret_key,
         imagekit_private_key=private_key,
         imagekit_public_key=_blank_to_none(env.get("IMAGEKIT_PUBLIC_KEY")),
         imagekit_url_endpoint=url_endpoint,
@@ -426,6 +474,10 @@ def load_settings(
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
+        jwt_secret=jwt_secret,
+        jwt_algorithm=jwt_algorithm,
+        jwt_lifetime_hours=_int(env, "JWT_LIFETIME_HOURS", 168, minimum=1, maximum=8760),
+        cors_origins=_origins(env, "CORS_ORIGINS"),
         sign_in_limit_account=_rate_limit(env, "SIGN_IN_LIMIT_ACCOUNT", "5 per minute"),
         sign_in_limit_address=_rate_limit(env, "SIGN_IN_LIMIT_ADDRESS", "20 per minute"),
         lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=0, maximum=1000),

@@ -35,10 +35,11 @@ from flask_login import current_user, login_user, logout_user
 from flask_login import login_required as _login_required
 
 from portal.appcontext import db_session
-from portal.blueprints.forms import LoginForm
+from portal.blueprints.forms import CliApproveForm, LoginForm
 from portal.blueprints.throttle import SIGN_IN_MESSAGE, sign_in_limits
 from portal.extensions import db, login_manager
 from portal.models import User
+from portal.services.accounts.cli_auth import CliCodeError, approve_code, pending_code
 from portal.services.accounts.sessions import (
     end_all_sign_ins,
     end_login_session,
@@ -73,7 +74,7 @@ login_manager.user_loader(load_user)
 
 
 # Request-scoped values that Flask-Login, Flask-WTF and our API decorator cache on `g`.
-REQUEST_SCOPED_G = ("_login_user", "user", "api_token_id")
+REQUEST_SCOPED_G = ("_login_user", "user", "bearer")
 
 
 @bp.before_app_request
@@ -187,3 +188,29 @@ def logout_everywhere() -> ResponseReturnValue:
     logout_user()
     flash("Signed out everywhere: every browser signed in to this account must sign in again.")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/cli/auth", methods=["GET", "POST"])
+@login_required
+def cli_approve() -> ResponseReturnValue:
+    """Where `chiwar login` sends the browser: the signed-in user approves the code the CLI
+    shows (POST with CSRF), and the CLI's next poll signs it in as them. A stranger's link
+    only asks them to sign in first (Flask-Login redirects to /login?next=...)."""
+    form = CliApproveForm()
+    if request.method == "GET":
+        code = (request.args.get("code") or "")[:64]
+        form.code.data = code
+        known = pending_code(db_session(), code) is not None
+        return render_template("auth/cli_approve.html", form=form, code=code, known=known)
+    if not form.validate_on_submit():
+        return render_template("auth/cli_approve.html", form=form, code="", known=False), 400
+    try:
+        approve_code(db_session(), form.code.data or "", current_user._get_current_object())
+    except CliCodeError:
+        db.session.rollback()
+        return render_template(
+            "auth/cli_approve.html", form=form, code=form.code.data, known=False
+        ), 410
+    db.session.commit()
+    log.info("auth.cli_approved", extra={"user_id": str(current_user.id)})
+    return render_template("auth/cli_approve.html", form=form, code=form.code.data, approved=True)

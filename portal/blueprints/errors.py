@@ -25,7 +25,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger("portal.errors")
 
-JSON_PREFIXES = ("/api/", "/admin/api/")
+JSON_PREFIXES = ("/api/", "/admin/api/", "/users/", "/socket/")
 CSRF_MESSAGE = (
     "The form could not be accepted because its security token was missing or invalid. "
     "This happens when a page was open for a long time or the form came from another site. "

@@ -30,3 +30,10 @@ class LoginForm(FlaskForm):
     remember = BooleanField("Keep me signed in")
     next = HiddenField()
     submit = SubmitField("Sign in")
+
+
+class CliApproveForm(FlaskForm):
+    """Approve a command-line sign-in: the code rides along hidden, the button is the consent."""
+
+    code = HiddenField(validators=[DataRequired(), Length(max=64)])
+    submit = SubmitField("Sign in the command-line client")

@@ -10,11 +10,15 @@ Even then no check's error text names a host, a port or a driver message: those 
 from __future__ import annotations
 
 import hmac
+from typing import Literal
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from pydantic import BaseModel, ConfigDict
+from spectree import Response as Doc
 
+from portal.blueprints.spec import api_spec
 from portal.extensions import csrf
 from portal.services.monitoring.health import check_health
 
@@ -40,8 +44,37 @@ def may_see_details(database_up: bool) -> bool:
     return database_up and bool(current_user.is_authenticated and current_user.admin)
 
 
+class HealthCheck(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+
+
+class HealthChecks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    database: HealthCheck
+    redis: HealthCheck
+    workers: HealthCheck
+    pool: HealthCheck
+
+
+class Health(BaseModel):
+    """`checks` only for a signed-in admin or with HEALTH_TOKEN."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "degraded", "down"]
+    checks: HealthChecks | None = None
+
+
 @bp.get("/health")
+@api_spec.validate(
+    resp=Doc(
+        HTTP_200=(Health, "Up: `ok`, or `degraded` (Redis, workers, pool)."),
+        HTTP_503=(Health, "Down: the database is unreachable."),
+    ),
+    security={},
+)
 def health() -> ResponseReturnValue:
+    """Liveness and readiness (details with HEALTH_TOKEN or as an admin)."""
     report = check_health()
     status = 503 if report["status"] == "down" else 200
     details = may_see_details(database_up=report["status"] != "down")

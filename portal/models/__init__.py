@@ -17,7 +17,7 @@ from portal.models.content import (
 )
 from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
 from portal.models.pool import PoolEvent, PoolSetting
-from portal.models.users import ApiToken, LoginSession, User
+from portal.models.users import ApiToken, CliAuthCode, JwtDenylist, LoginSession, User
 
 # A campaign's content: one model per table, by the name its rows are counted and exported
 # under, in the order a copy writes them (a juncture may name a faction; characters and vehicles
@@ -51,12 +51,14 @@ __all__ = [
     "Character",
     "CharacterLink",
     "CharacterSchtick",
+    "CliAuthCode",
     "ContentRow",
     "Faction",
     "ImageAttachment",
     "ImageBlob",
     "ImagePosition",
     "Juncture",
+    "JwtDenylist",
     "LoginSession",
     "PoolEvent",
     "PoolSetting",

@@ -61,7 +61,7 @@ class Campaign(TimestampMixin, Base):
     seeding_method: Mapped[str | None] = mapped_column(sa.String(16))
     seeding_duration_ms: Mapped[float | None]
 
-    owner: Mapped[User] = relationship()
+    owner: Mapped[User] = relationship(foreign_keys=[user_id])
 
     def __repr__(self) -> str:
         return f"<Campaign {self.name!r} {self.id}>"

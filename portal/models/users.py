@@ -33,6 +33,12 @@ class User(UserMixin, TimestampMixin, Base):
     admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     gamemaster: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # The campaign the Chi War clients are working in (`POST /api/v2/campaigns/current`); the
+    # foreign key is added after the campaigns table exists (`use_alter`: the two tables
+    # reference each other) and clears itself when that campaign is deleted.
+    current_campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("campaigns.id", ondelete="SET NULL", use_alter=True)
+    )
     # Raised to end every session, remember cookie (and JWT carrying it) of this user at once.
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Account lockout: consecutive failed sign-ins, and until when the account is locked.
@@ -71,6 +77,41 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class JwtDenylist(Base):
+    """JWTs signed out before they expired (`DELETE /users/sign_out`), by their `jti` claim.
+
+    A row only needs to live as long as the token would have: past `expires_at` the signature
+    check refuses the token anyway, so the clean-up deletes such rows."""
+
+    __tablename__ = "jwt_denylist"
+
+    jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CliAuthCode(Base):
+    """A device sign-in of the command-line client (`chiwar login`): the CLI holds the code,
+    a signed-in user approves it in the portal, the CLI's next poll collects a JWT once.
+
+    Only the SHA-256 of the code is stored: whoever holds the code can collect the token."""
+
+    __tablename__ = "cli_auth_codes"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    approved_at: Mapped[datetime | None]
+    collected_at: Mapped[datetime | None]
 
 
 class LoginSession(Base):

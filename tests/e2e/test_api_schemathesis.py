@@ -1,8 +1,9 @@
 """schemathesis against the app's own OpenAPI document, in-process through WSGI.
 
-Every operation of /api/v2 and /health gets generated requests, valid and invalid (schemathesis'
-coverage phase of boundary cases, then Hypothesis fuzzing), sent with a real gamemaster's bearer
-token to one app whose database holds the master template, so creates really seed campaigns.
+Every operation of /api/v2, /users (the Chi War sign-in) and /health gets generated requests,
+valid and invalid (schemathesis' coverage phase of boundary cases, then Hypothesis fuzzing),
+sent with a real gamemaster's bearer token to one app whose database holds the master
+template, so creates really seed campaigns.
 Each answer must not be a 5xx and must match the document: status code, content type and body
 schema. Invalid data must be refused, and valid data accepted, so the request schemas say
 exactly what the server enforces. Hypothesis runs derandomized with a small example budget:
@@ -27,25 +28,36 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from portal.blueprints.api.openapi import build_openapi
+from portal.blueprints.spec import openapi_document
 from portal.extensions import db
 from portal.models import User
 from portal.services.accounts.tokens import issue_token
 from portal.services.infra.queue import get_redis
 from portal.services.pool.config import set_pool_setting
 from portal.services.pool.replenish import replenish_pool
-from tests.conftest import app_on
+from tests.conftest import app_on, make_app
 from tests.support.auth import AuthActions
 from tests.support.databases import TestDatabases
 
-MAX_BODY = 1024 * 1024  # MAX_CONTENT_LENGTH; test_api_openapi checks the served document
-REVOKES_ITS_TOKEN = "DELETE /api/v2/auth/token"
+REVOKES_ITS_TOKEN = {"DELETE /api/v2/auth/token", "DELETE /users/sign_out"}
 NAME_TAKEN = {"name": ["has already been taken"]}
+# A multipart create or update whose `campaign` text is not JSON, or whose `image` is not an
+# image: schemathesis generates strings and bytes of the documented types but cannot know
+# that they must parse as JSON or decode as a picture, so these refusals are right.
+CONTENT_REFUSALS = {"campaign", "image"}
 
-# Built by the function the app serves the document with; the app is a fixture handed to each
-# call. (schemathesis' lazy `from_fixture` loader fails on pytest 9.2, which dropped the private
-# `Node._nodeid` it rewrites.)
-schema = schemathesis.openapi.from_dict(build_openapi(MAX_BODY))
+
+def _document() -> dict:
+    """The document the app serves, built by the same function from a throwaway app (every app
+    has the same routes). The app under test is a fixture handed to each call: schemathesis'
+    lazy `from_fixture` loader fails on pytest 9.2, which dropped the private `Node._nodeid` it
+    rewrites."""
+    app = make_app("sqlite://")
+    with app.app_context():
+        return openapi_document()
+
+
+schema = schemathesis.openapi.from_dict(_document())
 cases_run: Counter[str] = Counter()
 sources: Counter[str] = Counter()  # which path served the campaigns schemathesis created
 
@@ -56,6 +68,12 @@ def valid_data_is_accepted(ctx, response, case) -> None:
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return
     if response.status_code == 422 and response.json().get("errors") == NAME_TAKEN:
+        return
+    if (
+        response.status_code == 422
+        and "multipart" in (case.media_type or "")
+        and set(response.json().get("errors", {})) <= CONTENT_REFUSALS
+    ):
         return
     assert response.status_code not in (400, 422), (
         f"valid data refused with {response.status_code}: {response.text[:500]}"
@@ -124,7 +142,7 @@ def test_every_answer_matches_the_document(
     case, shared_app: Flask, ready_pool: None, gamemaster: User, gm_token: str
 ) -> None:
     token = gm_token
-    if case.operation.label == REVOKES_ITS_TOKEN:
+    if case.operation.label in REVOKES_ITS_TOKEN:
         # It revokes the token it is sent with, so it gets one of its own.
         token = issue_token(db.session, gamemaster, "revoked by schemathesis")
         db.session.commit()

@@ -40,6 +40,8 @@ from portal.models import (
     PoolEvent,
 )
 from portal.models import utcnow as _utcnow
+from portal.services.accounts.cli_auth import prune_codes
+from portal.services.accounts.jwt_tokens import prune_denylist
 from portal.services.images.blobs import detach_images, purge_unused_blobs
 from portal.services.images.store import ImageStore
 from portal.services.infra.database import rowcount
@@ -166,6 +168,16 @@ def delete_pool_campaign(
     )
     if rowcount(locked) != 1:
         return None
+    return delete_campaign_content(session, campaign_id)
+
+
+def delete_campaign_content(
+    session: Session, campaign_id: uuid.UUID
+) -> tuple[dict[str, int], set[uuid.UUID]]:
+    """Delete a campaign row with all its content, image attachments and positions (no
+    commit): the pool clean-up and a user deleting a campaign (`DELETE /api/v2/campaigns/<id>`)
+    both end here. Returns (counts, ids of the blobs it used); the blobs stay, since other
+    campaigns may share them, until `purge_unused_blobs` finds them unused."""
     counts = {"attachments": 0, "positions": 0, "rows": 0}
     blob_ids: set[uuid.UUID] = set()
     for record_type, model in RECORD_TYPES.items():
@@ -292,6 +304,9 @@ def cleanup_pool(
         .execution_options(synchronize_session=False)
     )
     report.snapshots_pruned = rowcount(pruned) or 0
+    # Sign-in leftovers past their expiry: refused by their own dates anyway.
+    prune_denylist(session, now)
+    prune_codes(session, now)
     session.commit()
     if removed_ready and redis_client is not None:
         report.refill_job = enqueue_replenish(redis_client, "all")

@@ -3,7 +3,9 @@
 This is what `POST /api/v2/campaigns` does. The pool answers in milliseconds; when it is empty
 the campaign is batch-seeded inside the request (`POOL_FALLBACK=sync`, complete when returned) or
 created empty and seeded by a job (`async`, returned at once). Either way a refill is requested,
-and the outcome is recorded in `pool_events` for the hit-rate metrics.
+and the outcome is recorded in `pool_events` for the hit-rate metrics. Once the campaign is
+complete (at once when served by the pool or seeded in the request) `{"seeding_status":
+"complete"}` is pushed to the owner's Phoenix channel: the web client's create form waits for it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -21,12 +22,14 @@ from portal.config import Settings
 from portal.models import Campaign, User
 from portal.services.campaigns.records import (
     CampaignError,
-    content_counts,
     create_campaign_shell,
     find_master_template,
 )
+from portal.services.images.store import ImageStore
+from portal.services.infra.channels import COMPLETE, publish_seeding
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
+from portal.services.pool.client_campaigns import campaign_json
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.seeding.batch import CampaignBatchSeeder
 
@@ -65,6 +68,7 @@ def create_campaign(
     assignment = CampaignPoolService(session).assign_pool_campaign(user, name, description)
     if assignment is not None:
         refill_owner = user_id if assignment.pool_type == "user" else None
+        publish_seeding(redis_client, assignment.campaign_id, user_id, COMPLETE)
         enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
         waited = assignment.pool_created_at
         return CreatedCampaign(
@@ -105,6 +109,8 @@ def create_campaign(
         detail={"mode": "async" if pending else "sync"},
     )
     session.commit()
+    if not pending:
+        publish_seeding(redis_client, campaign_id, user_id, COMPLETE)
     enqueue_replenish(redis_client, "master")
     if gamemaster:
         enqueue_replenish(redis_client, "user", user_id)
@@ -119,44 +125,27 @@ def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaig
     return enqueue_seeding(redis_client, shell.id) is not None
 
 
-def created_campaign_json(session: Session, created: CreatedCampaign) -> dict[str, object]:
+def created_campaign_json(
+    session: Session,
+    created: CreatedCampaign,
+    *,
+    owner: User,
+    store: ImageStore,
+    redis_client: redis.Redis | None,
+) -> dict[str, object]:
     """The API answer for a campaign just created: from the claim's snapshot when the pool
     served it, else read back from the database."""
-    if created.snapshot is not None:
-        return campaign_json(session, created.snapshot, created.source, counts=created.counts)
-    campaign = session.get_one(Campaign, created.campaign_id)
-    return campaign_json(session, campaign, created.source, created.pending)
-
-
-def campaign_json(
-    session: Session,
-    campaign: Campaign | ClaimedCampaign,
-    source: str | None = None,
-    pending: bool = False,
-    counts: dict[str, int] | None = None,
-) -> dict[str, object]:
-    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or the
-    pool claim's snapshot of one; `counts` are queried unless given."""
-
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    body: dict[str, object] = {
-        "id": str(campaign.id),
-        "name": campaign.name,
-        "description": campaign.description,
-        "gamemaster_id": str(campaign.user_id),
-        "active": campaign.active,
-        "created_at": iso(campaign.created_at),
-        "updated_at": iso(campaign.updated_at),
-        "activated_at": iso(campaign.activated_at),
-        "seeded_at": iso(campaign.seeded_at),
-        "entity_class": "Campaign",
-        "seeding_status": "pending" if pending or campaign.seeded_at is None else "complete",
-        "counts": counts
-        if counts is not None
-        else content_counts(session, campaign.id, with_images=True),
-    }
-    if source is not None:
-        body["source"] = source
-    return body
+    campaign: Campaign | ClaimedCampaign = (
+        created.snapshot
+        if created.snapshot is not None
+        else session.get_one(Campaign, created.campaign_id)
+    )
+    return campaign_json(
+        session,
+        campaign,
+        store=store,
+        redis_client=redis_client,
+        owner=owner,
+        counts=created.counts,
+        source=created.source,
+    )

@@ -36,15 +36,19 @@ def test_token_endpoint_issues_a_working_token(client, auth):
     token = body["token"]
     assert token.startswith("cp_")
     assert body["token_type"] == "Bearer"
-    assert body["user"] == {
-        "id": str(user.id),
-        "email": "GM@example.com",
-        "name": "GM",
-        "admin": False,
-        "gamemaster": True,
-        "active": True,
-        "entity_class": "User",
-    }
+    assert (
+        body["user"]
+        | {
+            "id": str(user.id),
+            "email": "GM@example.com",
+            "name": "GM",
+            "admin": False,
+            "gamemaster": True,
+            "active": True,
+            "entity_class": "User",
+        }
+        == body["user"]
+    )
     assert "password_hash" not in response.get_data(as_text=True)
     record = db.session.scalars(sa.select(ApiToken)).one()
     assert record.token_hash == hash_token(token) and record.name == "web"
@@ -113,8 +117,9 @@ def test_missing_fields_are_listed(client):
     response = client.post(TOKEN_URL, json={"email": "  ", "other": 1})
     assert response.status_code == 400
     assert response.get_json()["errors"] == {
-        "email": ["is required"],
-        "password": ["is required"],
+        "email": ["can't be blank"],
+        "password": ["can't be blank"],
+        "other": ["is not a known field"],
     }
 
 
