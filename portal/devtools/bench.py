@@ -386,7 +386,7 @@ def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
         copied = copy_tables(
             session,
             template_id=template_id,
-            target_id=target_id,
+            target_ids=[target_id],
             owner_id=owner_id,
             now=utcnow(),
             tables=BASELINE_TABLES,

@@ -82,10 +82,13 @@ Progress = Callable[[str, int, int], None]
 
 METHOD = "batch"
 
+# One row per (template row, target campaign): seeding K campaigns at once is the same
+# statements with K map rows per template row, each naming the campaign its copy goes to.
 ID_MAP = sa.Table(
     "seed_id_map",
     sa.MetaData(),
     sa.Column("old_id", sa.Uuid(), primary_key=True),
+    sa.Column("target_id", sa.Uuid(), primary_key=True),
     sa.Column("new_id", sa.Uuid(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     prefixes=["TEMPORARY"],
@@ -94,7 +97,6 @@ ID_MAP = sa.Table(
 
 # Bound per run; the statements themselves are built once per process and cached.
 _TEMPLATE = sa.bindparam("template_id", type_=sa.Uuid())
-_TARGET = sa.bindparam("target_id", type_=sa.Uuid())
 _OWNER = sa.bindparam("owner_id", type_=sa.Uuid())
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 
@@ -228,6 +230,10 @@ def build_id_query(tables: Sequence[str], with_campaign: bool, dialect: str) -> 
 def build_insert(step: TableCopy) -> sa.Insert:
     """`INSERT INTO t (...) SELECT ... FROM t JOIN seed_id_map ...` for one table.
 
+    The map holds one row per (template row, target campaign), so the join on the row's own id
+    (or, for link tables, on the owning end) yields one copy per target, and every other map
+    join is on the same target: the copies of one campaign only ever point at each other.
+
     Content tables: every column comes from the source row except the ones replaced here; a
     nullable foreign key that is set must find its target in the map, otherwise the row is left
     out and the row count check fails the seed (a template pointing outside itself is refused,
@@ -239,29 +245,38 @@ def build_insert(step: TableCopy) -> sa.Insert:
     joined: sa.FromClause = src
     values: dict[str, sa.ColumnElement[Any]] = {}
     guards: list[sa.ColumnElement[bool]] = []
+    target: sa.ColumnElement[Any] | None = None
     if step.kind is not None:
         me = ID_MAP.alias("me")
         joined = joined.join(me, sa.and_(me.c.old_id == src.c.id, me.c.kind == step.kind))
         values["id"] = me.c.new_id
-    for index, (column, kind) in enumerate(step.remap.items()):
+        target = me.c.target_id
+    for column, kind in step.remap.items():
         ref = ID_MAP.alias(f"map_{column}")
         on = sa.and_(ref.c.old_id == src.c[column], ref.c.kind == kind)
-        if step.kind is None and index == 0:
+        if target is None:  # a link table's owning end: it decides the target
             joined = joined.join(ref, on)
+            target = ref.c.target_id
         else:
-            joined = joined.outerjoin(ref, on)
+            joined = joined.outerjoin(ref, sa.and_(on, ref.c.target_id == target))
             if step.kind is not None:
                 guards.append(sa.or_(src.c[column].is_(None), ref.c.new_id.is_not(None)))
         values[column] = ref.c.new_id
+    assert target is not None, f"{step.table_name}: no id and no owning end to copy by"
     if step.poly is not None:
         id_column, type_column = step.poly
         owner = ID_MAP.alias("owner")
         joined = joined.join(
-            owner, sa.and_(owner.c.old_id == src.c[id_column], owner.c.kind == src.c[type_column])
+            owner,
+            sa.and_(
+                owner.c.old_id == src.c[id_column],
+                owner.c.kind == src.c[type_column],
+                owner.c.target_id == target,
+            ),
         )
         values[id_column] = owner.c.new_id
     if step.has_campaign:
-        values["campaign_id"] = _TARGET
+        values["campaign_id"] = target
         guards.append(src.c.campaign_id == _TEMPLATE)
     if step.owned:
         values["user_id"] = _OWNER
@@ -332,11 +347,17 @@ def statements_for(tables: Sequence[str], with_campaign: bool, dialect: sa.Diale
     return _STATEMENTS[key]
 
 
+# Template ids and kinds are sent once, the targets once, the new ids target by target (K x n);
+# the i-th template row of the j-th target gets new id number (j - 1) * n + i. The new ids are
+# one uuid[] (fixed-width elements: a subscript is an offset, not a walk along the array).
 _PG_FILL_MAP = sa.text(
-    "INSERT INTO seed_id_map (old_id, new_id, kind) "
-    "SELECT CAST(o AS uuid), CAST(n AS uuid), k FROM unnest("
-    "string_to_array(:olds, ','), string_to_array(:news, ','), string_to_array(:kinds, ',')"
-    ") AS pairs(o, n, k)"
+    "WITH fresh AS (SELECT CAST(string_to_array(:news, ',') AS uuid[]) AS ids) "
+    "INSERT INTO seed_id_map (old_id, target_id, new_id, kind) "
+    "SELECT CAST(a.o AS uuid), b.t, fresh.ids[(b.j - 1) * :n + a.i], a.k "
+    "FROM fresh, "
+    "unnest(string_to_array(:olds, ','), string_to_array(:kinds, ',')) "
+    "WITH ORDINALITY AS a(o, k, i), "
+    "unnest(CAST(string_to_array(:targets, ',') AS uuid[])) WITH ORDINALITY AS b(t, j)"
 )
 
 
@@ -359,7 +380,7 @@ def copy_tables(
     session: Session,
     *,
     template_id: uuid.UUID,
-    target_id: uuid.UUID,
+    target_ids: Sequence[uuid.UUID],
     owner_id: uuid.UUID,
     now: datetime,
     tables: Sequence[str] = ALL_TABLES,
@@ -367,16 +388,23 @@ def copy_tables(
     progress: Progress | None = None,
     total_steps: int | None = None,
 ) -> dict[str, int]:
-    """Copy the template's rows of `tables` into the target campaign; no commit.
+    """Copy the template's rows of `tables` into each of the target campaigns; no commit.
 
-    Returns rows created per table. The seeder copies every table; `bench` also times a subset
+    The same statements serve one target or K: the id map holds a row per (template row,
+    target), so each INSERT ... SELECT writes K copies at once. Returns rows created per table
+    (all targets together). The seeder copies every table; `bench` also times a subset
     (schticks, weapons, attachments) against the row-at-a-time baseline of DESIGN 7.
-    `with_campaign` maps the template campaign itself to the target, so the campaign's own image
-    and positions are copied too. Raises SeedingError when the template references rows outside
-    itself (the caller rolls back)."""
+    `with_campaign` maps the template campaign itself to each target, so the campaign's own
+    image and positions are copied too. Raises SeedingError when the template references rows
+    outside itself (the caller rolls back)."""
     unknown = [name for name in tables if name not in PLAN_BY_NAME]
     if unknown:
         raise ValueError(f"unknown tables {unknown}; tables are {', '.join(ALL_TABLES)}")
+    targets = list(dict.fromkeys(target_ids))
+    if not targets or len(targets) != len(target_ids):
+        raise ValueError("copy_tables needs one or more distinct target campaigns")
+    if template_id in targets:
+        raise SeedingError("a campaign cannot be seeded from itself")
     connection = session.connection()
     ordered = [name for name in ALL_TABLES if name in tables]
     statements = statements_for(ordered, with_campaign, connection.dialect)
@@ -389,21 +417,16 @@ def copy_tables(
         if progress is not None:
             progress(step, done, total)
 
-    params = {"template_id": template_id, "target_id": target_id, "owner_id": owner_id, "now": now}
+    params = {"template_id": template_id, "owner_id": owner_id, "now": now}
     expected: Counter[str] = Counter()
     kinds: list[str] = []
     olds: list[str] = []
     for kind, joined in session.execute(statements.ids, params):
         ids = joined.split(",")
-        expected[kind] = len(ids)
+        expected[kind] = len(ids) * len(targets)
         kinds.extend([kind] * len(ids))
         olds.extend(ids)
-    news = new_uuid4_hex(len(olds))
-    if with_campaign:
-        olds.append(str(template_id))
-        news.append(target_id.hex)
-        kinds.append("Campaign")
-    _fill_id_map(session, statements.create_map, olds, news, kinds)
+    _fill_id_map(session, statements.create_map, template_id, olds, kinds, targets, with_campaign)
     step_done("id_map")
 
     if statements.combined is not None:
@@ -425,27 +448,51 @@ def copy_tables(
 
 
 def _fill_id_map(
-    session: Session, create_map: str, olds: list[str], news: list[str], kinds: list[str]
+    session: Session,
+    create_map: str,
+    template_id: uuid.UUID,
+    olds: list[str],
+    kinds: list[str],
+    targets: list[uuid.UUID],
+    with_campaign: bool,
 ) -> None:
-    """Make sure this connection has its map table, then write every old->new pair at once
-    (ids as text: PostgreSQL parses them server-side, SQLite gets UUIDs through the column type)."""
+    """Make sure this connection has its map table, then write every (old, target) -> new row
+    at once: a fresh uuid4 per template row and target, and, `with_campaign`, the template
+    campaign itself mapped to each target (ids as text: PostgreSQL parses them server-side,
+    SQLite gets UUIDs through the column type)."""
     connection = session.connection()
     connection.exec_driver_sql(create_map)
+    if with_campaign:
+        olds = [*olds, str(template_id)]
+        kinds = [*kinds, "Campaign"]
     if not olds:
         return
+    news: list[str] = []
+    for target in targets:
+        news += new_uuid4_hex(len(olds) - int(with_campaign))
+        if with_campaign:
+            news.append(target.hex)
     if connection.dialect.name == "postgresql":
         session.execute(
             _PG_FILL_MAP,
-            {"olds": ",".join(olds), "news": ",".join(news), "kinds": ",".join(kinds)},
+            {
+                "olds": ",".join(olds),
+                "kinds": ",".join(kinds),
+                "targets": ",".join(t.hex for t in targets),
+                "news": ",".join(news),
+                "n": len(olds),
+            },
         )
         return
-    session.execute(
-        ID_MAP.insert(),
-        [
-            {"old_id": uuid.UUID(o), "new_id": uuid.UUID(n), "kind": k}
-            for o, n, k in zip(olds, news, kinds, strict=True)
-        ],
-    )
+    rows = []
+    for j, target in enumerate(targets):
+        offset = j * len(olds)
+        rows += [
+            {"old_id": uuid.UUID(o), "target_id": target, "new_id": uuid.UUID(news[offset + i]),
+             "kind": k}
+            for i, (o, k) in enumerate(zip(olds, kinds, strict=True))
+        ]  # fmt: skip
+    session.execute(ID_MAP.insert(), rows)
 
 
 def _run_insert(
@@ -471,10 +518,12 @@ def _check_count(step: TableCopy, count: int, expected: Counter[str]) -> None:
 
 
 class CampaignBatchSeeder:
-    """Fill an empty campaign with a set-based copy of a template; one transaction.
+    """Fill empty campaigns with a set-based copy of a template; one transaction.
 
     `CampaignBatchSeeder(session).seed(target, template, progress=...)` where `target` is an
-    empty shell (`create_campaign_shell`, flushed in this transaction or committed earlier).
+    empty shell (`create_campaign_shell`, flushed in this transaction or committed earlier);
+    `seed_many(targets, template)` fills K shells of one owner with the same statements in one
+    transaction (pool refills with a large deficit, docs/pool.md).
     """
 
     method = METHOD
@@ -490,33 +539,47 @@ class CampaignBatchSeeder:
         On any failure the transaction is rolled back (nothing of the copy remains; a shell
         created in the same transaction goes too) and the error is re-raised. A campaign that is
         already seeded is refused with SeedingError, also when another seeder got there first."""
+        return self.seed_many([target], template, progress)[0]
+
+    def seed_many(
+        self, targets: Sequence[Campaign], template: Campaign, progress: Progress | None = None
+    ) -> list[SeedResult]:
+        """Copy `template` into every campaign of `targets` (one owner), mark them all seeded
+        and commit together: all of them or none. Each result carries the whole transaction's
+        duration and its own campaign's rows."""
         session = self.session
         started = time.perf_counter()
         context: dict[str, Any] = {"method": METHOD}
         total_steps = len(ALL_TABLES) + 2
         try:
-            session.flush()  # pending changes to the shell (e.g. a pool status) go with the copy
-            target_id, owner_id, template_id = target.id, target.user_id, template.id
+            session.flush()  # pending changes to the shells (e.g. a pool status) go with the copy
+            target_ids = [target.id for target in targets]
+            owners = {target.user_id for target in targets}
+            template_id = template.id
             template_version = template.template_version
-            context.update(campaign_id=str(target_id), template_id=str(template_id))
+            context.update(
+                campaign_id=str(target_ids[0]) if target_ids else None,
+                campaigns=len(target_ids),
+                template_id=str(template_id),
+            )
             log.info("seeding.started", extra=context)
-            if target.seeded_at is not None:
-                raise SeedingError(f"campaign {target_id} is already seeded")
-            if target_id == template_id:
-                raise SeedingError("a campaign cannot be seeded from itself")
+            if len(owners) != 1:
+                raise SeedingError("campaigns seeded together must have one owner")
+            already = [target.id for target in targets if target.seeded_at is not None]
+            if already:
+                raise SeedingError(f"campaign {already[0]} is already seeded")
             now = utcnow()
             rows = copy_tables(
                 session,
                 template_id=template_id,
-                target_id=target_id,
-                owner_id=owner_id,
+                target_ids=target_ids,
+                owner_id=owners.pop(),
                 now=now,
                 progress=progress,
                 total_steps=total_steps,
             )
-            rows["image_blobs"] = 0
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            seeded = self._mark_seeded(target_id, now, duration_ms, template_version)
+            seeded = self._mark_seeded(target_ids, now, duration_ms, template_version)
             if progress is not None:
                 progress("campaign", total_steps, total_steps)
             session.commit()
@@ -527,23 +590,33 @@ class CampaignBatchSeeder:
                 extra={**context, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]},
             )
             raise
-        for key, value in seeded.items():
-            set_committed_value(target, key, value)
+        for target in targets:
+            for key, value in seeded.items():
+                set_committed_value(target, key, value)
+        per_campaign = {table: count // len(target_ids) for table, count in rows.items()}
+        per_campaign["image_blobs"] = 0
         log.info(
             "seeding.finished",
             extra={
                 **context,
                 "duration_ms": duration_ms,
                 "with_commit_ms": round((time.perf_counter() - started) * 1000, 1),
-                "rows": rows,
+                "rows": per_campaign,
             },
         )
-        return SeedResult(campaign_id=target_id, method=METHOD, duration_ms=duration_ms, rows=rows)
+        return [
+            SeedResult(campaign_id=cid, method=METHOD, duration_ms=duration_ms, rows=per_campaign)
+            for cid in target_ids
+        ]
 
     def _mark_seeded(
-        self, target_id: uuid.UUID, now: datetime, duration_ms: float, version: int | None
+        self,
+        target_ids: list[uuid.UUID],
+        now: datetime,
+        duration_ms: float,
+        version: int | None,
     ) -> dict[str, Any]:
-        """One guarded UPDATE: refuses (SeedingError) when the campaign was seeded meanwhile."""
+        """One guarded UPDATE: refuses (SeedingError) when a campaign was seeded meanwhile."""
         campaigns = Campaign.__table__
         values = {
             "seeded_at": utcnow(),
@@ -554,9 +627,10 @@ class CampaignBatchSeeder:
         }
         updated = self.session.execute(
             sa.update(campaigns)
-            .where(campaigns.c.id == target_id, campaigns.c.seeded_at.is_(None))
+            .where(campaigns.c.id.in_(target_ids), campaigns.c.seeded_at.is_(None))
             .values(**values)
         ).rowcount
-        if updated != 1:
-            raise SeedingError(f"campaign {target_id} is missing or was seeded meanwhile")
+        if updated != len(target_ids):
+            missing = len(target_ids) - updated
+            raise SeedingError(f"{missing} of the campaigns are missing or were seeded meanwhile")
         return values
