@@ -13,8 +13,9 @@ log = logging.getLogger("jobs.pool")
 
 def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) -> dict[str, Any]:
     """CampaignPoolReplenishJob: refill `pool_type` (a gamemaster's pool with `user_id`), or
-    every pool with pool_type="all". Serialized per pool inside the service, so duplicates of
-    this job that slip through are harmless."""
+    every pool with pool_type="all". Any number of these run at once (helpers the service
+    queues for idle workers, duplicates that slip through): builders reserve their campaigns
+    before building them, so together they never overfill a pool (docs/pool.md, "Refills")."""
     from portal.extensions import db
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.live import pool_payload, publish_pool_update
@@ -37,12 +38,20 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
 
         publish()  # the assignment that triggered this refill already changed the pool
         if pool_type == "all":
-            reports = replenish_all(db.session, get_redis(app), settings, progress=progress)
+            reports = replenish_all(
+                db.session, get_redis(app), settings, progress=progress, fan_out=True
+            )
         else:
             owner = uuid.UUID(user_id) if user_id else None
             reports = [
                 replenish_pool(
-                    db.session, get_redis(app), settings, pool_type, owner, progress=progress
+                    db.session,
+                    get_redis(app),
+                    settings,
+                    pool_type,
+                    owner,
+                    progress=progress,
+                    fan_out=True,
                 )
             ]
         result = {"reports": [report.as_dict() for report in reports]}

@@ -58,6 +58,12 @@ class Settings:
         return timedelta(days=self.api_token_ttl_days) if self.api_token_ttl_days else None
 
     pool_build_timeout_s: int = 600
+    # Refills build in parallel (docs/pool.md, "Refills"): the default cap on builds of one pool
+    # in flight at once, overridable at runtime (`max_parallel_builds`).
+    pool_max_parallel_builds: int = 10
+    # The kill switch (docs/operations.md, "Rollback: switch the pool off"): False sends every
+    # create to the fallback whatever the runtime setting says.
+    pool_assignment: bool = True
 
     @property
     def embedded_queue(self) -> bool:
@@ -235,6 +241,8 @@ ENV_NAMES = frozenset(
         "POOL_LOW_WATERMARK",
         "POOL_FALLBACK",
         "POOL_BUILD_TIMEOUT",
+        "POOL_MAX_PARALLEL_BUILDS",
+        "POOL_ASSIGNMENT",
         "MAIL_SERVER",
         "MAIL_PORT",
         "MAIL_DEFAULT_SENDER",
@@ -287,4 +295,6 @@ def load_settings(
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
+        pool_max_parallel_builds=_int(env, "POOL_MAX_PARALLEL_BUILDS", 10, minimum=1, maximum=50),
+        pool_assignment=_choice(env, "POOL_ASSIGNMENT", ("on", "off"), "on") == "on",
     )

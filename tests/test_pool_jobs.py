@@ -36,6 +36,7 @@ def test_refill_job_builds_to_target_and_publishes_each_step(app, client, auth: 
     assert sio.is_connected("/admin")
     sio.get_received("/admin")  # the payload sent on connect
     set_pool_setting(db.session, "master_target", 2)
+    set_pool_setting(db.session, "build_batch_size", 1)  # one build per campaign: two steps
     db.session.commit()
 
     assert enqueue_replenish(get_redis(app), "master") == "replenish-master-all"
