@@ -3,7 +3,7 @@
 * Production: one `rq cron` process reads `jobs/cron_config.py`, which registers these jobs
   (`rq cron jobs.cron_config --url "$REDIS_URL"`; run exactly one).
 * Embedded (`make run`, or `serve --with-worker`): the worker thread calls `run_due_jobs`
-  between bursts (DESIGN section 3: "the same thread").
+  between bursts (docs/architecture.md: the embedded runtime runs everything in one process).
 
 `run_due_jobs` may be called by any number of processes at any rate: each job's id is its
 name plus the number of the interval it belongs to (`periodic-monitor-29012345`), enqueued with

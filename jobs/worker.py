@@ -39,7 +39,7 @@ class AppWorker(Worker):
 
     RQ retries Redis while a worker is idle, but a Redis error while it watches a job's horse
     ends the whole worker ("found an unhandled exception, quitting"), so a Redis restart during
-    a refill stopped refills until someone restarted the workers (tests/test_faults_queue.py).
+    a refill stopped refills until someone restarted the workers (tests/e2e/test_faults_queue.py).
     This worker lets the horse end, waits for Redis and goes on; and when Redis comes back
     without its data, it registers itself again so that /health and the monitor see it."""
 

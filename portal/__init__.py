@@ -22,8 +22,9 @@ __all__ = ["ConfigError", "create_app"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the application. `config` overrides environment variables (by their DESIGN names)
-    and Flask config keys; tests use it to point at their own database and queue."""
+    """Build the application. `config` overrides environment variables (by their documented names,
+    docs/configuration.md) and Flask config keys; tests use it to point at their own database and
+    queue."""
     config = config or {}
     instance_path = Path(config.get("INSTANCE_PATH") or Path.cwd() / "instance").resolve()
     app = Flask(__name__, instance_path=str(instance_path))

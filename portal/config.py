@@ -1,7 +1,7 @@
 """Settings read from the environment: one place, validated, typed.
 
-Every variable of DESIGN section 6 is optional so that `make run` needs none of them; a value that
-is present but wrong stops start-up with a `ConfigError` naming the variable, because a service
+Every variable (docs/configuration.md) is optional so that `make run` needs none of them; a value
+that is present but wrong stops start-up with a `ConfigError` naming the variable, because a service
 that starts with a half-understood configuration fails later in a way that is much harder to trace.
 """
 

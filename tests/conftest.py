@@ -17,10 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from portal import create_app
-from tests.auth_helpers import AuthActions
-from tests.databases import TestDatabases
+from tests.support.auth import AuthActions
+from tests.support.databases import TestDatabases
 
-pytest_plugins = ["tests.imagekit", "tests.smtp_helpers", "tests.pg_cluster"]
+pytest_plugins = ["tests.support.imagekit", "tests.support.smtp", "tests.support.pg_cluster"]
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
@@ -121,7 +121,7 @@ def app(databases: TestDatabases, migrated_golden: str, redis_url: str) -> Itera
 
 
 def build_template_database(url: str) -> None:
-    """Migrate, then generate the full master template (DESIGN section 5)."""
+    """Migrate, then generate the full master template (docs/template-format.md)."""
     migrate_database(url)
     app = make_app(url)
     with app.app_context():

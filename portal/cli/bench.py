@@ -1,4 +1,5 @@
-"""`flask --app app bench`: seeding and assignment figures of DESIGN section 7, as one JSON object.
+"""`flask --app app bench`: seeding and assignment figures of docs/performance.md, as one JSON
+object.
 
 `bench --http` measures `POST /api/v2/campaigns` through gunicorn instead (one client, then a
 burst of concurrent clients) and prints `{"http": {...}}`; the other options are then unused.
@@ -24,7 +25,12 @@ from portal.devtools.bench_http import HttpBenchPlan, run_http_bench
 @click.option(
     "--traditional-runs", default=3, show_default=True, help="Timed traditional runs (slow)."
 )
-@click.option("--baseline-runs", default=5, show_default=True, help="Timed DESIGN 7 baseline runs.")
+@click.option(
+    "--baseline-runs",
+    default=5,
+    show_default=True,
+    help="Timed runs of the row-at-a-time baseline.",
+)
 @click.option("--assign-runs", default=10, show_default=True, help="Timed pool claims (0 to skip).")
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs before each series.")
 @click.option(
@@ -71,7 +77,7 @@ def cli(
     threads: int,
     redis_url: str | None,
 ) -> None:
-    """Measure seeding and assignment speed on a scratch database (DESIGN section 7)."""
+    """Measure seeding and assignment speed on a scratch database (docs/performance.md)."""
     if http_mode:
         _http(sequential, clients, per_client, http_warmup, workers, threads, redis_url)
         return

@@ -1,4 +1,4 @@
-"""`bench`: measure seeding (and pool assignment) the way DESIGN section 7 states its targets.
+"""`bench`: measure seeding (and pool assignment) the way docs/performance.md states its targets.
 
 Everything runs on a scratch database, never on the configured one: on PostgreSQL a new database
 `campaign_pool_bench_<random>` on the same server (created, migrated, dropped afterwards), on
@@ -11,11 +11,11 @@ before the campaigns arrived, is planned for a world where every row belongs to 
 then:
 
 * batch and traditional seeding (both with shared images), N timed runs each after a warm-up,
-  timed around `seed()` including its COMMIT; their medians give the ratio of DESIGN 7;
+  timed around `seed()` including its COMMIT; their medians give the ratios of docs/performance.md;
 * image uploads: the store is wrapped in a counter and blobs are counted before and after, so
   "a new campaign adds zero uploads and zero blobs in share mode" is measured, not assumed; one
   traditional run in copy mode shows what sharing saves;
-* the DESIGN 7 reference point: the template's schticks, weapons and their attachments written
+* the reference point: the template's schticks, weapons and their attachments written
   one INSERT statement per row, against the same rows copied set-based (the batch seeder's own
   statements for those three tables);
 * pool assignment: ready pool campaigns are built, then claimed one by one (claim, rename,
@@ -351,7 +351,7 @@ def _seed_runs(
     return samples, rows
 
 
-# ---------------------------------------------------------------------------- DESIGN 7 baseline
+# ----------------------------------------------------------------- the row-at-a-time baseline
 
 
 def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID) -> dict[str, Any]:

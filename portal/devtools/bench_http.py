@@ -1,4 +1,5 @@
-"""`bench --http`: `POST /api/v2/campaigns` under load, through gunicorn, as DESIGN 7 states it.
+"""`bench --http`: `POST /api/v2/campaigns` under load, through gunicorn, as docs/performance.md
+states it.
 
 The seeding bench (`portal.devtools.bench`) times the services in-process; this one times what a
 gamemaster's client sees: HTTP parsing, the bearer-token lookup, the pool claim, the child
@@ -21,7 +22,7 @@ real gunicorn on a real socket. Like the seeding bench it never touches the conf
 4. afterwards the database is checked: no campaign has two `assigned` events, every returned id
    is distinct, and every returned campaign belongs to the user who asked for it.
 
-Latency percentiles are nearest-rank over pool-served creates (the DESIGN 7 targets are for
+Latency percentiles are nearest-rank over pool-served creates (the targets are for
 those; the pool is filled to cover the run, so normally that is every request). On two cores a
 closed-loop burst's latency is clients / throughput, so throughput is the burst's figure.
 """

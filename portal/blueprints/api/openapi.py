@@ -2,8 +2,8 @@
 
 The document is built from the same constants the views and validators enforce (name and
 description limits, page size, body limit), so a limit changed in code changes here too.
-`tests/test_api_openapi.py` fails when a route under /api/v2 or /health is missing from it, and
-`tests/test_api_schemathesis.py` checks that every answer the app gives matches it.
+`tests/blueprints/api/test_openapi.py` fails when a route under /api/v2 or /health is missing
+from it, and `tests/e2e/test_api_schemathesis.py` checks that every answer the app gives matches it.
 Served without authentication: it describes the API, it holds nothing secret.
 """
 

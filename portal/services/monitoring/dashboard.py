@@ -1,7 +1,7 @@
 """Figures for the admin portal: summary extras, recent rows and time-bucketed chart series.
 
 Everything here is aggregated by the database. The portal must stay fast with a long history
-(DESIGN asks for the dashboard in <= 200 ms with 10,000 campaigns and 100,000 pool events), so
+(the dashboard must answer in <= 200 ms with 10,000 campaigns and 100,000 pool events), so
 no query loads a window's worth of `pool_events` rows into Python: counts are GROUP BYs on the
 (kind, created_at) index, percentiles use window functions (ROW_NUMBER/COUNT OVER a partition,
 which SQLite and PostgreSQL both have) and return two or three rows per bucket, and lists are

@@ -2,7 +2,7 @@
 
 Admins resize pools from the portal without a deploy, so the effective configuration is read
 from the database on each use (one small indexed read) and falls back to the environment
-variables of DESIGN section 6 for anything not overridden.
+variables (docs/configuration.md) for anything not overridden.
 """
 
 from __future__ import annotations

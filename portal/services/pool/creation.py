@@ -143,7 +143,7 @@ def campaign_json(
     pending: bool = False,
     counts: dict[str, int] | None = None,
 ) -> dict[str, object]:
-    """The API representation of a campaign (DESIGN section 6): `campaign` is a Campaign or
+    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or
     anything with its attributes (a claim's row); `counts` are queried unless given."""
 
     def iso(value: object) -> str | None:

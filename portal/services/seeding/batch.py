@@ -393,7 +393,7 @@ def copy_tables(
     The same statements serve one target or K: the id map holds a row per (template row,
     target), so each INSERT ... SELECT writes K copies at once. Returns rows created per table
     (all targets together). The seeder copies every table; `bench` also times a subset
-    (schticks, weapons, attachments) against the row-at-a-time baseline of DESIGN 7.
+    (schticks, weapons, attachments) against the row-at-a-time baseline of docs/performance.md.
     `with_campaign` maps the template campaign itself to each target, so the campaign's own
     image and positions are copied too. Raises SeedingError when the template references rows
     outside itself (the caller rolls back)."""

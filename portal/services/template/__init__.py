@@ -1,4 +1,4 @@
-"""The master template: generate, import, export, stats (DESIGN section 5).
+"""The master template: generate, import, export, stats (docs/template-format.md).
 
 Every new campaign is a copy of the master template, so this package is where its shape is
 defined (generator), checked (validation), written (writer), exchanged with operators as JSON

@@ -5,7 +5,7 @@ format (the same JSON `template export` writes) and hands it to the importer's v
 writer. So a generated template and an imported one cannot differ in shape, and the exchange
 format is exercised by every test session that builds the template fixture.
 
-Shape (DESIGN section 5), checked by `_check_shape` so a content edit cannot drift silently:
+Shape (docs/template-format.md), checked by `_check_shape` so a content edit cannot drift silently:
 643 schticks over 42 categories; 130 prerequisite links forming linear chains within a category,
 the longest chain holding 5 schticks (4 hops; `max_prerequisite_depth` = 5); 11 names that
 appear in two categories each; 86 weapons; 12 factions; 7 junctures, each linked to a faction;

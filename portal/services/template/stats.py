@@ -1,4 +1,5 @@
-"""`template stats`: the counts of DESIGN section 5 for the current master template.
+"""`template stats`: the counts of the production shape (docs/template-format.md) for the current
+master template.
 
 Operators and tests compare these numbers with the production shape; they are computed from the
 database (not remembered from generation) so that an imported template is described as truly.

@@ -1,0 +1,105 @@
+"""`flask --app app bench` on a tiny run count: one JSON object on stdout with the figures of
+docs/performance.md, measured on a scratch database that is gone afterwards. Timings themselves are
+not asserted (they belong to the bench run, not to a test)."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from portal.devtools.bench import BenchPlan, summarize
+from portal.extensions import db
+from portal.models import Campaign
+
+TINY = [
+    "bench",
+    "--runs",
+    "2",
+    "--traditional-runs",
+    "1",
+    "--baseline-runs",
+    "1",
+    "--assign-runs",
+    "1",
+    "--warmup",
+    "0",
+    "--background",
+    "1",
+]
+
+
+def bench_databases() -> set[str]:
+    """Scratch bench databases on the PostgreSQL server (empty on SQLite)."""
+    if db.engine.dialect.name != "postgresql":
+        return set()
+    with db.engine.connect() as conn:
+        return set(
+            conn.scalars(
+                sa.text(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'campaign_pool_bench_%'"
+                )
+            )
+        )
+
+
+def test_bench_prints_one_json_object_with_the_figures(app, runner):
+    before = bench_databases()
+    result = runner.invoke(args=[*TINY, "--copy-run"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)  # stdout is the JSON and nothing else
+
+    assert figures["database"] == db.engine.dialect.name
+    for key in ("traditional_ms", "batch_ms"):
+        assert set(figures[key]) >= {"median", "p95"}
+        assert 0 < figures[key]["median"] <= figures[key]["p95"]
+    assert figures["batch_ms"]["runs"] == 2 and figures["traditional_ms"]["runs"] == 1
+    assert figures["ratio"] == round(
+        figures["traditional_ms"]["median"] / figures["batch_ms"]["median"], 1
+    )
+    assert figures["rows_per_campaign"] == 1836
+    uploads = figures["imagekit_uploads"]
+    assert uploads["share"] == 0 and uploads["share_blobs_created"] == 0
+    assert uploads["copy_per_campaign"] == uploads["copy_blobs_per_campaign"] == 789
+    baseline = figures["baseline"]
+    assert baseline["tables"] == ["schticks", "weapons", "image_attachments"]
+    assert baseline["rows"] == 643 + 86 + 643 + 86
+    assert baseline["row_by_row_ms"]["median"] > 0 and baseline["set_based_ms"]["median"] > 0
+    assert figures["assignment_ms"] is None or figures["assignment_ms"]["runs"] == 1
+    # The progress bar and status lines went to stderr.
+    assert "bench" in result.stderr
+
+    # Measured elsewhere: the configured database got nothing, the scratch one is gone.
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 0
+    # Nothing new is left behind (a concurrent run elsewhere may drop its own meanwhile).
+    assert not bench_databases() - before
+
+
+def test_bench_refuses_a_run_count_below_one(app, runner):
+    result = runner.invoke(args=["bench", "--runs", "0"])
+    assert result.exit_code == 2
+    assert "batch_runs must be at least 1" in result.output
+    assert result.stdout == ""
+
+
+def test_summary_uses_nearest_rank_p95():
+    samples = [float(n) for n in range(1, 21)]  # 1..20
+    figures = summarize(samples)
+    assert figures["median"] == 10.5 and figures["p95"] == 19.0
+    assert figures["min"] == 1.0 and figures["max"] == 20.0 and figures["runs"] == 20
+    assert summarize([7.0])["p95"] == 7.0
+
+
+def test_plan_counts_every_unit_the_progress_bar_shows():
+    plan = BenchPlan(
+        batch_runs=2,
+        traditional_runs=1,
+        baseline_runs=1,
+        assign_runs=1,
+        warmup=1,
+        background=3,
+        copy_run=True,
+    )
+    # template + background + (2+1) batch + (1+1) traditional + 2*(1+1) baseline
+    # + 2*(1+1) pool builds and claims + copy run
+    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1

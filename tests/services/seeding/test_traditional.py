@@ -1,0 +1,443 @@
+"""The traditional (per-record) seeder and the unit-of-work retry it runs in.
+
+The full-template tests are few on purpose (each copies ~1,700 rows and 789 attachments); the
+behaviour around the edges (faults, retries, remapping) is tested on the small template, which
+has every shape that makes copying hard.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from sqlalchemy import event
+
+from portal.extensions import db
+from portal.models import (
+    RECORD_TYPES,
+    Campaign,
+    Character,
+    ImageAttachment,
+    ImageBlob,
+    Schtick,
+    User,
+)
+from portal.services.campaigns.records import create_campaign_shell, find_master_template
+from portal.services.images.backend import get_image_store
+from portal.services.images.store import checksum_of
+from portal.services.infra.retry import is_connection_lost, run_unit_of_work
+from portal.services.seeding.base import SeedingError
+from portal.services.seeding.traditional import TraditionalSeeder
+from portal.services.seeding.verify import verify_campaign
+from portal.services.template import generate_template
+from tests.support.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
+
+
+def blob_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
+
+
+def new_target(name: str = "My Campaign") -> Campaign:
+    """A shell as the API makes one: the owner exists (committed), the shell is only flushed."""
+    owner = make_user(db.session)
+    db.session.commit()
+    return create_campaign_shell(db.session, owner, name, "mine")
+
+
+@contextmanager
+def attachment_inserts_checked() -> Iterator[dict[str, Any]]:
+    """Watch every image_attachments INSERT: the record it names must already be a row."""
+    seen: dict[str, Any] = {"inserted": 0, "orphans": []}
+
+    def check(_mapper: Any, connection: sa.Connection, target: ImageAttachment) -> None:
+        model = RECORD_TYPES[target.record_type]
+        exists = connection.scalar(
+            sa.select(sa.func.count()).select_from(model).where(model.id == target.record_id)
+        )
+        seen["inserted"] += 1
+        if not exists:
+            seen["orphans"].append((target.record_type, target.record_id))
+
+    event.listen(ImageAttachment, "after_insert", check)
+    try:
+        yield seen
+    finally:
+        event.remove(ImageAttachment, "after_insert", check)
+
+
+# ---------------------------------------------------------------------------- full template
+
+
+@pytest.fixture
+def imagekit_template(imagekit_app) -> Campaign:
+    """The full generated template, its 789 images stored on the local ImageKit server."""
+    return generate_template(db.session, get_image_store())
+
+
+@pytest.mark.parametrize("image_mode", ["share", "copy"])
+def test_full_template_is_copied_and_verifies(imagekit_template, imagekit_server, image_mode):
+    session, store = db.session, get_image_store()
+    template = imagekit_template
+    template_counts = content_counts(session, template.id)
+    blobs_before = blob_count()
+    calls_before, files_before = Counter(imagekit_server.calls), set(imagekit_server.files)
+    target = new_target()
+    owner_id, target_id = target.user_id, target.id
+
+    with attachment_inserts_checked() as inserts:
+        result = TraditionalSeeder(session, store, image_mode=image_mode).seed(target, template)
+
+    calls = Counter(imagekit_server.calls) - calls_before
+    new_files = set(imagekit_server.files) - files_before
+    assert result.method == "traditional" and result.campaign_id == target_id
+    assert {k: result.rows[k] for k in FULL_SHAPE} == FULL_SHAPE
+    session.expire_all()
+    assert content_counts(session, target_id) == template_counts == FULL_SHAPE
+    campaign = session.get(Campaign, target_id)
+    assert campaign.seeded_at is not None and campaign.seeding_method == "traditional"
+    assert campaign.seeding_duration_ms == result.duration_ms > 0
+    assert campaign.template_version == template.template_version == 1
+    owners = session.scalars(
+        sa.select(Character.user_id).where(Character.campaign_id == target_id).distinct()
+    ).all()
+    assert owners == [owner_id]
+    # Every attachment was inserted after its record existed.
+    assert inserts["inserted"] == 789 and inserts["orphans"] == []
+
+    if image_mode == "share":
+        assert calls["upload"] == calls["copy"] == 0 and new_files == set()
+        assert blob_count() == blobs_before and result.rows["image_blobs"] == 0
+    else:
+        # One server-side copy per attachment, no upload through us, one new blob each.
+        assert calls["upload"] == 0 and calls["copy"] == 789 and len(new_files) == 789
+        assert blob_count() == blobs_before + 789 == blobs_before + result.rows["image_blobs"]
+        copies = session.scalars(
+            sa.select(ImageBlob).where(ImageBlob.meta["fileId"].as_string().in_(new_files))
+        ).all()
+        assert len(copies) == 789
+        for blob in copies:
+            assert checksum_of(imagekit_server.files[blob.meta["fileId"]].content) == blob.checksum
+
+    report = verify_campaign(session, target_id)
+    assert report.ok, report.differences[:10]
+    assert (
+        report.counts["image_attachments"][{"share": "shared", "copy": "copied"}[image_mode]] == 789
+    )
+
+
+# ---------------------------------------------------------------------------- small template
+
+
+def test_links_are_remapped_by_id_not_by_name(app):
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    TraditionalSeeder(session, store).seed(target, template)
+
+    def schtick(campaign_id: uuid.UUID, category: str, name: str) -> Schtick:
+        return session.scalars(
+            sa.select(Schtick).filter_by(campaign_id=campaign_id, category=category, name=name)
+        ).one()
+
+    eagle_eye = schtick(target.id, "Fu", "Eagle Eye")
+    prerequisite = session.get(Schtick, eagle_eye.prerequisite_id)
+    # The prerequisite has a name that also exists in "Guns": it must be the Fu one, in this
+    # campaign, and not the template's.
+    assert (prerequisite.campaign_id, prerequisite.category, prerequisite.name) == (
+        target.id,
+        "Fu",
+        "Lightning Reload",
+    )
+    carnival = schtick(target.id, "Guns", "Carnival of Carnage")
+    chain = []
+    current: Schtick | None = carnival
+    while current is not None:
+        chain.append(current.name)
+        assert current.campaign_id == target.id
+        current = session.get(Schtick, current.prerequisite_id) if current.prerequisite_id else None
+    assert chain == ["Carnival of Carnage", "Both Guns Blazing", "Lightning Reload"]
+
+    template_schtick = schtick(template.id, "Fu", "Eagle Eye")
+    assert eagle_eye.id != template_schtick.id
+    assert eagle_eye.created_at > template_schtick.created_at  # fresh timestamps
+    assert eagle_eye.archetypes == ["Old Master"] and eagle_eye.active is True
+    blast = schtick(target.id, "Sorcery", "Blast")
+    assert blast.active is False  # copied as it is, not reset
+    assert verify_campaign(session, target.id).ok
+    # The template itself is untouched.
+    assert content_counts(session, template.id) == content_counts(session, target.id)
+
+
+def test_copy_mode_uploads_each_image_once_and_keeps_content(app):
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    result = TraditionalSeeder(session, store, image_mode="copy").seed(target, template)
+    rows = session.execute(
+        sa.select(ImageAttachment.record_type, ImageBlob)
+        .join(ImageBlob)
+        .where(
+            ImageAttachment.record_id.in_(sa.select(Schtick.id).filter_by(campaign_id=target.id))
+        )
+    ).all()
+    assert len(rows) == 6
+    template_keys = set(
+        session.scalars(
+            sa.select(ImageBlob.key)
+            .join(ImageAttachment)
+            .where(
+                ImageAttachment.record_id.in_(
+                    sa.select(Schtick.id).filter_by(campaign_id=template.id)
+                )
+            )
+        )
+    )
+    for _type, blob in rows:
+        assert blob.key not in template_keys
+        assert store.fetch(blob.meta) is not None
+    # 17 attachments in the template, two of which share a blob: each gets its own copy.
+    assert result.rows["image_blobs"] == result.rows["image_attachments"] == 17
+    assert verify_campaign(session, target.id, store=store).ok
+
+
+def test_permanent_imagekit_failure_rolls_everything_back_and_names_the_record(
+    imagekit_app, imagekit_server
+):
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    blobs_before, files_before = blob_count(), set(imagekit_server.files)
+    calls_before = Counter(imagekit_server.calls)
+    target = new_target("Doomed")
+    target_id, owner_id = target.id, target.user_id
+    state = {"schticks": 0}
+
+    def break_imagekit(_conn, _cursor, statement, *_args):
+        # Two factions and two junctures are copied first; ImageKit starts refusing every copy
+        # once the second schtick row exists, so its image is the one that fails.
+        if count_schtick_inserts(statement):
+            state["schticks"] += 1
+            if state["schticks"] == 2:
+                imagekit_server.fail_next("copy", status=403, times=100)
+
+    event.listen(db.engine, "after_cursor_execute", break_imagekit)
+    try:
+        with pytest.raises(SeedingError) as failure:
+            TraditionalSeeder(session, store, image_mode="copy").seed(target, template)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", break_imagekit)
+
+    message = str(failure.value)
+    assert re.search(r"could not copy the image 'image' of Schtick \('\w+', '[^']+'\)", message)
+    assert "403" in message
+    session.rollback()
+    assert session.get(Campaign, target_id) is None
+    assert session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 1  # the template
+    assert session.scalar(sa.select(sa.func.count()).select_from(Schtick)) == 6
+    assert blob_count() == blobs_before
+    # The five files copied before the failure were deleted again: nothing orphaned on ImageKit.
+    calls = Counter(imagekit_server.calls) - calls_before
+    assert calls["delete"] == 5 and set(imagekit_server.files) == files_before
+    # The owner can try again with the same name: nothing of the failed run is left.
+    retry = create_campaign_shell(session, session.get(User, owner_id), "Doomed")
+    TraditionalSeeder(session, store, image_mode="share").seed(retry, template)
+    assert verify_campaign(session, retry.id).ok
+
+
+def test_refuses_a_seeded_target_and_a_bad_mode(app):
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    TraditionalSeeder(session, store).seed(target, template)
+    with pytest.raises(SeedingError, match="already seeded"):
+        TraditionalSeeder(session, store).seed(target, template)
+    with pytest.raises(ValueError, match="image_mode"):
+        TraditionalSeeder(session, store, image_mode="link")
+
+
+# ---------------------------------------------------------------------------- dropped connections
+
+
+def count_schtick_inserts(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("INSERT INTO SCHTICKS")
+
+
+def assert_exactly_one_copy(session: Any, target_id: uuid.UUID, template: Campaign) -> None:
+    session.expire_all()
+    assert session.scalar(sa.select(sa.func.count()).where(Campaign.id == target_id)) == 1
+    assert content_counts(session, target_id) == content_counts(session, template.id)
+    total = session.scalar(sa.select(sa.func.count()).select_from(Schtick))
+    assert total == 2 * content_counts(session, template.id)["schticks"]
+    report = verify_campaign(session, target_id)
+    assert report.ok, report.differences[:10]
+
+
+def test_dropped_connection_mid_seed_is_retried_without_duplicates(app, caplog):
+    """SQLite cannot lose its connection: simulate the driver error SQLAlchemy raises for it."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target("Resilient")
+    target_id = target.id
+    state = {"schticks": 0, "dropped": False}
+
+    def drop_once(_conn, _cursor, statement, parameters, _context, _executemany):
+        if count_schtick_inserts(statement):
+            state["schticks"] += 1
+            if state["schticks"] == 4 and not state["dropped"]:
+                state["dropped"] = True
+                raise sa_exc.OperationalError(
+                    statement, parameters, Exception("nil connection"), connection_invalidated=True
+                )
+
+    event.listen(db.engine, "before_cursor_execute", drop_once)
+    try:
+        with caplog.at_level(logging.INFO, logger="portal.seeding"):
+            result = TraditionalSeeder(session, store, image_mode="copy").seed(target, template)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", drop_once)
+
+    assert state["dropped"] and result.campaign_id == target_id
+    events = [r.getMessage() for r in caplog.records if r.name == "portal.seeding"]
+    assert "unit_of_work.retry" in events and "seeding.shell_recreated" in events
+    retry = next(r for r in caplog.records if r.getMessage() == "unit_of_work.retry")
+    assert retry.campaign_id == str(target_id)
+    assert target.seeded_at is not None  # the caller's object is the seeded campaign
+    assert_exactly_one_copy(session, target_id, template)
+    # The copies uploaded by the lost attempt were deleted: one blob per attachment, no more.
+    assert blob_count() == 17 + 17 - 1  # template blobs (one shared) + this campaign's copies
+
+
+def test_commit_that_reached_the_server_is_not_done_twice(app, monkeypatch, caplog):
+    """The connection dies after COMMIT succeeded: the retry must notice, not copy again."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    dialect = db.engine.dialect
+    real_commit = dialect.do_commit
+    state = {"lost": False}
+
+    def commit_then_lose_the_answer(dbapi_connection: Any) -> None:
+        real_commit(dbapi_connection)
+        if not state["lost"]:
+            state["lost"] = True
+            raise dialect.loaded_dbapi.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    with caplog.at_level(logging.INFO, logger="portal.seeding"):
+        result = TraditionalSeeder(session, store).seed(target, template)
+    monkeypatch.undo()
+    events = [r.getMessage() for r in caplog.records if r.name == "portal.seeding"]
+    assert "seeding.commit_had_succeeded" in events
+    assert state["lost"] and result.rows["schticks"] == 6
+    assert target.seeded_at is not None  # the caller's object is usable again
+    assert_exactly_one_copy(session, target.id, template)
+
+
+@pytest.mark.postgres
+def test_terminated_postgres_connection_is_recovered_without_duplicates(template_app, caplog):
+    """For real: another connection kills the seeding backend after 200 schticks."""
+    session, store = db.session, get_image_store()
+    template = find_master_template(session)
+    target = new_target("Survivor")
+    target_id = target.id
+    killer = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    state: dict[str, Any] = {"schticks": 0, "killed": None}
+
+    def terminate(conn, _cursor, statement, _parameters, _context, _executemany):
+        if not count_schtick_inserts(statement) or state["killed"]:
+            return
+        state["schticks"] += 1
+        if state["schticks"] == 200:
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            with killer.connect() as other:
+                assert other.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                # Recorded before waiting: if the wait below gave up, the retried unit of work
+                # must not count to 200 again and kill a second time.
+                state["killed"] = pid
+                deadline = time.monotonic() + 30  # generous: CI machines are busy
+                while other.scalar(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ):
+                    assert time.monotonic() < deadline, "backend did not terminate"
+                    time.sleep(0.01)
+
+    event.listen(db.engine, "after_cursor_execute", terminate)
+    try:
+        with caplog.at_level(logging.INFO, logger="portal.seeding"):
+            result = TraditionalSeeder(session, store).seed(target, template)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", terminate)
+        killer.dispose()
+
+    assert state["killed"] and result.rows["schticks"] == 643
+    retries = [r for r in caplog.records if r.getMessage() == "unit_of_work.retry"]
+    assert len(retries) == 1 and "terminat" in retries[0].error.lower()
+    assert_exactly_one_copy(session, target_id, template)
+
+
+# ---------------------------------------------------------------------------- run_unit_of_work
+
+
+def lost_connection() -> sa_exc.OperationalError:
+    return sa_exc.OperationalError("SELECT 1", {}, Exception("nil connection"), True)
+
+
+def user_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(User))
+
+
+def test_unit_of_work_is_rerun_whole_after_a_lost_connection(app):
+    calls: list[int] = []
+
+    def work() -> str:
+        calls.append(1)
+        make_user(db.session, f"u{len(calls)}")
+        if len(calls) == 1:
+            raise lost_connection()
+        return "done"
+
+    assert run_unit_of_work(db.session, work, backoff_s=0) == "done"
+    assert len(calls) == 2 and user_count() == 1  # the first attempt's row was rolled back
+
+
+def test_unit_of_work_does_not_retry_other_errors(app):
+    calls: list[int] = []
+
+    def work() -> None:
+        calls.append(1)
+        make_user(db.session)
+        raise ValueError("bad data")
+
+    with pytest.raises(ValueError, match="bad data"):
+        run_unit_of_work(db.session, work, backoff_s=0)
+    assert len(calls) == 1 and user_count() == 0
+
+
+def test_unit_of_work_gives_up_after_its_attempts(app):
+    calls: list[int] = []
+
+    def work() -> None:
+        calls.append(1)
+        raise lost_connection()
+
+    with pytest.raises(sa_exc.OperationalError):
+        run_unit_of_work(db.session, work, attempts=3, backoff_s=0)
+    assert len(calls) == 3
+    with pytest.raises(ValueError):
+        run_unit_of_work(db.session, work, attempts=0)
+
+
+def test_what_counts_as_a_lost_connection():
+    assert is_connection_lost(lost_connection())
+    invalidated = sa_exc.DBAPIError("x", {}, Exception("gone"), connection_invalidated=True)
+    assert is_connection_lost(invalidated)
+    assert not is_connection_lost(sa_exc.IntegrityError("x", {}, Exception("duplicate key")))
+    assert not is_connection_lost(ValueError("nope"))
