@@ -22,6 +22,7 @@ POOL_EVENT_KINDS = (
     "snapshot",
     "action",
     "template_version",  # the master template's version changed (portal.services.template)
+    "switch",  # pool assignment or refills switched on/off (portal.services.pool.switches)
 )
 
 

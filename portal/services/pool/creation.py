@@ -32,6 +32,7 @@ from portal.services.campaigns.records import (
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.switches import assignment_on
 from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.campaigns")
@@ -63,7 +64,12 @@ def create_campaign(
     """Pool first, then the configured fallback. Raises NameTakenError / NoTemplateError."""
     started = time.perf_counter()
     user_id, gamemaster = user.id, user.gamemaster  # read before a commit expires `user`
-    assignment = CampaignPoolService(session).assign_pool_campaign(user, name, description)
+    # POOL_ASSIGNMENT=off skips the claim; the runtime switch is checked inside the claim.
+    assignment = (
+        CampaignPoolService(session).assign_pool_campaign(user, name, description)
+        if settings.pool_assignment
+        else None
+    )
     if assignment is not None:
         refill_owner = user_id if assignment.pool_type == "user" else None
         enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
@@ -94,6 +100,8 @@ def create_campaign(
         session.rollback()
         raise NameTakenError("has already been taken") from None
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    # Why the pool did not serve it; read on the slow path only, after the work.
+    reason = "pool_empty" if assignment_on(session, settings) else "assignment_off"
     session.add(
         PoolEvent(
             kind="fallback",
@@ -101,7 +109,7 @@ def create_campaign(
             user_id=user_id,
             pool_type=None,
             duration_ms=duration_ms,
-            detail={"mode": "async" if pending else "sync"},
+            detail={"mode": "async" if pending else "sync", "reason": reason},
         )
     )
     session.commit()
@@ -111,6 +119,7 @@ def create_campaign(
             "campaign_id": str(campaign_id),
             "user_id": str(user_id),
             "mode": "async" if pending else "sync",
+            "reason": reason,
             "duration_ms": duration_ms,
         },
     )

@@ -19,6 +19,7 @@ from portal.services.campaigns.records import find_master_template
 from portal.services.infra.percentiles import percentile
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.replenish import consecutive_failures, pool_halted
+from portal.services.pool.switches import switch_states
 
 STATUSES = ("building", "ready", "failed", "retired")
 
@@ -165,5 +166,6 @@ def pool_status(
         "template_version": version,
         "config": config.as_dict(),
         "pools": pools,
+        "switches": switch_states(session, settings, config),
         "assignments": assignment_metrics(session, window),
     }
