@@ -69,13 +69,22 @@ class BenchPlan:
     warmup: int = 1
     copy_run: bool = True
     background: int = 20
+    # Seeding K campaigns in one transaction: timed runs per K (0 skips), and whether to
+    # profile each phase with EXPLAIN (ANALYZE, BUFFERS) (PostgreSQL).
+    batch_many_runs: int = 5
+    batch_many_sizes: tuple[int, ...] = (1, 5, 20)
+    profile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_runs", "traditional_runs", "baseline_runs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if min(self.assign_runs, self.warmup, self.background) < 0:
-            raise ValueError("assign_runs, warmup and background must not be negative")
+        if min(self.assign_runs, self.warmup, self.background, self.batch_many_runs) < 0:
+            raise ValueError(
+                "assign_runs, warmup, background and batch_many_runs must not be negative"
+            )
+        if any(k < 1 for k in self.batch_many_sizes):
+            raise ValueError("batch sizes must be at least 1")
 
     @property
     def units(self) -> int:
@@ -83,7 +92,10 @@ class BenchPlan:
         seeds = (self.batch_runs + self.warmup) + (self.traditional_runs + self.warmup)
         baseline = 2 * (self.baseline_runs + self.warmup)
         assign = 2 * (self.assign_runs + self.warmup) if self.assign_runs else 0
-        return 1 + self.background + seeds + baseline + assign + int(self.copy_run)
+        many = (self.batch_many_runs + self.warmup) * len(self.batch_many_sizes)
+        many = many if self.batch_many_runs else 0
+        profile = 2 if self.profile else 0
+        return 1 + self.background + seeds + baseline + assign + int(self.copy_run) + many + profile
 
 
 def summarize(samples: list[float]) -> dict[str, float | int]:
@@ -272,6 +284,7 @@ def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick
             **copy_figures,
         },
         "baseline": _baseline(session, plan, tick, owner_id),
+        "batch_many_ms": _batch_many(session, plan, tick, owner_id),
         "assignment_ms": _assignment(session, plan, tick),
         "database": dialect,
         "runs": {
@@ -279,11 +292,17 @@ def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick
             "traditional": plan.traditional_runs,
             "baseline": plan.baseline_runs,
             "assignment": plan.assign_runs,
+            "batch_many": plan.batch_many_runs,
             "warmup": plan.warmup,
             "background_campaigns": plan.background,
         },
         "measured_at": utcnow().isoformat(timespec="seconds"),
     }
+    if plan.profile:
+        result["batch_profile"] = {
+            str(k): profile_batch(session, owner_id, k, tick)
+            for k in (1, max(plan.batch_many_sizes))
+        }
     return result
 
 
@@ -349,6 +368,164 @@ def _seed_runs(
             samples.append(elapsed)
         tick(method)
     return samples, rows
+
+
+# ---------------------------------------------------------------------------- K at once
+
+
+def _shells(session: Session, owner_id: uuid.UUID, count: int, label: str) -> list[Campaign]:
+    """`count` committed, empty campaigns of one owner (what a pool build reserves)."""
+    owner = session.get(User, owner_id)
+    shells = [
+        create_campaign_shell(session, owner, f"{label} {uuid.uuid4().hex[:10]}")
+        for _ in range(count)
+    ]
+    session.commit()
+    return shells
+
+
+def _batch_many(
+    session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """Seeding K campaigns in one transaction (`seed_many`), per K: the whole transaction and
+    its cost per campaign, timed around `seed_many` including its COMMIT (the shells are
+    committed before the clock starts). The K runs alternate, so a drift of the machine's
+    load during the run touches every K alike."""
+    if not plan.batch_many_runs:
+        return None
+    samples: dict[int, list[float]] = {k: [] for k in plan.batch_many_sizes}
+    for index in range(plan.warmup + plan.batch_many_runs):
+        for k in plan.batch_many_sizes:
+            shells = _shells(session, owner_id, k, f"bench K={k}")
+            template = _template(session)
+            started = time.perf_counter()
+            CampaignBatchSeeder(session).seed_many(shells, template)
+            elapsed = (time.perf_counter() - started) * 1000
+            session.expunge_all()
+            if index >= plan.warmup:
+                samples[k].append(elapsed)
+            tick(f"K={k}")
+    out: dict[str, Any] = {}
+    for k, runs in samples.items():
+        whole = summarize(runs)
+        per = summarize([ms / k for ms in runs])
+        out[str(k)] = {
+            "per_campaign_median": per["median"],
+            "per_campaign_p95": per["p95"],
+            "transaction_median": whole["median"],
+            "runs": len(runs),
+        }
+    smallest, largest = min(samples), max(samples)
+    if smallest != largest:
+        out["ratio"] = {
+            f"{largest}_vs_{smallest}": round(
+                out[str(largest)]["per_campaign_median"]
+                / out[str(smallest)]["per_campaign_median"],
+                3,
+            )
+        }
+    return out
+
+
+def profile_batch(session: Session, owner_id: uuid.UUID, k: int, tick: Tick) -> dict[str, Any]:
+    """Where one K-campaign seed spends its time, phase by phase, as PostgreSQL reports it:
+    each phase's statement run under `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` (which executes
+    it, so the phases follow each other as in a real seed), then the COMMIT timed. For the copy
+    statement, each table's INSERT and the foreign-key triggers it fired. None on SQLite."""
+    from portal.services.seeding import batch
+
+    if session.get_bind().dialect.name != "postgresql":
+        return {"database": "sqlite", "profile": None}
+    template = _template(session)
+    shells = _shells(session, owner_id, k, f"profile K={k}")
+    targets = [shell.id for shell in shells]
+    template_id = template.id
+    connection = session.connection()
+    statements = batch.statements_for(batch.ALL_TABLES, True, connection.dialect)
+    params = {"template_id": template_id, "owner_id": owner_id, "now": utcnow()}
+    phases: dict[str, Any] = {}
+
+    def explain(name: str, statement: Any, values: dict[str, Any]) -> Any:
+        expanded = statement.compile(dialect=connection.dialect).construct_expanded_state(values)
+        sql = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {expanded.statement}"
+        started = time.perf_counter()
+        [[plan]] = connection.exec_driver_sql(sql, expanded.parameters).all()
+        wall = (time.perf_counter() - started) * 1000
+        phases[name] = _plan_figures(plan[0], wall)
+        return plan[0]
+
+    started = time.perf_counter()
+    # 1. the id map, made in the database: template ids x targets, a new uuid each
+    connection.exec_driver_sql(statements.create_map)
+    explain("map", statements.map_fill, {**params, "target_ids": targets})
+    # 3. the copy: one statement of ten data-modifying CTEs
+    copy_plan = explain("copy", statements.combined, params)
+    phases["copy"]["tables"] = _cte_figures(copy_plan)
+    # 4. mark seeded, then COMMIT
+    mark = (
+        sa.update(Campaign.__table__)
+        .where(Campaign.__table__.c.id.in_(targets), Campaign.__table__.c.seeded_at.is_(None))
+        .values(seeded_at=utcnow(), seeding_method="batch", updated_at=utcnow())
+    )
+    explain("mark_seeded", mark, {})
+    committed = time.perf_counter()
+    session.commit()
+    phases["commit"] = {"wall_ms": round((time.perf_counter() - committed) * 1000, 2)}
+    total = round((time.perf_counter() - started) * 1000, 2)
+    tick(f"profile K={k}")
+    session.expunge_all()
+    return {
+        "campaigns": k,
+        "phases": phases,
+        "wall_ms": total,
+        "wall_ms_per_campaign": round(total / k, 2),
+    }
+
+
+def _plan_figures(plan: dict[str, Any], wall_ms: float) -> dict[str, Any]:
+    top = plan["Plan"]
+    triggers = plan.get("Triggers", [])
+    return {
+        "wall_ms": round(wall_ms, 2),
+        "planning_ms": round(plan.get("Planning Time", 0.0), 2),
+        "execution_ms": round(plan.get("Execution Time", 0.0), 2),
+        "trigger_ms": round(sum(t.get("Time", 0.0) for t in triggers), 2),
+        "trigger_calls": sum(t.get("Calls", 0) for t in triggers),
+        "rows": top.get("Actual Rows"),
+        "buffers": {
+            key: top.get(key, 0)
+            for key in (
+                "Shared Hit Blocks",
+                "Shared Read Blocks",
+                "Shared Dirtied Blocks",
+                "Shared Written Blocks",
+                "Local Hit Blocks",
+                "Local Dirtied Blocks",
+            )
+        },
+    }
+
+
+def _cte_figures(plan: dict[str, Any]) -> dict[str, Any]:
+    """Per table of the combined copy: the time and buffers of its INSERT (its CTE node)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Parent Relationship") == "InitPlan" and node.get(
+            "Subplan Name", ""
+        ).startswith("CTE copy_"):
+            name = node["Subplan Name"].removeprefix("CTE copy_")
+            out[name] = {
+                "ms": round(node.get("Actual Total Time", 0.0), 2),
+                "rows": node.get("Actual Rows"),
+                "shared_dirtied": node.get("Shared Dirtied Blocks", 0),
+                "shared_hit": node.get("Shared Hit Blocks", 0),
+            }
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan["Plan"])
+    return out
 
 
 # ----------------------------------------------------------------- the row-at-a-time baseline

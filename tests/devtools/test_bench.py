@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import sqlalchemy as sa
 
 from portal.devtools.bench import BenchPlan, summarize
@@ -25,6 +26,8 @@ TINY = [
     "--warmup",
     "0",
     "--background",
+    "1",
+    "--batch-many-runs",
     "1",
 ]
 
@@ -66,6 +69,14 @@ def test_bench_prints_one_json_object_with_the_figures(app, runner):
     assert baseline["rows"] == 643 + 86 + 643 + 86
     assert baseline["row_by_row_ms"]["median"] > 0 and baseline["set_based_ms"]["median"] > 0
     assert figures["assignment_ms"] is None or figures["assignment_ms"]["runs"] == 1
+    many = figures["batch_many_ms"]
+    assert set(many) == {"1", "5", "20", "ratio"}
+    for k in ("1", "5", "20"):
+        assert many[k]["per_campaign_median"] > 0 and many[k]["runs"] == 1
+        assert many[k]["transaction_median"] == pytest.approx(
+            many[k]["per_campaign_median"] * int(k), rel=0.01
+        )
+    assert set(many["ratio"]) == {"20_vs_1"}
     # The progress bar and status lines went to stderr.
     assert "bench" in result.stderr
 
@@ -99,7 +110,29 @@ def test_plan_counts_every_unit_the_progress_bar_shows():
         warmup=1,
         background=3,
         copy_run=True,
+        batch_many_runs=2,
     )
     # template + background + (2+1) batch + (1+1) traditional + 2*(1+1) baseline
-    # + 2*(1+1) pool builds and claims + copy run
-    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1
+    # + 2*(1+1) pool builds and claims + copy run + (2+1) runs of K = 1, 5, 20
+    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1 + 3 * 3
+    assert BenchPlan(profile=True).units == BenchPlan().units + 2
+
+
+@pytest.mark.postgres
+def test_bench_profile_explains_each_phase_of_a_k_batch(app, runner):
+    result = runner.invoke(
+        args=[*TINY, "--no-copy-run", "--assign-runs", "0", "--batch-many-runs", "0", "--profile"]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["batch_many_ms"] is None
+    profile = figures["batch_profile"]
+    assert set(profile) == {"1", "20"}
+    for k, run in profile.items():
+        phases = run["phases"]
+        assert set(phases) == {"map", "copy", "mark_seeded", "commit"}
+        assert phases["map"]["execution_ms"] > 0
+        copy = phases["copy"]
+        assert copy["trigger_calls"] > 0 and copy["execution_ms"] > 0
+        assert copy["tables"]["schticks"]["rows"] == 643 * int(k)
+        assert copy["tables"]["image_attachments"]["rows"] == 789 * int(k)

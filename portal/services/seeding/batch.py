@@ -53,6 +53,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.schema import CreateTable
@@ -318,10 +319,43 @@ def build_aggregated_id_query(ids: sa.CompoundSelect) -> sa.Select[Any]:
     ).group_by(rows.c.kind)
 
 
+_TARGETS = sa.bindparam("target_ids", type_=postgresql.ARRAY(sa.Uuid()))
+
+
+def build_server_map_fill(ids: sa.CompoundSelect, with_campaign: bool) -> sa.Select[Any]:
+    """PostgreSQL: fill the id map in the database, in one statement, and count it by kind.
+
+    Every template row of `build_id_query` crossed with every target gets a new id from
+    `gen_random_uuid()` (version 4, like Python's), and with `with_campaign` the template
+    campaign maps to each target itself. Nothing travels but the target ids: at K campaigns
+    the map holds K x ~1,840 rows, and fetching the template ids, drawing K x 1,840 uuids in
+    Python and sending them back as text cost about as much as the copy of a campaign's
+    smallest tables (docs/performance.md, "Seeding K campaigns at once")."""
+    rows = ids.subquery("template_rows")
+    targets = sa.func.unnest(_TARGETS).table_valued("target_id").render_derived()
+    fresh = sa.select(
+        rows.c.id, targets.c.target_id, sa.func.gen_random_uuid(), rows.c.kind
+    ).select_from(rows.join(targets, sa.true()))
+    sources: list[sa.Select[Any]] = [fresh]
+    if with_campaign:
+        itself = sa.func.unnest(_TARGETS).table_valued("target_id").render_derived()
+        sources.append(
+            sa.select(_TEMPLATE, itself.c.target_id, itself.c.target_id, _kind_literal("Campaign"))
+        )
+    mapped = (
+        ID_MAP.insert()
+        .from_select(["old_id", "target_id", "new_id", "kind"], sa.union_all(*sources))
+        .returning(ID_MAP.c.kind)
+        .cte("mapped")
+    )
+    return sa.select(mapped.c.kind, sa.func.count()).group_by(mapped.c.kind)
+
+
 @dataclass(frozen=True)
 class _Statements:
     steps: tuple[TableCopy, ...]
     ids: sa.Select[Any]
+    map_fill: sa.Select[Any] | None  # the map filled in the database (PostgreSQL)
     inserts: tuple[sa.Insert, ...]  # one per step, run in turn (SQLite)
     combined: sa.Select[Any] | None  # all steps in one statement (PostgreSQL)
     create_map: str
@@ -340,6 +374,13 @@ def statements_for(tables: Sequence[str], with_campaign: bool, dialect: sa.Diale
         _STATEMENTS[key] = _Statements(
             steps=steps,
             ids=build_aggregated_id_query(build_id_query(tables, with_campaign, dialect.name)),
+            map_fill=(
+                build_server_map_fill(
+                    build_id_query(tables, with_campaign, dialect.name), with_campaign
+                )
+                if postgres
+                else None
+            ),
             inserts=() if postgres else tuple(build_insert(step) for step in steps),
             combined=build_combined_insert(steps) if postgres else None,
             create_map=str(CreateTable(ID_MAP, if_not_exists=True).compile(dialect=dialect)),
@@ -347,17 +388,15 @@ def statements_for(tables: Sequence[str], with_campaign: bool, dialect: sa.Diale
     return _STATEMENTS[key]
 
 
-# Template ids and kinds are sent once, the targets once, the new ids target by target (K x n);
-# the i-th template row of the j-th target gets new id number (j - 1) * n + i. The new ids are
-# one uuid[] (fixed-width elements: a subscript is an offset, not a walk along the array).
-_PG_FILL_MAP = sa.text(
-    "WITH fresh AS (SELECT CAST(string_to_array(:news, ',') AS uuid[]) AS ids) "
+# One row per (template row, target): four parallel lists of K x n entries, unnested together.
+# (Sending the template ids once and indexing an array of new ids per row was quadratic: each
+# subscript of the array detoasted the whole array again.)
+PG_FILL_MAP = sa.text(
     "INSERT INTO seed_id_map (old_id, target_id, new_id, kind) "
-    "SELECT CAST(a.o AS uuid), b.t, fresh.ids[(b.j - 1) * :n + a.i], a.k "
-    "FROM fresh, "
-    "unnest(string_to_array(:olds, ','), string_to_array(:kinds, ',')) "
-    "WITH ORDINALITY AS a(o, k, i), "
-    "unnest(CAST(string_to_array(:targets, ',') AS uuid[])) WITH ORDINALITY AS b(t, j)"
+    "SELECT CAST(o AS uuid), CAST(t AS uuid), CAST(n AS uuid), k FROM unnest("
+    "string_to_array(:olds, ','), string_to_array(:targets, ','), "
+    "string_to_array(:news, ','), string_to_array(:kinds, ',')"
+    ") AS pairs(o, t, n, k)"
 )
 
 
@@ -419,14 +458,21 @@ def copy_tables(
 
     params = {"template_id": template_id, "owner_id": owner_id, "now": now}
     expected: Counter[str] = Counter()
-    kinds: list[str] = []
-    olds: list[str] = []
-    for kind, joined in session.execute(statements.ids, params):
-        ids = joined.split(",")
-        expected[kind] = len(ids) * len(targets)
-        kinds.extend([kind] * len(ids))
-        olds.extend(ids)
-    _fill_id_map(session, statements.create_map, template_id, olds, kinds, targets, with_campaign)
+    if statements.map_fill is not None:  # PostgreSQL: the map is made in the database
+        connection.exec_driver_sql(statements.create_map)
+        for kind, count in session.execute(statements.map_fill, {**params, "target_ids": targets}):
+            expected[kind] = count
+    else:
+        kinds: list[str] = []
+        olds: list[str] = []
+        for kind, joined in session.execute(statements.ids, params):
+            ids = joined.split(",")
+            expected[kind] = len(ids) * len(targets)
+            kinds.extend([kind] * len(ids))
+            olds.extend(ids)
+        _fill_id_map(
+            session, statements.create_map, template_id, olds, kinds, targets, with_campaign
+        )
     step_done("id_map")
 
     if statements.combined is not None:
@@ -473,14 +519,14 @@ def _fill_id_map(
         if with_campaign:
             news.append(target.hex)
     if connection.dialect.name == "postgresql":
+        olds_text, kinds_text = ",".join(olds), ",".join(kinds)
         session.execute(
-            _PG_FILL_MAP,
+            PG_FILL_MAP,
             {
-                "olds": ",".join(olds),
-                "kinds": ",".join(kinds),
-                "targets": ",".join(t.hex for t in targets),
+                "olds": ",".join([olds_text] * len(targets)),
+                "targets": ",".join(",".join([t.hex] * len(olds)) for t in targets),
                 "news": ",".join(news),
-                "n": len(olds),
+                "kinds": ",".join([kinds_text] * len(targets)),
             },
         )
         return
