@@ -90,6 +90,8 @@ class Stack:
     env: dict[str, str]
     users: list[BenchUser]
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Every web instance's port (`port` is the first): a scaled-out stack has several.
+    ports: list[int] = field(default_factory=list)
     _exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     # ---------------------------------------------------------------- processes
@@ -103,11 +105,13 @@ class Stack:
 
     # ---------------------------------------------------------------- HTTP
 
-    def client(self, user_index: int, timeout_s: float = 60.0) -> Client:
-        return Client(self.port, user_index, self.users[user_index].token, timeout_s)
+    def client(self, user_index: int, timeout_s: float = 60.0, server: int = 0) -> Client:
+        port = self.ports[server] if self.ports else self.port
+        return Client(port, user_index, self.users[user_index].token, timeout_s)
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def health(self, server: int = 0) -> tuple[int, dict[str, Any]]:
+        port = self.ports[server] if self.ports else self.port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             conn.request("GET", "/health")
             response = conn.getresponse()
@@ -198,12 +202,15 @@ def running_stack(
     workers: int = 1,
     fill: bool = True,
     env: dict[str, str] | None = None,
+    servers: int = 1,
+    scheduler: bool = False,
 ) -> Iterator[Stack]:
     """A private copy of the template database with `users` gamemasters (one token each),
     `master_target` set (user pools off: every create claims from the master pool or falls
     back), the pool filled to it when `fill`, then gunicorn and `workers` workers on
-    `redis_url`, whose database is flushed first. Everything is stopped and dropped at the
-    end."""
+    `redis_url`, whose database is flushed first; with `servers` > 1 that many gunicorn
+    instances on the same database and Redis (docs/running.md, scaling out), with `scheduler`
+    the one `rq cron` process. Everything is stopped and dropped at the end."""
     url = databases.clone(template_golden, "load")
     redis.Redis.from_url(redis_url).flushdb()
     app = make_app(url, redis_url)
@@ -215,9 +222,15 @@ def running_stack(
             db.engine.dispose()
         plan = HttpBenchPlan(redis_url=redis_url, threads=WEB_THREADS)
         extra = dict(env or {})
-        port, _pgid = exits.enter_context(
-            gunicorn_server(url, TEST_SECRET, plan, tmp_path, extra_env=extra)
-        )
+        ports = []
+        for index in range(servers):
+            workdir = tmp_path if index == 0 else tmp_path / f"web-{index}"
+            workdir.mkdir(exist_ok=True)
+            served, _pgid = exits.enter_context(
+                gunicorn_server(url, TEST_SECRET, plan, workdir, extra_env=extra)
+            )
+            ports.append(served)
+        port = ports[0]
         stack = Stack(
             app=app,
             database_url=url,
@@ -226,10 +239,13 @@ def running_stack(
             workdir=tmp_path,
             env=server_env(url, TEST_SECRET, plan, port, extra),
             users=bench_users,
+            ports=ports,
             _exits=exits,
         )
         for _ in range(workers):
             stack.start_worker()
+        if scheduler:
+            exits.enter_context(rq_cron(stack.env, redis_url, tmp_path))
         yield stack
     finally:
         exits.close()
@@ -237,6 +253,45 @@ def running_stack(
             db.session.remove()
             db.engine.dispose()
         databases.drop(url)
+
+
+@contextlib.contextmanager
+def rq_cron(env: dict[str, str], redis_url: str, workdir: Path) -> Iterator[subprocess.Popen]:
+    """The one scheduler of a deployment (docs/operations.md: `rq cron jobs.cron_config`), in
+    its own process group, until the block ends; yielded once it has registered."""
+    import os
+    import sys
+
+    from rq.cron import CronScheduler
+
+    from portal.devtools.bench_http import PROJECT_ROOT, log_tail, stop_process_group
+
+    child_env = dict(env)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p
+    )
+    log_path = workdir / "rq-cron.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rq.cli", "cron", "jobs.cron_config", "--url", redis_url],
+            cwd=workdir,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        client = redis.Redis.from_url(redis_url)
+        try:
+            deadline = time.monotonic() + 60
+            while not CronScheduler.all(client):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"rq cron did not start:\n{log_tail(log_path)}")
+                time.sleep(0.1)
+            yield process
+        finally:
+            client.close()
+            stop_process_group(process)
 
 
 def _prepare(master_target: int, users: int, fill: bool) -> list[BenchUser]:
