@@ -376,6 +376,7 @@ def _seed_runs(
 def _shells(session: Session, owner_id: uuid.UUID, count: int, label: str) -> list[Campaign]:
     """`count` committed, empty campaigns of one owner (what a pool build reserves)."""
     owner = session.get(User, owner_id)
+    assert owner is not None
     shells = [
         create_campaign_shell(session, owner, f"{label} {uuid.uuid4().hex[:10]}")
         for _ in range(count)

@@ -330,11 +330,13 @@ def seeding_limit(url: str, plan: RampPlan) -> dict[str, Any]:
             with Session(engine) as session:
                 template = session.get(Campaign, template_id)
                 owner = session.get(User, owner_id)
+                assert template is not None and owner is not None
                 seed(session, template, owner)  # warm-up: statements prepared, map created
                 barrier.wait(timeout=120)
                 while time.monotonic() < clock["deadline"]:
                     template = session.get(Campaign, template_id)
                     owner = session.get(User, owner_id)
+                    assert template is not None and owner is not None
                     ms = seed(session, template, owner)
                     with lock:
                         done.append((time.monotonic(), plan.batch_size))
