@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 from jobs.context import app_context, report_progress
 
 log = logging.getLogger("jobs.pool")
+
+PUBLISH_INTERVAL_S = 1.0
+
+
+def _is_helper() -> bool:
+    """A helper refill (queued by another refill for an idle worker, `...-h<n>`), not one a
+    claim, the monitor or an admin asked for."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job is not None and job.id.rsplit("-", 1)[-1].startswith("h")
 
 
 def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) -> dict[str, Any]:
@@ -24,8 +36,17 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     with app_context() as app:
         settings = app.config["SETTINGS"]
 
-        def publish() -> None:
-            """Tell the dashboards the pool changed; never let that fail the refill."""
+        last = {"published": 0.0, "pending": False}
+
+        def publish(*, force: bool = False) -> None:
+            """Tell the dashboards the pool changed, at most once a PUBLISH_INTERVAL_S (the
+            payload costs ~20 ms of queries and builds may finish many times a second), and
+            never let that fail the refill."""
+            now = time.monotonic()
+            if not force and now - last["published"] < PUBLISH_INTERVAL_S:
+                last["pending"] = True
+                return
+            last.update(published=now, pending=False)
             try:
                 publish_pool_update(app, pool_payload(db.session, settings, get_redis(app)))
             except Exception:
@@ -36,7 +57,8 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
             report_progress(pool_type=pool_type, built=done, missing=total)
             publish()
 
-        publish()  # the assignment that triggered this refill already changed the pool
+        if not _is_helper():  # the assignment that queued this refill changed the pool
+            publish(force=True)
         if pool_type == "all":
             reports = replenish_all(
                 db.session, get_redis(app), settings, progress=progress, fan_out=True
@@ -54,6 +76,8 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
                     fan_out=True,
                 )
             ]
+        if last["pending"]:
+            publish(force=True)  # the last builds, held back by the interval
         result = {"reports": [report.as_dict() for report in reports]}
         log.info("jobs.replenish.done", extra=result)
         return result

@@ -38,7 +38,9 @@ def test_the_ramp_prints_the_seeding_limit_and_a_row_per_worker_count_and_step(
     figures = json.loads(result.stdout)  # stdout is the JSON and nothing else
 
     assert figures["seeding_limit_rps"] > 0
-    assert figures["seeding_limit"]["batch"] == 2
+    limit = figures["seeding_limit"]
+    assert limit["batch"] == 2 and len(limit["runs"]) == 2
+    assert limit["campaigns_per_s"] == max(r["campaigns_per_s"] for r in limit["runs"])
     assert [(r["workers"], r["clients"]) for r in figures["ramp"]] == [
         (1, 1), (1, 2), (2, 1), (2, 2)
     ]  # fmt: skip
@@ -64,6 +66,7 @@ def test_the_ramp_needs_a_redis_and_sane_numbers(app, runner):
     assert result.exit_code == 2 and "whole numbers" in result.output
     with pytest.raises(ValueError, match="per_client"):
         RampPlan(redis_url="redis://x", per_client=0)
-    assert RampPlan(redis_url="redis://x", workers=(1,), clients=(1, 2), per_client=3).units == (
-        2 + 1 + 9
+    plan = RampPlan(
+        redis_url="redis://x", workers=(1,), clients=(1, 2), per_client=3, seeders=(2, 4)
     )
+    assert plan.units == 1 + 2 + 1 + 9

@@ -32,6 +32,7 @@ from portal.services.campaigns.records import (
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.config import load_pool_config
 from portal.services.pool.switches import assignment_on
 from portal.services.seeding.batch import CampaignBatchSeeder
 
@@ -100,8 +101,10 @@ def create_campaign(
         session.rollback()
         raise NameTakenError("has already been taken") from None
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    # Why the pool did not serve it; read on the slow path only, after the work.
-    reason = "pool_empty" if assignment_on(session, settings) else "assignment_off"
+    # Why the pool did not serve it, and whether the user has a pool to refill: read on the
+    # slow path only, after the work.
+    config = load_pool_config(session, settings)
+    reason = "pool_empty" if assignment_on(session, settings, config) else "assignment_off"
     session.add(
         PoolEvent(
             kind="fallback",
@@ -124,7 +127,7 @@ def create_campaign(
         },
     )
     enqueue_replenish(redis_client, "master")
-    if gamemaster:
+    if gamemaster and config.user_target > 0:  # no user pools: a refill job would find nothing
         enqueue_replenish(redis_client, "user", user_id)
     return CreatedCampaign(campaign_id, "seeded", pending=pending)
 
