@@ -113,8 +113,8 @@ def test_plan_counts_every_unit_the_progress_bar_shows():
         batch_many_runs=2,
     )
     # template + background + (2+1) batch + (1+1) traditional + 2*(1+1) baseline
-    # + 2*(1+1) pool builds and claims + copy run + (2+1) runs of K = 1, 5, 20
-    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1 + 3 * 3
+    # + 2*(1+1) pool builds and claims + copy run + 2 runs and 2 warm-ups of K = 1, 5, 20
+    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1 + 3 * 4
     assert BenchPlan(profile=True).units == BenchPlan().units + 2
 
 
