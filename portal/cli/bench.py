@@ -78,12 +78,6 @@ from portal.devtools.bench_http import HttpBenchPlan, run_http_bench
 @click.option(
     "--limit-seconds", default=10.0, show_default=True, help="--ramp: seeding limit run time."
 )
-@click.option(
-    "--fallback-wait-ms",
-    default=1000,
-    show_default=True,
-    help="--ramp: how long a create waits for a build in flight before seeding itself.",
-)
 @click.option("--sequential", default=200, show_default=True, help="--http: one-client creates.")
 @click.option("--clients", default=16, show_default=True, help="--http: burst client threads.")
 @click.option("--per-client", default=25, show_default=True, help="--http: creates per client.")
@@ -121,7 +115,6 @@ def cli(
     pool_target: int,
     batch_size: int,
     limit_seconds: float,
-    fallback_wait_ms: int,
 ) -> None:
     """Measure seeding and assignment speed on a scratch database (docs/performance.md)."""
     if http_mode and ramp:
@@ -134,7 +127,6 @@ def cli(
             batch_size,
             limit_seconds,
             threads,
-            fallback_wait_ms,
         )
         return
     if http_mode:
@@ -227,7 +219,6 @@ def _ramp(
     batch_size: int,
     limit_seconds: float,
     threads: int,
-    fallback_wait_ms: int,
 ) -> None:
     from portal.devtools.ramp import RampPlan, run_ramp, table
 
@@ -241,7 +232,6 @@ def _ramp(
             batch_size=batch_size,
             limit_seconds=limit_seconds,
             threads=threads,
-            fallback_wait_ms=fallback_wait_ms,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None

@@ -80,7 +80,6 @@ class RampPlan:
     batch_size: int = 10
     max_parallel: int = 10
     limit_seconds: float = 10.0
-    fallback_wait_ms: int = 1000
     # Seeder threads of the limit run: one per core, then twice that (a seeder leaves its core
     # idle while its client side works); the limit is the better of the two.
     seeders: tuple[int, ...] = field(
@@ -175,7 +174,6 @@ def run_ramp(
             "pool_target": plan.pool_target,
             "batch_size": plan.batch_size,
             "max_parallel_builds": plan.max_parallel,
-            "fallback_wait_ms": plan.fallback_wait_ms,
             "server": f"gunicorn -w 1 --threads {plan.threads}",
         },
         "machine": {
@@ -263,7 +261,6 @@ def _prepare(url: str, secret_key: str, plan: RampPlan, workdir: Path) -> list[B
                     "max_size": max(50, plan.pool_target),
                     "build_batch_size": plan.batch_size,
                     "max_parallel_builds": plan.max_parallel,
-                    "fallback_wait_ms": plan.fallback_wait_ms,
                 },
             )
             session.commit()
