@@ -34,7 +34,7 @@ from portal.services.campaigns.records import (
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import Assignment, CampaignPoolService, NameTakenError
 from portal.services.pool.config import load_pool_config
-from portal.services.pool.replenish import build_timeout, campaigns_in_flight
+from portal.services.pool.replenish import build_timeout, builds_in_flight
 from portal.services.pool.switches import assignment_on
 from portal.services.pool.wakeup import POLL_S, build_signal
 from portal.services.seeding.batch import CampaignBatchSeeder
@@ -156,11 +156,11 @@ def _wait_for_build(
     name: str,
     description: str | None,
 ) -> tuple[Assignment | None, float | None]:
-    """The pool is empty: while builds of a pool this user could claim from hold a campaign
-    for this create, wait for them (woken by their announcements, `wakeup.py`) and claim
-    again, up to `fallback_wait_ms`. A campaign built in a K-campaign build costs the machine
-    much less than one more seeded in this request (docs/pool.md, "Waiting for a build").
-    Returns the assignment, or None and how long it waited (None: nothing waited)."""
+    """The pool is empty: while builds of a pool this user could claim from are in flight,
+    wait for them (woken by their announcements, `wakeup.py`) and claim again, up to
+    `fallback_wait_ms`. A campaign built in a K-campaign build costs the machine much less
+    than one more seeded in this request (docs/pool.md, "Waiting for a build"). Returns the
+    assignment, or None and how long it waited (None: no build in flight, nothing waited)."""
     user_id = user.id
     config = load_pool_config(session, settings)
     if config.fallback_wait_ms <= 0 or not config.assignment_enabled:
@@ -176,22 +176,18 @@ def _wait_for_build(
     seen = signal.sequence
     service = CampaignPoolService(session)
     waited: float | None = None
-    with signal.queued() as ahead:
-        while True:
-            # Wait only for a campaign on its way to this create: one the builds in flight
-            # hold beyond the creates of this process already waiting. The others seed now,
-            # on the cores the builders leave idle.
-            coming = sum(campaigns_in_flight(session, stale_before, pool) for pool in pools)
-            session.rollback()  # no snapshot or connection held while waiting
-            remaining = deadline - time.monotonic()
-            if coming <= ahead() or remaining <= 0:
-                return None, waited
-            seen = signal.wait(seen, min(remaining, POLL_S))
-            waited = round((time.monotonic() - started) * 1000, 1)
-            assignment = service.assign_pool_campaign(user, name, description)
-            if assignment is not None:
-                log.info("pool.claimed_after_wait", extra={"waited_ms": waited})
-                return assignment, waited
+    while True:
+        in_flight = any(builds_in_flight(session, stale_before, pool) for pool in pools)
+        session.rollback()  # no snapshot or connection held while waiting
+        remaining = deadline - time.monotonic()
+        if not in_flight or remaining <= 0:
+            return None, waited
+        seen = signal.wait(seen, min(remaining, POLL_S))
+        waited = round((time.monotonic() - started) * 1000, 1)
+        assignment = service.assign_pool_campaign(user, name, description)
+        if assignment is not None:
+            log.info("pool.claimed_after_wait", extra={"waited_ms": waited})
+            return assignment, waited
 
 
 def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaign) -> bool:

@@ -167,22 +167,6 @@ def builds_in_flight(
     return session.scalar(stmt) or 0
 
 
-def campaigns_in_flight(
-    session: Session, since: datetime, pool: tuple[str, uuid.UUID | None]
-) -> int:
-    """Campaigns of one pool being built now: `building` rows started after `since`."""
-    return (
-        session.scalar(
-            sa.select(sa.func.count()).where(
-                *_pool_filter(*pool),
-                Campaign.pool_status == "building",
-                Campaign.pool_created_at > since,
-            )
-        )
-        or 0
-    )
-
-
 def pool_halted(
     session: Session, pool_type: str, user_id: uuid.UUID | None, failure_budget: int
 ) -> bool:

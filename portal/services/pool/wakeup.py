@@ -12,12 +12,10 @@ waiting create retry on its own clock (every POLL_S) until it falls back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import redis
 from redis.exceptions import RedisError
@@ -45,8 +43,6 @@ class BuildSignal:
         self.redis = redis_client
         self.condition = threading.Condition()
         self.sequence = 0
-        self._tickets = 0
-        self._waiting: set[int] = set()
         self.thread = threading.Thread(target=self._listen, name="pool-build-signal", daemon=True)
         self.thread.start()
 
@@ -63,26 +59,6 @@ class BuildSignal:
             except (RedisError, OSError, ValueError) as exc:
                 log.debug("pool.build_signal.lost", extra={"error": str(exc)[:200]})
             time.sleep(RESUBSCRIBE_S)
-
-    @contextlib.contextmanager
-    def queued(self) -> Iterator[Callable[[], int]]:
-        """Join this process's queue of waiting creates; yields a function that says how many
-        joined earlier and still wait (they claim first: a build in flight only serves as
-        many creates as it holds campaigns)."""
-        with self.condition:
-            self._tickets += 1
-            ticket = self._tickets
-            self._waiting.add(ticket)
-
-        def ahead() -> int:
-            with self.condition:
-                return sum(1 for other in self._waiting if other < ticket)
-
-        try:
-            yield ahead
-        finally:
-            with self.condition:
-                self._waiting.discard(ticket)
 
     def wait(self, seen: int, timeout: float) -> int:
         """Block until an announcement after `seen` or `timeout` seconds; the count now."""
