@@ -41,7 +41,6 @@ SETTING_BOUNDS |= {
 SETTING_BOUNDS |= {
     "max_parallel_builds": (1, 50, "builds of one pool in flight at once (any workers, any hosts)"),
     "build_batch_size": (1, 50, "most campaigns one build seeds in one transaction (K)"),
-    "fallback_wait_ms": (0, 10000, "how long a create waits for a build in flight (0: never)"),
 }
 # The kill switch (docs/operations.md, "Rollback: switch the pool off").
 SETTING_BOUNDS |= {
@@ -80,7 +79,6 @@ class PoolConfig:
     # parallel refills
     max_parallel_builds: int = 10
     build_batch_size: int = 10
-    fallback_wait_ms: int = 1000
     # the kill switch (runtime part; POOL_ASSIGNMENT=off overrides `assignment_enabled`)
     assignment_enabled: int = 1
     refills_enabled: int = 1
@@ -113,7 +111,6 @@ def env_defaults(settings: Settings) -> dict[str, int]:
         # parallel refills
         "max_parallel_builds": settings.pool_max_parallel_builds,
         "build_batch_size": DEFAULT_BATCH_SIZE,
-        "fallback_wait_ms": 1000,
         # the kill switch
         "assignment_enabled": 1,
         "refills_enabled": 1,

@@ -23,7 +23,6 @@ from portal.models import (
     Campaign,
     PoolEvent,
     User,
-    utcnow,
 )
 from portal.services.campaigns.records import (
     CampaignError,
@@ -32,11 +31,9 @@ from portal.services.campaigns.records import (
     find_master_template,
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
-from portal.services.pool.claim import Assignment, CampaignPoolService, NameTakenError
+from portal.services.pool.claim import CampaignPoolService, NameTakenError
 from portal.services.pool.config import load_pool_config
-from portal.services.pool.replenish import build_timeout, builds_in_flight
 from portal.services.pool.switches import assignment_on
-from portal.services.pool.wakeup import POLL_S, build_signal
 from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.campaigns")
@@ -74,11 +71,6 @@ def create_campaign(
         if settings.pool_assignment
         else None
     )
-    waited_ms = None
-    if assignment is None and settings.pool_assignment:
-        assignment, waited_ms = _wait_for_build(
-            session, redis_client, settings, user, gamemaster, name, description
-        )
     if assignment is not None:
         refill_owner = user_id if assignment.pool_type == "user" else None
         enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
@@ -112,10 +104,7 @@ def create_campaign(
     # Why the pool did not serve it, and whether the user has a pool to refill: read on the
     # slow path only, after the work.
     config = load_pool_config(session, settings)
-    if not assignment_on(session, settings, config):
-        reason = "assignment_off"
-    else:
-        reason = "pool_empty" if waited_ms is None else "wait_timeout"
+    reason = "pool_empty" if assignment_on(session, settings, config) else "assignment_off"
     session.add(
         PoolEvent(
             kind="fallback",
@@ -123,11 +112,7 @@ def create_campaign(
             user_id=user_id,
             pool_type=None,
             duration_ms=duration_ms,
-            detail={
-                "mode": "async" if pending else "sync",
-                "reason": reason,
-                "waited_ms": waited_ms,
-            },
+            detail={"mode": "async" if pending else "sync", "reason": reason},
         )
     )
     session.commit()
@@ -145,49 +130,6 @@ def create_campaign(
     if gamemaster and config.user_target > 0:  # no user pools: a refill job would find nothing
         enqueue_replenish(redis_client, "user", user_id)
     return CreatedCampaign(campaign_id, "seeded", pending=pending)
-
-
-def _wait_for_build(
-    session: Session,
-    redis_client: redis.Redis,
-    settings: Settings,
-    user: User,
-    gamemaster: bool,
-    name: str,
-    description: str | None,
-) -> tuple[Assignment | None, float | None]:
-    """The pool is empty: while builds of a pool this user could claim from are in flight,
-    wait for them (woken by their announcements, `wakeup.py`) and claim again, up to
-    `fallback_wait_ms`. A campaign built in a K-campaign build costs the machine much less
-    than one more seeded in this request (docs/pool.md, "Waiting for a build"). Returns the
-    assignment, or None and how long it waited (None: no build in flight, nothing waited)."""
-    user_id = user.id
-    config = load_pool_config(session, settings)
-    if config.fallback_wait_ms <= 0 or not config.assignment_enabled:
-        session.rollback()
-        return None, None
-    started = time.monotonic()
-    deadline = started + config.fallback_wait_ms / 1000
-    stale_before = utcnow() - build_timeout(settings)
-    pools: list[tuple[str, uuid.UUID | None]] = [("master", None)]
-    if gamemaster and config.user_target > 0:
-        pools.append(("user", user_id))
-    signal = build_signal(redis_client)
-    seen = signal.sequence
-    service = CampaignPoolService(session)
-    waited: float | None = None
-    while True:
-        in_flight = any(builds_in_flight(session, stale_before, pool) for pool in pools)
-        session.rollback()  # no snapshot or connection held while waiting
-        remaining = deadline - time.monotonic()
-        if not in_flight or remaining <= 0:
-            return None, waited
-        seen = signal.wait(seen, min(remaining, POLL_S))
-        waited = round((time.monotonic() - started) * 1000, 1)
-        assignment = service.assign_pool_campaign(user, name, description)
-        if assignment is not None:
-            log.info("pool.claimed_after_wait", extra={"waited_ms": waited})
-            return assignment, waited
 
 
 def _enqueue_seeding(session: Session, redis_client: redis.Redis, shell: Campaign) -> bool:

@@ -55,7 +55,6 @@ from portal.services.pool.rollout import (
     retire_superseded_build,
     rollout_in_progress,
 )
-from portal.services.pool.wakeup import announce_built
 from portal.services.seeding.batch import CampaignBatchSeeder
 
 log = logging.getLogger("portal.pool")
@@ -537,7 +536,6 @@ def replenish_pool(
         except Exception:
             report.failed += 1
         else:
-            announce_built(redis_client, pool_type, len(built))  # wakes creates waiting for it
             report.built += built
             report.builds += 1
             if progress:

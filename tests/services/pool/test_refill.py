@@ -11,7 +11,6 @@ as an upper bound.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -264,69 +263,3 @@ def test_ten_concurrent_refill_triggers_on_four_workers_never_exceed_the_target(
         assert timeline["max_in_flight"] == expected, timeline
     else:  # one writer at a time: reserved builds overlap, their transactions do not
         assert 1 <= timeline["max_in_flight"] <= expected, timeline
-
-
-# ---------------------------------------------------------------------------- waiting for a build
-
-
-def gamemaster_user():
-    from portal.services.accounts.users import create_user
-
-    user = create_user(
-        db.session, f"gm-{uuid.uuid4().hex[:6]}@example.com", "GM", "password123", gamemaster=True
-    )
-    db.session.commit()
-    return user
-
-
-def test_an_empty_pool_with_a_build_in_flight_serves_the_create_from_that_build(template_app):
-    from portal.services.pool.creation import create_campaign
-    from portal.services.pool.wakeup import announce_built
-
-    configure(master_target=2, user_target=0, build_batch_size=2, fallback_wait_ms=10000)
-    template = find_master_template(db.session)
-    reservation = reserve(template, target=2)
-    assert isinstance(reservation, Reservation)
-    user = gamemaster_user()
-
-    def builder() -> None:
-        with template_app.app_context():
-            time.sleep(0.3)  # the create is waiting by now
-            build_reserved(db.session, find_master_template(db.session), reservation)
-            announce_built(get_redis(template_app), "master", 2)
-
-    thread = threading.Thread(target=builder)
-    thread.start()
-    created = create_campaign(
-        db.session, get_redis(), settings_of(template_app), user, "Waited", None
-    )
-    thread.join(timeout=60)
-    assert created.source == "master_pool"
-    assert created.campaign_id in reservation.campaign_ids
-    assert [e.kind for e in db.session.scalars(sa.select(PoolEvent))].count("fallback") == 0
-
-
-def test_a_build_that_never_lands_only_delays_the_fallback(template_app):
-    from portal.services.pool.creation import create_campaign
-
-    configure(master_target=2, user_target=0, build_batch_size=2, fallback_wait_ms=300)
-    reservation = reserve(find_master_template(db.session), target=2)  # its builder died
-    assert isinstance(reservation, Reservation)
-    created = create_campaign(
-        db.session, get_redis(), settings_of(template_app), gamemaster_user(), "Late", None
-    )
-    assert created.source == "seeded"
-    fallback = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "fallback")).one()
-    assert fallback.detail["reason"] == "wait_timeout"
-    assert fallback.detail["waited_ms"] >= 250
-    # Nothing in flight: no wait at all.
-    db.session.execute(sa.update(Campaign).values(pool_status="failed"))
-    db.session.commit()
-    again = create_campaign(
-        db.session, get_redis(), settings_of(template_app), gamemaster_user(), "Now", None
-    )
-    assert again.source == "seeded"
-    latest = db.session.scalars(
-        sa.select(PoolEvent).where(PoolEvent.kind == "fallback").order_by(PoolEvent.id.desc())
-    ).first()
-    assert latest.detail["reason"] == "pool_empty" and latest.detail["waited_ms"] is None
