@@ -225,10 +225,12 @@ def _serialize_reservations(session: Session) -> None:
     )
 
 
-def batch_size(deficit: int, free_slots: int, limit: int) -> int:
-    """Campaigns for one build: the deficit shared among the builds that can still start (so
-    idle builders get work too), at most `limit` (K), at least one."""
-    return max(1, min(limit, math.ceil(deficit / max(1, free_slots))))
+def batch_size(deficit: int, limit: int) -> int:
+    """Campaigns for one build: the deficit, at most `limit` (K), at least one. Never split
+    below that to spread a small deficit over idle builders: a build of several campaigns
+    costs less per campaign than several builds of one (docs/performance.md), and the pool
+    exists so that refills need not be fast; a deficit beyond K is what other builders get."""
+    return max(1, min(limit, deficit))
 
 
 def reserve_build(
@@ -242,7 +244,6 @@ def reserve_build(
     batch_limit: int,
     max_parallel: int,
     rollout_cap: int | None,
-    builders: int = 1,
     stale_after: timedelta = BUILD_STALE_AFTER,
 ) -> Reservation | str:
     """Reserve the campaigns of one build (module docstring) and commit; or return why not:
@@ -250,9 +251,7 @@ def reserve_build(
 
     At most `batch_limit` campaigns (K), only while fewer than `max_parallel` builds of the
     pool are in flight and, when a rollout is in progress and `rollout_cap` is given, fewer
-    than that many builds across all pools. `builders` is how many builders could work on
-    this pool at once (live workers): the deficit is shared among that many builds, so one
-    builder does not take it all while others wait."""
+    than that many builds across all pools."""
     assert template.template_version is not None
     version = template.template_version
     session.rollback()  # the counts below must come after the lock, in a transaction of their own
@@ -274,8 +273,7 @@ def reserve_build(
         if throttled and rollout_in_progress(session, version):
             session.rollback()
             return THROTTLED
-        free = min(max_parallel, max(1, builders)) - pool_in_flight
-        count = batch_size(deficit, free, batch_limit)
+        count = batch_size(deficit, batch_limit)
         build_id = uuid.uuid4()
         ids = [uuid.uuid4() for _ in range(count)]
         session.execute(
@@ -473,9 +471,9 @@ def replenish_pool(
 ) -> ReplenishReport:
     """Bring one pool up to its target, building alongside any other refill of the same pool.
 
-    With `fan_out` (the refill job), a reservation that leaves a deficit queues helper refills
-    of the pool for idle workers, and the deficit is shared among the live workers; without it
-    (the CLI, tests) this refill builds alone, K campaigns at a time."""
+    With `fan_out` (the refill job), a reservation that leaves a deficit (more than K were
+    missing) queues helper refills of the pool for idle workers; without it (the CLI, tests)
+    this refill builds alone. Either way K campaigns at most per build."""
     if pool_type not in ("master", "user"):
         raise ValueError(f"unknown pool type {pool_type!r}")
     if pool_type == "user" and user_id is None:
@@ -517,7 +515,6 @@ def replenish_pool(
             batch_limit=config.build_batch_size,
             max_parallel=config.max_parallel_builds,
             rollout_cap=config.rollout_max_building,
-            builders=builders,
             stale_after=timeout,
         )
         if isinstance(reservation, str):

@@ -58,7 +58,7 @@ def statuses() -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def reserve(template: Campaign, *, builders: int = 1, target: int = TARGET) -> Reservation | str:
+def reserve(template: Campaign, *, target: int = TARGET) -> Reservation | str:
     config = load_pool_config(db.session, settings_of(current_app))
     return reserve_build(
         db.session,
@@ -70,31 +70,30 @@ def reserve(template: Campaign, *, builders: int = 1, target: int = TARGET) -> R
         batch_limit=config.build_batch_size,
         max_parallel=config.max_parallel_builds,
         rollout_cap=config.rollout_max_building,
-        builders=builders,
     )
 
 
 # ---------------------------------------------------------------------------- reservation
 
 
-def test_reservations_share_the_deficit_and_never_pass_the_target(template_app):
-    configure(master_target=TARGET, build_batch_size=10, max_parallel_builds=10)
+def test_reservations_take_up_to_k_and_never_pass_the_target(template_app):
+    configure(master_target=TARGET, build_batch_size=5, max_parallel_builds=10)
     template = find_master_template(db.session)
 
-    # Four builders could work: the deficit of 12 is shared, three campaigns each.
-    first = reserve(template, builders=4)
-    assert isinstance(first, Reservation) and len(first.campaign_ids) == 3
-    assert (first.level, first.remaining, first.pool_in_flight) == (0, 9, 1)
-    assert statuses() == {"building": 3}
-    # One builder alone takes what is left, up to K.
+    first = reserve(template)
+    assert isinstance(first, Reservation) and len(first.campaign_ids) == 5  # K
+    assert (first.level, first.remaining, first.pool_in_flight) == (0, 7, 1)
+    assert statuses() == {"building": 5}
     second = reserve(template)
-    assert isinstance(second, Reservation) and len(second.campaign_ids) == 9
-    assert second.pool_in_flight == 2 and second.remaining == 0
+    assert isinstance(second, Reservation) and len(second.campaign_ids) == 5
+    third = reserve(template)
+    assert isinstance(third, Reservation) and len(third.campaign_ids) == 2  # what is left
+    assert third.pool_in_flight == 3 and third.remaining == 0
     # Reserved rows count: nothing is left to reserve, whatever the builders.
-    assert reserve(template, builders=4) == FULL
+    assert reserve(template) == FULL
     assert pool_level(db.session, "master", template.template_version) == TARGET
 
-    for reservation in (first, second):
+    for reservation in (first, second, third):
         built = build_reserved(db.session, template, reservation)
         assert len(built) == len(reservation.campaign_ids)
     assert statuses() == {"ready": TARGET}
@@ -104,18 +103,18 @@ def test_reservations_share_the_deficit_and_never_pass_the_target(template_app):
     # One build, one set of events carrying its id and size.
     events = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "replenished"))
     batches = {e.detail["build_id"]: e.detail["batch"] for e in events}
-    assert sorted(batches.values()) == [3, 9]
+    assert sorted(batches.values()) == [2, 5, 5]
 
 
 def test_max_parallel_builds_caps_builds_of_a_pool_not_campaigns(template_app):
     configure(master_target=TARGET, build_batch_size=2, max_parallel_builds=2)
     template = find_master_template(db.session)
-    first, second = reserve(template, builders=4), reserve(template, builders=4)
+    first, second = reserve(template), reserve(template)
     assert isinstance(first, Reservation) and isinstance(second, Reservation)
     assert len(first.campaign_ids) == len(second.campaign_ids) == 2
-    assert reserve(template, builders=4) == BUSY  # two builds in flight: the cap
+    assert reserve(template) == BUSY  # two builds in flight: the cap
     build_reserved(db.session, template, first)
-    third = reserve(template, builders=4)  # one finished: room for one more
+    third = reserve(template)  # one finished: room for one more
     assert isinstance(third, Reservation) and third.pool_in_flight == 2
 
 
