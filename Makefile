@@ -67,11 +67,13 @@ worker: install
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# ruff (style and bugs) and import-linter (the layers of docs/architecture.md).
+# ruff (style and bugs), import-linter (the layers of docs/architecture.md) and mypy (strict on
+# portal/ and jobs/; the options are in pyproject.toml [tool.mypy]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -15,10 +15,10 @@ log = logging.getLogger("jobs.cleanup")
 
 def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
     """Run the clean-up in this job's app; return what it removed."""
-    from portal.extensions import db
+    from portal.appcontext import db_session
     from portal.services.images.backend import get_image_store
     from portal.services.infra.queue import get_redis
-    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.cleanup import MAX_READY_AGE, cleanup_pool
 
     with app_context() as app:
@@ -28,18 +28,14 @@ def cleanup_job(max_ready_age_days: int | None = None) -> dict[str, Any]:
             MAX_READY_AGE if max_ready_age_days is None else timedelta(days=max_ready_age_days)
         )
         report = cleanup_pool(
-            db.session,
+            db_session(),
             settings,
             redis_client,
             store=get_image_store(app),
             max_ready_age=max_age,
         )
         if report.campaigns_deleted or report.reaped:
-            try:
-                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
-            except Exception:
-                db.session.rollback()
-                log.exception("jobs.cleanup.payload_failed")
+            publish_pool_payload(app, db_session(), settings, redis_client)
         result = report.as_dict()
         log.info(
             "jobs.cleanup.done",

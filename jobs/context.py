@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, has_app_context
 
+from portal.appcontext import current_flask_app
 from portal.runtime import current_embedded_app
 
 log = logging.getLogger("jobs.context")
@@ -57,13 +58,14 @@ def process_app_pid() -> int | None:
 
 
 def _redacted_db(app: Flask) -> str:
-    return app.config["SETTINGS"].redacted()["database_url"]
+    url: str = app.config["SETTINGS"].redacted()["database_url"]
+    return url
 
 
 def current_job_app() -> Flask:
     """The app a job running here should use (see the module docstring for the order)."""
     if has_app_context():
-        return current_app._get_current_object()  # type: ignore[attr-defined]
+        return current_flask_app()
     embedded = current_embedded_app()
     if embedded is not None:
         return embedded

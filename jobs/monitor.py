@@ -15,18 +15,18 @@ log = logging.getLogger("jobs.monitor")
 
 def monitor_job() -> dict[str, Any]:
     """Run one monitor pass in this job's app; return its report."""
-    from portal.extensions import db
+    from portal.appcontext import db_session
     from portal.services.infra.queue import get_redis
     from portal.services.monitoring.alerts import AlertNotifier
     from portal.services.monitoring.health import workers_required
-    from portal.services.monitoring.live import pool_payload, publish_pool_update
     from portal.services.monitoring.monitor import run_monitor
+    from portal.services.monitoring.payload import publish_pool_payload
 
     with app_context() as app:
         settings = app.config["SETTINGS"]
         redis_client = get_redis(app)
         report = run_monitor(
-            db.session,
+            db_session(),
             redis_client,
             settings,
             notifier=AlertNotifier.from_settings(settings),
@@ -34,11 +34,7 @@ def monitor_job() -> dict[str, Any]:
             cooldown=timedelta(minutes=settings.alert_cooldown_minutes),
         )
         if report.skipped is None:
-            try:
-                publish_pool_update(app, pool_payload(db.session, settings, redis_client))
-            except Exception:  # the payload query failed: the dashboard gets the next one
-                db.session.rollback()
-                log.exception("jobs.monitor.payload_failed")
+            publish_pool_payload(app, db_session(), settings, redis_client)
         result = report.as_dict()
         log.info("jobs.monitor.done", extra={"skipped": report.skipped, "alerts": report.alerts})
         return result

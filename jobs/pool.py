@@ -28,30 +28,26 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
     every pool with pool_type="all". Any number of these run at once (helpers the service
     queues for idle workers, duplicates that slip through): builders reserve their campaigns
     before building them, so together they never overfill a pool (docs/pool.md, "Refills")."""
-    from portal.extensions import db
+    from portal.appcontext import db_session
     from portal.services.infra.queue import get_redis
-    from portal.services.monitoring.live import pool_payload, publish_pool_update
+    from portal.services.monitoring.payload import publish_pool_payload
     from portal.services.pool.replenish import replenish_all, replenish_pool
 
     with app_context() as app:
         settings = app.config["SETTINGS"]
 
-        last = {"published": 0.0, "pending": False}
+        last: dict[str, float | bool] = {"published": 0.0, "pending": False}
 
         def publish(*, force: bool = False) -> None:
             """Tell the dashboards the pool changed, at most once a PUBLISH_INTERVAL_S (the
-            payload costs ~20 ms of queries and builds may finish many times a second), and
-            never let that fail the refill."""
+            payload costs ~20 ms of queries and builds may finish many times a second); never
+            fails the refill."""
             now = time.monotonic()
             if not force and now - last["published"] < PUBLISH_INTERVAL_S:
                 last["pending"] = True
                 return
             last.update(published=now, pending=False)
-            try:
-                publish_pool_update(app, pool_payload(db.session, settings, get_redis(app)))
-            except Exception:
-                db.session.rollback()
-                log.exception("jobs.replenish.publish_failed")
+            publish_pool_payload(app, db_session(), settings, get_redis(app))
 
         def progress(done: int, total: int) -> None:
             report_progress(pool_type=pool_type, built=done, missing=total)
@@ -61,13 +57,13 @@ def replenish_pool_job(pool_type: str = "master", user_id: str | None = None) ->
             publish(force=True)
         if pool_type == "all":
             reports = replenish_all(
-                db.session, get_redis(app), settings, progress=progress, fan_out=True
+                db_session(), get_redis(app), settings, progress=progress, fan_out=True
             )
         else:
             owner = uuid.UUID(user_id) if user_id else None
             reports = [
                 replenish_pool(
-                    db.session,
+                    db_session(),
                     get_redis(app),
                     settings,
                     pool_type,

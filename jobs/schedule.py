@@ -50,7 +50,8 @@ class PeriodicJob:
 
     def function(self) -> Callable[..., Any]:
         module, _, name = self.func.rpartition(".")
-        return getattr(importlib.import_module(module), name)
+        function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return function
 
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (

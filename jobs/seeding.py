@@ -32,7 +32,7 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
     {"status": "missing", ...} (the campaign was deleted before the job ran). Raises when there
     is no master template or seeding fails; nothing of a failed attempt remains, and a dropped
     database connection is retried (the shell is committed, so starting again is safe)."""
-    from portal.extensions import db
+    from portal.appcontext import db_session
     from portal.models import Campaign
     from portal.services.campaigns.records import find_master_template
     from portal.services.infra.retry import is_connection_lost
@@ -42,7 +42,7 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
     cid = uuid.UUID(str(campaign_id))
     context = {"campaign_id": str(cid)}
     with app_context():
-        session = db.session
+        session = db_session()
 
         def progress(step: str, done: int, total: int) -> None:
             report_progress(step=step, done=done, total=total)
@@ -57,7 +57,7 @@ def seed_campaign_job(campaign_id: str) -> dict[str, Any]:
                     log.warning("jobs.seed.missing", extra=context)
                     return {"status": "missing", "campaign_id": str(cid)}
                 if campaign.seeded_at is not None:
-                    outcome = {
+                    outcome: dict[str, Any] = {
                         "status": "already_seeded",
                         "campaign_id": str(cid),
                         "method": campaign.seeding_method,

@@ -31,6 +31,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_settings(app, config)
     register_logging(app)
     register_extensions(app)
+    register_rate_limits(app)
+    register_security_headers(app)
+    register_middleware(app)
     register_queue(app)
     register_images(app)
     register_blueprints(app)
@@ -57,9 +60,15 @@ def register_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from portal import models  # noqa: F401  (every model registered before migrations run)
+    from portal.blueprints.admin.socket import origin_check
     from portal.extensions import csrf, db, login_manager, migrate, socketio
-    from portal.services.infra.database import close_request_session, install_sqlite_pragmas
+    from portal.services.infra.database import (
+        close_request_session,
+        install_sqlite_pragmas,
+        prepare_sqlite_file,
+    )
 
+    prepare_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path))
     db.init_app(app)
     # Runs before Flask-SQLAlchemy's own teardown (teardowns run in reverse order), which then
     # finds nothing left to close.
@@ -73,11 +82,53 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message_category = "warning"
     # With REDIS_URL, emits (from any web process or RQ worker) travel through Redis to every
     # web process's browsers. The stale client manager of an earlier app must not be reused.
-    socketio.server_options.pop("client_manager", None)
-    redis_url = app.config["SETTINGS"].redis_url
+    # (server_options is set in SocketIO.__init__; types-Flask-SocketIO does not declare it.)
+    socketio.server_options.pop("client_manager", None)  # type: ignore[attr-defined]
+    # Same-origin connections only, plus SOCKETIO_ORIGINS (docs/security.md).
+    settings = app.config["SETTINGS"]
     socketio.init_app(
-        app, async_mode="threading", cors_allowed_origins=[], message_queue=redis_url or None
+        app,
+        async_mode="threading",
+        # python-socketio accepts a callable here; types-Flask-SocketIO declares only str | list.
+        cors_allowed_origins=origin_check(settings.socketio_origins),  # type: ignore[arg-type]
+        message_queue=settings.redis_url or None,
     )
+
+
+def register_rate_limits(app: Flask) -> None:
+    """Flask-Limiter on the app's Redis (in memory on the embedded default); the limits
+    themselves are on the routes (docs/security.md)."""
+    from portal.extensions import limiter
+
+    redis_url = app.config["SETTINGS"].redis_url
+    storage = "memory://"
+    if redis_url:
+        storage = (
+            "redis+unix://" + redis_url[len("unix://") :]
+            if redis_url.startswith("unix://")
+            else redis_url
+        )
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "campaign-pool")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Redis down: limits fall back to this process's memory instead of failing requests.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    limiter.init_app(app)
+
+
+def register_security_headers(app: Flask) -> None:
+    from portal.blueprints.headers import install_security_headers
+
+    install_security_headers(app)
+
+
+def register_middleware(app: Flask) -> None:
+    """ProxyFix and counted request bodies around everything (after Socket.IO's layer)."""
+    from portal.blueprints.middleware import install_middleware
+
+    install_middleware(app)
 
 
 def register_queue(app: Flask) -> None:
@@ -144,4 +195,5 @@ def register_cli(app: Flask) -> None:
 
 def settings_of(app: Flask) -> Settings:
     """The validated settings the app was built with."""
-    return app.config["SETTINGS"]
+    settings: Settings = app.config["SETTINGS"]
+    return settings

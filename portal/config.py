@@ -64,6 +64,24 @@ class Settings:
     # The kill switch (docs/operations.md, "Rollback: switch the pool off"): False sends every
     # create to the fallback whatever the runtime setting says.
     pool_assignment: bool = True
+    # Security (docs/security.md): sign-in throttle and lockout, sessions, TLS, health, quotas.
+    sign_in_limit_account: str | None = "5 per minute"
+    sign_in_limit_address: str | None = "20 per minute"
+    lockout_threshold: int = 10
+    lockout_minutes: int = 15
+    remember_cookie_days: int = 14
+    session_cookie_secure: bool = False
+    preferred_url_scheme: str = "http"
+    proxy_fix_hops: int = 0
+    socketio_origins: tuple[str, ...] = field(default_factory=tuple)
+    health_token: str | None = None
+    campaign_create_limit: str | None = "30 per hour"
+    campaign_cap_per_user: int = 200
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get the Secure flag when asked for, or when the site is served over https."""
+        return self.session_cookie_secure or self.preferred_url_scheme == "https"
 
     @property
     def embedded_queue(self) -> bool:
@@ -92,13 +110,18 @@ class Settings:
             "WTF_CSRF_TIME_LIMIT": None,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.secure_cookies,
             "REMEMBER_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
+            "REMEMBER_COOKIE_SECURE": self.secure_cookies,
+            "REMEMBER_COOKIE_DURATION": timedelta(days=self.remember_cookie_days),
+            "PREFERRED_URL_SCHEME": self.preferred_url_scheme,
             "SETTINGS": self,
         }
 
     def redacted(self) -> dict[str, Any]:
         """The settings with secrets masked, safe to log or show in the portal."""
-        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url"}
+        secret_fields = {"secret_key", "imagekit_private_key", "slack_webhook_url", "health_token"}
         out = asdict(self)
         for name in secret_fields:
             if out.get(name):
@@ -195,6 +218,14 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def ensure_instance_folder(instance_path: Path) -> Path:
+    """The instance folder, created readable by its owner only (0700): it holds the SQLite
+    database, the generated secret key, the demo admin's password and local image files.
+    An existing folder is left as the operator made it."""
+    instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return instance_path
+
+
 def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     """SECRET_KEY, or one generated once and kept in the instance folder (mode 0600)."""
     raw = _blank_to_none(env.get("SECRET_KEY"))
@@ -205,7 +236,7 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     key_file = instance_path / "secret_key"
     if key_file.exists():
         return key_file.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
+    ensure_instance_folder(instance_path)
     key = secrets.token_hex(32)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -222,6 +253,66 @@ def _emails(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         if not EMAIL_RE.match(email):
             raise ConfigError(f"{name} holds an invalid email address: {email!r}")
     return emails
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be one of true, false (or 1, 0, yes, no, on, off), got {raw!r}")
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """A rate such as `5 per minute`, `30/hour` or `10 per 5 minutes` (the `limits` library's
+    notation); `off` (or 0) turns the limit off (None)."""
+    from limits import parse_many
+
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    if raw.lower() in ("off", "0", "none"):
+        return None
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ConfigError(
+            f"{name} must be a rate such as '5 per minute' or '30/hour' (or off), got {raw!r}"
+        )
+    return raw
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated origins (`https://host[:port]`, no path)."""
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return ()
+    origins = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        parsed = urlparse(part)
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.netloc
+            or parsed.path not in ("", "/")
+        ):
+            raise ConfigError(f"{name} holds {part!r}, which is not an origin like https://host")
+        origins.append(f"{parsed.scheme}://{parsed.netloc}".lower())
+    return tuple(origins)
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = _blank_to_none(env.get(name))
+    if raw is not None and len(raw) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters long")
+    return raw
 
 
 # Every variable `load_settings` reads (a test checks the two agree): `create_app(config)`
@@ -250,6 +341,18 @@ ENV_NAMES = frozenset(
         "SLACK_WEBHOOK_URL",
         "ALERT_COOLDOWN_MINUTES",
         "API_TOKEN_TTL_DAYS",
+        "SIGN_IN_LIMIT_ACCOUNT",
+        "SIGN_IN_LIMIT_ADDRESS",
+        "LOCKOUT_THRESHOLD",
+        "LOCKOUT_MINUTES",
+        "REMEMBER_COOKIE_DAYS",
+        "SESSION_COOKIE_SECURE",
+        "PREFERRED_URL_SCHEME",
+        "PROXY_FIX_HOPS",
+        "SOCKETIO_ORIGINS",
+        "HEALTH_TOKEN",
+        "CAMPAIGN_CREATE_LIMIT",
+        "CAMPAIGN_CAP_PER_USER",
     }
 )
 
@@ -297,4 +400,16 @@ def load_settings(
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),
         pool_max_parallel_builds=_int(env, "POOL_MAX_PARALLEL_BUILDS", 10, minimum=1, maximum=50),
         pool_assignment=_choice(env, "POOL_ASSIGNMENT", ("on", "off"), "on") == "on",
+        sign_in_limit_account=_rate_limit(env, "SIGN_IN_LIMIT_ACCOUNT", "5 per minute"),
+        sign_in_limit_address=_rate_limit(env, "SIGN_IN_LIMIT_ADDRESS", "20 per minute"),
+        lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=0, maximum=1000),
+        lockout_minutes=_int(env, "LOCKOUT_MINUTES", 15, minimum=1, maximum=10080),
+        remember_cookie_days=_int(env, "REMEMBER_COOKIE_DAYS", 14, minimum=1, maximum=365),
+        session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", False),
+        preferred_url_scheme=_choice(env, "PREFERRED_URL_SCHEME", ("http", "https"), "http"),
+        proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0, minimum=0, maximum=10),
+        socketio_origins=_origins(env, "SOCKETIO_ORIGINS"),
+        health_token=_token(env, "HEALTH_TOKEN"),
+        campaign_create_limit=_rate_limit(env, "CAMPAIGN_CREATE_LIMIT", "30 per hour"),
+        campaign_cap_per_user=_int(env, "CAMPAIGN_CAP_PER_USER", 200, minimum=0, maximum=10**6),
     )

@@ -1,5 +1,7 @@
 """Flask extensions, instantiated and nothing else: `create_app` binds them to an app."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
@@ -13,3 +15,7 @@ migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 socketio = SocketIO()
+
+
+# No default limits: the sign-in routes and campaign creation set their own (docs/security.md).
+limiter = Limiter(key_func=get_remote_address)

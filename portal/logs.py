@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from flask import Flask
 
@@ -38,12 +38,30 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key in _STANDARD_ATTRS or key.startswith("_"):
                 continue
-            if any(hint in key.lower() for hint in _SECRET_HINTS):
-                value = "***"
-            payload[key] = value
+            payload[key] = "***" if is_secret_key(key) else value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a field named `key` may hold a secret (its value is never logged)."""
+    return any(hint in key.lower() for hint in _SECRET_HINTS)
+
+
+def mask_secrets(value: Any) -> Any:
+    """`value` with every secret-looking field masked at any depth. The formatter masks only
+    the top-level fields of `extra`; a record's stored detail (a nested dict) goes through this
+    before it is logged."""
+    if isinstance(value, dict):
+        return {k: "***" if is_secret_key(str(k)) else mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+class JsonStderrHandler(logging.StreamHandler[TextIO]):
+    """The handler `configure_logging` installs: its own class, so it is installed once."""
 
 
 def configure_logging(app: Flask) -> None:
@@ -57,10 +75,9 @@ def configure_logging(app: Flask) -> None:
     for name in ("portal", "jobs"):
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        if not any(getattr(h, "_campaign_pool", False) for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
+        if not any(isinstance(h, JsonStderrHandler) for h in logger.handlers):
+            handler = JsonStderrHandler(sys.stderr)
             handler.setFormatter(JsonFormatter())
-            handler._campaign_pool = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
         logger.propagate = True
     # The app is named "portal", so app.logger *is* the "portal" logger configured above;

@@ -23,6 +23,8 @@ from tests.support.databases import TestDatabases
 pytest_plugins = ["tests.support.imagekit", "tests.support.smtp", "tests.support.pg_cluster"]
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
+# Lets a test read /health's details (`X-Health-Token`); the public answer is the status only.
+TEST_HEALTH_TOKEN = "test-health-token-0123456789"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -69,6 +71,7 @@ def make_app(database_url: str, redis_url: str = "", **overrides: Any) -> Flask:
         "MAIL_SERVER": "",
         "SLACK_WEBHOOK_URL": "",
         "ALERT_EMAILS": "",
+        "HEALTH_TOKEN": TEST_HEALTH_TOKEN,
     }
     config.update(overrides)
     return create_app(config)
@@ -91,7 +94,8 @@ def migrated_golden(databases: TestDatabases) -> str:
     return databases.golden("migrated", migrate_database)
 
 
-def _flush_redis(url: str) -> None:
+def flush_redis(url: str) -> None:
+    """Empty the test Redis database (nothing for fakeredis, url "")."""
     if url:
         import redis
 
@@ -103,7 +107,7 @@ def app_on(
 ) -> Iterator[Flask]:
     """A fresh copy of `golden_url`, an app on it (inside an app context), dropped afterwards."""
     url = databases.clone(golden_url)
-    _flush_redis(redis_url)
+    flush_redis(redis_url)
     app = make_app(url, redis_url, **overrides)
     with app.app_context():
         yield app

@@ -1,15 +1,21 @@
 """Portal sign-in and sign-out (Flask-Login sessions), and the site root.
 
-The login form is a CSRF-protected FlaskForm; the credentials are checked by the users service.
-After signing in the user goes to `next` when it is a path on this site, else to /admin/; an
-absolute or scheme-relative `next` is ignored so the login page cannot be used as an open
-redirect.
+The login form is a CSRF-protected FlaskForm; the credentials are checked by the users service
+(which also locks an account after repeated failures and logs every attempt), and the route is
+throttled per account and per client address (`sign_in_limits`). After signing in the user goes
+to `next` when it is a path on this site, else to /admin/; an absolute or scheme-relative `next`
+is ignored so the login page cannot be used as an open redirect.
+
+Every sign-in is a server-side record (`portal.services.accounts.sessions`): logging out ends
+this browser's session and remember cookie on the server, "sign out everywhere" ends them all,
+so a cookie copied before either no longer works (docs/security.md).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from flask import (
@@ -24,12 +30,27 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_user, logout_user
+from flask_login import login_required as _login_required
 
+from portal.appcontext import db_session
 from portal.blueprints.forms import LoginForm
+from portal.blueprints.throttle import SIGN_IN_MESSAGE, sign_in_limits
 from portal.extensions import db, login_manager
 from portal.models import User
-from portal.services.accounts.users import authenticate
+from portal.services.accounts.sessions import (
+    end_all_sign_ins,
+    end_login_session,
+    start_login_session,
+    user_for_sign_in,
+)
+from portal.services.accounts.users import LockoutPolicy, authenticate
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# Flask-Login ships no types: its decorator keeps the view's signature, which this says.
+login_required: Callable[[Callable[P, R]], Callable[P, R]] = _login_required
 
 log = logging.getLogger("portal.auth")
 
@@ -38,18 +59,17 @@ bp = Blueprint("auth", __name__)
 DEFAULT_AFTER_LOGIN = "/admin/"
 
 
-@login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """The session's user, re-read on every request so a deactivated account is signed out
-    at its next request rather than when its cookie expires."""
-    try:
-        key = uuid.UUID(user_id)
-    except (TypeError, ValueError):
-        return None
-    user = db.session.get(User, key)
-    if user is None or not user.active:
-        return None
-    return user
+    """The user of the sign-in a session or remember cookie names, re-read on every request:
+    a sign-in that was ended (logout, sign out everywhere, password change, deactivation) or
+    that is older than the remember cookie's lifetime is anonymous at its next request."""
+    max_age = current_app.config["REMEMBER_COOKIE_DURATION"]
+    return user_for_sign_in(db_session(), user_id, max_age)
+
+
+# Registered by a call rather than as a decorator: Flask-Login is untyped, and its decorator
+# would hide load_user's signature from the type checker.
+login_manager.user_loader(load_user)
 
 
 # Request-scoped values that Flask-Login, Flask-WTF and our API decorator cache on `g`.
@@ -69,7 +89,7 @@ def _forget_previous_request() -> None:
         g.pop(name, None)
 
 
-def safe_next(target: str | None) -> str | None:
+def safe_next(target: object) -> str | None:
     """`target` if it is a path on this site, else None.
 
     Accepts only paths starting with a single `/`: rejects `//evil.example` and `/\\evil` (both
@@ -94,7 +114,17 @@ def index() -> ResponseReturnValue:
     return redirect(url_for("auth.login"))
 
 
+@bp.errorhandler(RateLimitExceeded)
+def sign_in_throttled(error: RateLimitExceeded) -> ResponseReturnValue:
+    """The login form again, with the reason; Flask-Limiter adds Retry-After."""
+    form = LoginForm()
+    form.password.data = ""
+    flash(SIGN_IN_MESSAGE, "error")
+    return render_template("auth/login.html", form=form), 429
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@sign_in_limits
 def login() -> ResponseReturnValue:
     form = LoginForm()
     if request.method == "GET":
@@ -106,21 +136,29 @@ def login() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
 
-    user = authenticate(db.session, form.email.data or "", form.password.data or "")
+    user = authenticate(
+        db_session(),
+        form.email.data or "",
+        form.password.data or "",
+        policy=LockoutPolicy.from_settings(current_app.config["SETTINGS"]),
+        via="portal",
+        remote_addr=request.remote_addr,
+    )
     if user is None:
-        log.warning(
-            "auth.login_failed",
-            extra={"email": (form.email.data or "")[:320], "remote_addr": request.remote_addr},
+        flash(
+            "Wrong email or password, or the account is disabled or locked for a while "
+            "after too many failed attempts.",
+            "error",
         )
-        flash("Wrong email or password, or the account is disabled.", "error")
         form.password.data = ""
         return render_template("auth/login.html", form=form), 401
 
     # A fresh session on sign-in, so a session id (and CSRF token) planted before login
     # is worthless afterwards.
     session.clear()
+    start_login_session(db_session(), user, request.remote_addr)
+    db.session.commit()
     login_user(user, remember=bool(form.remember.data))
-    log.info("auth.login", extra={"user_id": str(user.id), "remote_addr": request.remote_addr})
     flash(f"Signed in as {user.name}.", "success")
     return redirect(safe_next(form.next.data) or DEFAULT_AFTER_LOGIN)
 
@@ -130,8 +168,22 @@ def logout() -> ResponseReturnValue:
     """POST only (with CSRF, checked by CSRFProtect before we get here)."""
     if current_user.is_authenticated:
         log.info("auth.logout", extra={"user_id": str(current_user.id)})
+        # The server forgets this sign-in, so copies of the cookies are worthless too.
+        end_login_session(db_session(), current_user._get_current_object())
+        db.session.commit()
         # Not session.clear(): logout_user leaves a marker in the session that makes
         # Flask-Login delete the remember-me cookie; clearing it would keep that cookie alive.
         logout_user()
         flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/logout/everywhere")
+@login_required
+def logout_everywhere() -> ResponseReturnValue:
+    """End every sign-in of the current user, in every browser (POST with CSRF)."""
+    end_all_sign_ins(db_session(), current_user._get_current_object(), "sign_out_everywhere")
+    db.session.commit()
+    logout_user()
+    flash("Signed out everywhere: every browser signed in to this account must sign in again.")
     return redirect(url_for("auth.login"))

@@ -11,11 +11,11 @@ go to stderr. The measuring itself, on a scratch database, is `portal.devtools.b
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 from flask import current_app
 
+from portal.cli.progress import progress
 from portal.devtools.bench import BenchPlan, run_bench
 from portal.devtools.bench_http import HttpBenchPlan, run_http_bench
 
@@ -148,13 +148,7 @@ def cli(
         raise click.BadParameter(str(error)) from None
     settings = current_app.config["SETTINGS"]
     click.echo("bench: building a scratch database with the master template ...", err=True)
-    with click.progressbar(
-        length=plan.units, label="bench", file=sys.stderr, show_pos=True, item_show_func=str
-    ) as bar:
-
-        def tick(label: str) -> None:
-            bar.update(1, label)
-
+    with progress(plan.units, "bench") as tick:
         figures = run_bench(settings.database_url, settings.secret_key, plan, tick)
     click.echo(json.dumps(figures))
 
@@ -186,13 +180,7 @@ def _http(
         f"then {plan.server_label} ...",
         err=True,
     )
-    with click.progressbar(
-        length=plan.units, label="bench", file=sys.stderr, show_pos=True, item_show_func=str
-    ) as bar:
-
-        def tick(label: str) -> None:
-            bar.update(1, label)
-
+    with progress(plan.units, "bench") as tick:
         try:
             figures = run_http_bench(settings.database_url, settings.secret_key, plan, tick)
         except RuntimeError as error:  # the server did not start, a Redis with workers, ...
@@ -241,13 +229,7 @@ def _ramp(
         f"{','.join(map(str, workers))} refill workers ...",
         err=True,
     )
-    with click.progressbar(
-        length=plan.units, label="ramp", file=sys.stderr, show_pos=True, item_show_func=str
-    ) as bar:
-
-        def tick(label: str) -> None:
-            bar.update(1, label)
-
+    with progress(plan.units, "ramp") as tick:
         try:
             figures = run_ramp(settings.database_url, settings.secret_key, plan, tick)
         except RuntimeError as error:

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import sqlalchemy as sa
 from flask import Flask
@@ -37,6 +37,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from portal.config import Settings
+
+if TYPE_CHECKING:
+    from portal.models import User
 
 log = logging.getLogger("portal.bootstrap")
 
@@ -106,11 +109,12 @@ def run_migrations(app: Flask) -> None:
 def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
     """Generate the master template unless one exists. Generation takes a few seconds and happens
     on the first start only, so the progress is printed rather than left to look like a hang."""
+    from portal.appcontext import db_session
     from portal.extensions import db
     from portal.services.campaigns.records import find_master_template
 
     with app.app_context():
-        if find_master_template(db.session) is not None:
+        if find_master_template(db_session()) is not None:
             return TemplateStatus("present")
         from portal.services.images.backend import get_image_store
         from portal.services.template import TemplateError, generate_template
@@ -118,7 +122,7 @@ def ensure_master_template(app: Flask, echo: Echo = _stderr) -> TemplateStatus:
         echo("master template: none yet, generating it (first start only) ...")
         started = time.perf_counter()
         try:
-            generate_template(db.session, get_image_store())
+            generate_template(db_session(), get_image_store())
         except TemplateError:  # another process generated it meanwhile
             db.session.rollback()
             return TemplateStatus("present")
@@ -166,7 +170,7 @@ def read_credentials(path: Path) -> dict[str, str]:
     return values
 
 
-def _find_user(session: Session, email: str):  # -> User | None
+def _find_user(session: Session, email: str) -> User | None:
     from portal.models import User
 
     stmt = sa.select(User).where(sa.func.lower(User.email) == email.lower())
@@ -182,18 +186,18 @@ def ensure_demo_admin(session: Session, instance_path: str | Path) -> DemoAdmin:
     path = credentials_path(instance_path)
     user = _find_user(session, DEMO_ADMIN_EMAIL)
     if user is None:
-        password = secrets.token_urlsafe(12)
+        new_password = secrets.token_urlsafe(12)
         try:
             create_user(
                 session,
                 DEMO_ADMIN_EMAIL,
                 DEMO_ADMIN_NAME,
-                password,
+                new_password,
                 admin=True,
                 gamemaster=True,
             )
             # The file first: a commit without it would leave an admin nobody can log in as.
-            write_credentials(path, DEMO_ADMIN_EMAIL, password)
+            write_credentials(path, DEMO_ADMIN_EMAIL, new_password)
             session.commit()
         except UserError:  # another process created it between our lookup and insert
             session.rollback()
@@ -203,7 +207,7 @@ def ensure_demo_admin(session: Session, instance_path: str | Path) -> DemoAdmin:
             raise
         else:
             log.info("bootstrap.demo_admin_created", extra={"email": DEMO_ADMIN_EMAIL})
-            return DemoAdmin(DEMO_ADMIN_EMAIL, password, created=True)
+            return DemoAdmin(DEMO_ADMIN_EMAIL, new_password, created=True)
     stored = read_credentials(path)
     password = stored.get("password")
     if not password or stored.get("email", "").lower() != DEMO_ADMIN_EMAIL:
@@ -228,21 +232,30 @@ def prepare(app: Flask, *, demo_admin: bool = True, echo: Echo = _stderr) -> Pre
     settings: Settings = app.config["SETTINGS"]
     echo(f"database: {describe_database(settings)}: applying migrations ...")
     started = time.perf_counter()
-    run_migrations(app)
+    try:
+        run_migrations(app)
+    except sa.exc.OperationalError as exc:
+        # One line naming the setting, not a traceback: the usual causes are a folder that
+        # does not exist, a server that is down, or a wrong password (docs/running.md).
+        reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0][:300]
+        raise ServeError(
+            f"cannot open the database DATABASE_URL={describe_database(settings)}: {reason}"
+        ) from None
     echo(f"database: schema up to date ({time.perf_counter() - started:.1f} s)")
     template = ensure_master_template(app, echo)
     admin = None
     if demo_admin:
-        from portal.extensions import db
+        from portal.appcontext import db_session
 
         with app.app_context():
-            admin = ensure_demo_admin(db.session, app.instance_path)
+            admin = ensure_demo_admin(db_session(), app.instance_path)
     return Prepared(template=template, admin=admin)
 
 
 def describe_database(settings: Settings) -> str:
     """The database URL with any password masked."""
-    return settings.redacted()["database_url"]
+    url: str = settings.redacted()["database_url"]
+    return url
 
 
 def describe_queue(settings: Settings, embedded_worker: bool) -> str:

@@ -18,6 +18,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
+from portal.appcontext import db_session
 from portal.extensions import db
 from portal.models import User
 from portal.services.campaigns.records import (
@@ -66,7 +67,7 @@ def verify_command(campaign_id: str, template_id: str | None, check_files: bool)
     """Compare a campaign's content and structure with the master template."""
     store = get_image_store() if check_files else None
     try:
-        report = verify_campaign(db.session, campaign_id, template_id, store=store)
+        report = verify_campaign(db_session(), campaign_id, template_id, store=store)
     except VerifyError as error:
         raise CannotVerify(str(error)) from None
     finally:
@@ -109,7 +110,7 @@ def seed_command(
             f"{method!r} is not a seeding method; one of: {', '.join(sorted(SEEDERS))}",
             param_hint="--method",
         )
-    session = db.session
+    session = db_session()
     mode = image_mode or current_app.config["SETTINGS"].image_sharing
     owner = session.scalar(
         sa.select(User).where(sa.func.lower(User.email) == owner_email.strip().lower())

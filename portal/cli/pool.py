@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from portal.extensions import db
+from portal.appcontext import db_session
 from portal.services.infra.queue import enqueue_replenish, get_redis
-from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.monitoring.payload import admin_pool_payload
 from portal.services.pool.replenish import replenish_all
 
 cli = AppGroup("pool", help="Inspect and refill the campaign pools.")
@@ -19,7 +20,7 @@ cli = AppGroup("pool", help="Inspect and refill the campaign pools.")
 @cli.command("status")
 def status() -> None:
     """Print the pool payload of /admin/api/pool as JSON."""
-    payload = admin_pool_payload(db.session, current_app.config["SETTINGS"], get_redis())
+    payload = admin_pool_payload(db_session(), current_app.config["SETTINGS"], get_redis())
     click.echo(json.dumps(payload, indent=2, default=str))
 
 
@@ -38,9 +39,7 @@ def replenish(wait: bool) -> None:
         else:
             click.echo(f"queued refill job {job_id}; watch it at /admin/rq")
         return
-    with click.progressbar(
-        length=0, label="building pool campaigns", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=0, label="building pool campaigns", file=sys.stderr) as bar:
         built = 0
 
         def progress(done: int, total: int) -> None:
@@ -49,7 +48,7 @@ def replenish(wait: bool) -> None:
             bar.update(done - built)  # a build may bring several campaigns at once
             built = done
 
-        reports = replenish_all(db.session, get_redis(), settings, progress=progress)
+        reports = replenish_all(db_session(), get_redis(), settings, progress=progress)
     click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     if any(r.failed for r in reports):
         raise click.ClickException("some pool campaigns failed to build; see the log")
@@ -68,7 +67,7 @@ def switch(name: str, state: str, reason: str | None) -> None:
 
     settings = current_app.config["SETTINGS"]
     changed = set_switch(
-        db.session,
+        db_session(),
         settings,
         name,
         state == "on",
@@ -77,7 +76,7 @@ def switch(name: str, state: str, reason: str | None) -> None:
     )
     if changed and name == "refills" and state == "on" and not settings.embedded_queue:
         enqueue_replenish(get_redis(), "all")
-    click.echo(json.dumps({"changed": changed, **switch_states(db.session, settings)}, indent=2))
+    click.echo(json.dumps({"changed": changed, **switch_states(db_session(), settings)}, indent=2))
 
 
 @cli.command("cleanup")
@@ -97,7 +96,7 @@ def cleanup(max_age_days: int | None) -> None:
 
     settings = current_app.config["SETTINGS"]
     report = cleanup_pool(
-        db.session,
+        db_session(),
         settings,
         None if settings.embedded_queue else get_redis(),
         store=get_image_store(),
@@ -120,7 +119,7 @@ def monitor() -> None:
     # Without REDIS_URL this process has its own in-process queue: no worker can be seen on
     # it and nothing would run a refill queued on it.
     report = run_monitor(
-        db.session,
+        db_session(),
         get_redis(),
         settings,
         check_workers=not settings.embedded_queue,
@@ -175,8 +174,7 @@ def simulate(
 ) -> None:
     """Replay a demand pattern on a scratch database with a fixed target and with demand
     sizing; print both as JSON (stdout) and as a table (stderr)."""
-    import sys
-
+    from portal.cli.progress import progress
     from portal.config import ConfigError, normalize_database_url
     from portal.devtools.simulate import (
         Burst,
@@ -215,13 +213,7 @@ def simulate(
         "(fixed target, demand sizing), each on a new scratch database ...",
         err=True,
     )
-    with click.progressbar(
-        length=2 * arrivals, label="simulate", file=sys.stderr, show_pos=True, item_show_func=str
-    ) as bar:
-
-        def tick(label: str) -> None:
-            bar.update(1, label)
-
+    with progress(2 * arrivals, "simulate") as tick:
         try:
             figures = run_simulation(server, settings.secret_key, plan, tick)
         except RuntimeError as error:

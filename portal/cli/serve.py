@@ -8,8 +8,8 @@ Production serves with gunicorn instead (`gunicorn -c gunicorn.conf.py wsgi:app`
 from __future__ import annotations
 
 import click
-from flask import current_app
 
+from portal.appcontext import current_flask_app
 from portal.cli import bootstrap
 
 
@@ -30,7 +30,7 @@ from portal.cli import bootstrap
 )
 def cli(host: str, port: int, with_worker: bool, demo_admin: bool) -> None:
     """Migrate, generate the master template if missing, and serve the portal and API."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_flask_app()
     try:
         bootstrap.run_server(app, host, port, with_worker=with_worker, demo_admin=demo_admin)
     except bootstrap.ServeError as exc:

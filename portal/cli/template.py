@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from portal.appcontext import db_session
 from portal.extensions import db
 from portal.services.images.backend import get_image_store
 from portal.services.images.store import ImageStoreError
@@ -41,7 +42,7 @@ def _fail(error: Exception) -> click.ClickException:
 
 
 def _summary(verb: str) -> str:
-    stats = template_stats(db.session)
+    stats = template_stats(db_session())
     return (
         f"{verb} master template {stats['campaign_name']!r} (version {stats['template_version']}): "
         f"{stats['schticks']} schticks, {stats['weapons']} weapons, {stats['factions']} factions, "
@@ -54,7 +55,7 @@ def _summary(verb: str) -> str:
 def generate_command() -> None:
     """Generate the master template (refused if one exists)."""
     try:
-        generate_template(db.session, get_image_store())
+        generate_template(db_session(), get_image_store())
         click.echo(_summary("Generated"), err=True)
     except (TemplateError, ImageStoreError) as error:
         raise _fail(error) from None
@@ -74,7 +75,7 @@ def import_command(path: str, replace: bool) -> None:
             data = parse_template(sys.stdin.buffer.read(), "<stdin>")
         else:
             data = load_template_file(path)
-        import_template(db.session, get_image_store(), data, replace=replace)
+        import_template(db_session(), get_image_store(), data, replace=replace)
         click.echo(_summary("Imported"), err=True)
     except (TemplateError, ImageStoreError) as error:
         raise _fail(error) from None
@@ -97,7 +98,7 @@ def _write_atomically(path: Path, text: str) -> None:
 def export_command(path: str) -> None:
     """Export the master template to PATH (`-` writes stdout)."""
     try:
-        text = dump_template(export_template(db.session, get_image_store()))
+        text = dump_template(export_template(db_session(), get_image_store()))
     except (TemplateError, ImageStoreError) as error:
         raise _fail(error) from None
     db.session.rollback()  # read-only: end the transaction
@@ -118,7 +119,7 @@ def export_command(path: str) -> None:
 def stats_command() -> None:
     """Print the master template's counts as one JSON object."""
     try:
-        stats = template_stats(db.session)
+        stats = template_stats(db_session())
     except TemplateError as error:
         raise _fail(error) from None
     db.session.rollback()
@@ -132,7 +133,7 @@ def version_command() -> None:
     from portal.services.template.versions import version_state
 
     try:
-        state = version_state(db.session)
+        state = version_state(db_session())
     except TemplateError as error:
         raise _fail(error) from None
     db.session.rollback()
@@ -155,9 +156,9 @@ def bump_command(if_edited: bool) -> None:
 
     try:
         if if_edited:
-            change = bump_if_edited(db.session)
+            change = bump_if_edited(db_session())
         else:
-            change = bump_template_version(db.session, actor=_operator())
+            change = bump_template_version(db_session(), actor=_operator())
     except TemplateError as error:
         raise _fail(error) from None
     if change is None:

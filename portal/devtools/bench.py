@@ -1,14 +1,13 @@
 """`bench`: measure seeding (and pool assignment) the way docs/performance.md states its targets.
 
-Everything runs on a scratch database, never on the configured one: on PostgreSQL a new database
-`campaign_pool_bench_<random>` on the same server (created, migrated, dropped afterwards), on
-SQLite a temporary file. The scratch app has no Redis (in-process fakeredis), no ImageKit (a
-local store in a temporary folder) and no mail or Slack, so a bench run can neither upload files
-nor enqueue jobs nor alert anyone. The master template is generated there, the database is
-filled with `background` batch-seeded campaigns and ANALYZEd (a production database holds many
-campaigns and has statistics that say so; a database holding only the template, or one analysed
-before the campaigns arrived, is planned for a world where every row belongs to the template),
-then:
+Everything runs on a scratch app (`portal.devtools.scratch`), never on the configured database:
+on PostgreSQL a new database `campaign_pool_bench_<random>` on the same server (created, migrated,
+dropped afterwards), on SQLite a temporary file; no Redis, ImageKit, mail or Slack, so a bench run
+can neither upload files nor enqueue jobs nor alert anyone. The master template is generated
+there, the database is filled with `background` batch-seeded campaigns and ANALYZEd (a
+production database holds many campaigns and has statistics that say so; a database holding
+only the template, or one analysed before the campaigns arrived, is planned for a world where
+every row belongs to the template), then:
 
 * batch and traditional seeding (both with shared images), N timed runs each after a warm-up,
   timed around `seed()` including its COMMIT; their medians give the ratios of docs/performance.md;
@@ -26,34 +25,29 @@ Figures are wall-clock medians and nearest-rank 95th percentiles in milliseconds
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
-from flask import Flask
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from portal.appcontext import db_session
+from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
+from portal.extensions import db
 from portal.models import Campaign, ImageAttachment, ImageBlob, Schtick, User, Weapon, utcnow
+from portal.models.base import table_of
 from portal.services.campaigns.records import create_campaign_shell, find_master_template
+from portal.services.images.backend import get_image_store
 from portal.services.images.store import ImageStore
 from portal.services.infra.percentiles import percentile
+from portal.services.pool.claim import CampaignPoolService
+from portal.services.pool.replenish import build_pool_campaign
 from portal.services.seeding.batch import CampaignBatchSeeder, copy_tables
 from portal.services.seeding.traditional import TraditionalSeeder
-
-log = logging.getLogger("portal.bench")
-
-Tick = Callable[[str], None]
-"""Called once per unit of work done (a seeding run, a baseline run, a claim), with a label."""
+from portal.services.template import generate_template
 
 BASELINE_TABLES = ("schticks", "weapons", "image_attachments")
 
@@ -76,13 +70,8 @@ class BenchPlan:
     profile: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("batch_runs", "traditional_runs", "baseline_runs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if min(self.assign_runs, self.warmup, self.background, self.batch_many_runs) < 0:
-            raise ValueError(
-                "assign_runs, warmup, background and batch_many_runs must not be negative"
-            )
+        require_at_least(1, self, "batch_runs", "traditional_runs", "baseline_runs")
+        require_at_least(0, self, "assign_runs", "warmup", "background", "batch_many_runs")
         if any(k < 1 for k in self.batch_many_sizes):
             raise ValueError("batch sizes must be at least 1")
 
@@ -99,7 +88,25 @@ class BenchPlan:
         return 1 + self.background + seeds + baseline + assign + int(self.copy_run) + many + profile
 
 
-def summarize(samples: list[float]) -> dict[str, float | int]:
+def require_at_least(minimum: int, plan: object, *names: str) -> None:
+    """Refuse a plan (the seeding bench's or the HTTP bench's) whose named counts are below
+    `minimum`, naming the first such field: the CLI shows it as a bad option."""
+    for name in names:
+        if getattr(plan, name) < minimum:
+            raise ValueError(f"{name} must be at least {minimum}")
+
+
+class Summary(TypedDict):
+    """Timed runs summed up (ms), as the bench's JSON prints them."""
+
+    median: float
+    p95: float | None
+    min: float
+    max: float
+    runs: int
+
+
+def summarize(samples: list[float]) -> Summary:
     """Median, nearest-rank p95, min, max (ms) of some timed runs."""
     ordered = sorted(samples)
     return {
@@ -123,11 +130,13 @@ class CountingStore:
     def uploads(self) -> int:
         return self.calls["put"] + self.calls["copy"]
 
-    def put(self, key: str, filename: str, content: bytes, content_type: str, *, context: Any):
+    def put(
+        self, key: str, filename: str, content: bytes, content_type: str, *, context: Any
+    ) -> dict[str, Any]:
         self.calls["put"] += 1
         return self.inner.put(key, filename, content, content_type, context=context)
 
-    def copy(self, source_meta: dict[str, Any], key: str, *, context: Any):
+    def copy(self, source_meta: dict[str, Any], key: str, *, context: Any) -> dict[str, Any]:
         self.calls["copy"] += 1
         return self.inner.copy(source_meta, key, context=context)
 
@@ -142,97 +151,17 @@ class CountingStore:
         return self.inner.url(meta, transformation)
 
 
-# ---------------------------------------------------------------------------- scratch database
-
-
-@contextlib.contextmanager
-def scratch_database(database_url: str, workdir: Path) -> Iterator[str]:
-    """A new, empty database next to `database_url` (same PostgreSQL server, or a SQLite file
-    in `workdir`), dropped afterwards whatever happens."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        path = workdir / "bench.sqlite3"
-        yield f"sqlite:///{path}"
-        return
-    name = f"campaign_pool_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        log.info("bench.database_created", extra={"database": name})
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log.info("bench.database_dropped", extra={"database": name})
-    finally:
-        admin.dispose()
-
-
-def build_scratch_app(database_url: str, instance: Path, secret_key: str) -> Flask:
-    """An app on the scratch database that cannot reach any real outside service."""
-    from portal import create_app
-
-    return create_app(
-        {
-            "INSTANCE_PATH": str(instance),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": "",
-            "SECRET_KEY": secret_key,
-            "IMAGEKIT_PRIVATE_KEY": "",
-            "IMAGEKIT_PUBLIC_KEY": "",
-            "IMAGEKIT_URL_ENDPOINT": "",
-            "IMAGEKIT_BASE_URL": "",
-            "IMAGE_SHARING": "share",
-            "MAIL_SERVER": "",
-            "ALERT_EMAILS": "",
-            "SLACK_WEBHOOK_URL": "",
-        }
-    )
-
-
-@contextlib.contextmanager
-def _quiet(*names: str) -> Iterator[None]:
-    """Per-seed info logs would drown the progress bar: warnings only while measuring."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 def run_bench(
-    database_url: str, secret_key: str, plan: BenchPlan, tick: Tick | None = None
+    database_url: str, secret_key: str, plan: BenchPlan, tick: Tick = no_progress
 ) -> dict[str, Any]:
     """Measure everything of the module docstring on a scratch database; return the figures."""
-    from flask_migrate import upgrade
-
-    tick = tick or (lambda _label: None)
-    workdir = Path(tempfile.mkdtemp(prefix="campaign-pool-bench-"))
-    try:
-        with scratch_database(database_url, workdir) as scratch_url:
-            app = build_scratch_app(scratch_url, workdir / "instance", secret_key)
-            try:
-                with app.app_context(), _quiet("portal", "jobs", "alembic"):
-                    upgrade()
-                    from portal.extensions import db
-                    from portal.services.images.backend import get_image_store
-
-                    store = CountingStore(get_image_store(app))
-                    figures = _measure(db.session, store, plan, tick)
-                    db.session.remove()
-            finally:
-                with app.app_context():
-                    from portal.extensions import db
-
-                    db.engine.dispose()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with (
+        scratch_app(database_url, secret_key, "campaign-pool-bench-") as scratch,
+        quietly(scratch.app),
+    ):
+        store = CountingStore(get_image_store(scratch.app))
+        figures = _measure(db_session(), store, plan, tick)
+        db.session.remove()
     return figures
 
 
@@ -240,8 +169,6 @@ def run_bench(
 
 
 def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick) -> dict[str, Any]:
-    from portal.services.template import generate_template
-
     dialect = session.get_bind().dialect.name
     generate_template(session, store)
     template_uploads = store.uploads
@@ -339,7 +266,7 @@ def _seed_once(
     """Seed one new campaign; return the wall time of `seed()` (ms, COMMIT included) and the
     rows it created. The shell is created (and flushed) before the clock starts."""
     template = _template(session)
-    owner = session.get(User, owner_id)
+    owner = session.get_one(User, owner_id)
     shell = create_campaign_shell(session, owner, f"bench {method} {uuid.uuid4().hex[:10]}")
     if method == "batch":
         seeder: Any = CampaignBatchSeeder(session)
@@ -416,14 +343,14 @@ def _batch_many(
                     samples[k].append(elapsed)
                 tick(f"K={k}")
     out: dict[str, Any] = {}
-    for k, runs in samples.items():
-        whole = summarize(runs)
-        per = summarize([ms / k for ms in runs])
+    for k, timings in samples.items():
+        whole = summarize(timings)
+        per = summarize([ms / k for ms in timings])
         out[str(k)] = {
             "per_campaign_median": per["median"],
             "per_campaign_p95": per["p95"],
             "transaction_median": whole["median"],
-            "runs": len(runs),
+            "runs": len(timings),
         }
     smallest, largest = min(samples), max(samples)
     if smallest != largest:
@@ -472,9 +399,10 @@ def profile_batch(session: Session, owner_id: uuid.UUID, k: int, tick: Tick) -> 
     copy_plan = explain("copy", statements.combined, params)
     phases["copy"]["tables"] = _cte_figures(copy_plan)
     # 4. mark seeded, then COMMIT
+    campaigns = table_of(Campaign)
     mark = (
-        sa.update(Campaign.__table__)
-        .where(Campaign.__table__.c.id.in_(targets), Campaign.__table__.c.seeded_at.is_(None))
+        sa.update(campaigns)
+        .where(campaigns.c.id.in_(targets), campaigns.c.seeded_at.is_(None))
         .values(seeded_at=utcnow(), seeding_method="batch", updated_at=utcnow())
     )
     explain("mark_seeded", mark, {})
@@ -553,7 +481,7 @@ def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
     row_ms: list[float] = []
     set_ms: list[float] = []
     for index in range(plan.warmup + plan.baseline_runs):
-        user = session.get(User, owner_id)
+        user = session.get_one(User, owner_id)
         shell = create_campaign_shell(session, user, f"baseline rows {uuid.uuid4().hex[:10]}")
         session.commit()
         target_id = shell.id
@@ -565,7 +493,7 @@ def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
             row_ms.append(elapsed)
         tick("baseline rows")
 
-        user = session.get(User, owner_id)
+        user = session.get_one(User, owner_id)
         shell = create_campaign_shell(session, user, f"baseline set {uuid.uuid4().hex[:10]}")
         session.commit()
         target_id = shell.id
@@ -603,17 +531,17 @@ def _baseline_rows(
     """The template's schticks, weapons and their attachments, as plain column dicts."""
     out: list[tuple[sa.Table, list[dict[str, Any]]]] = []
     for model in (Schtick, Weapon):
-        table = model.__table__
+        table = table_of(model)
         rows = session.execute(sa.select(table).where(table.c.campaign_id == template_id))
         out.append((table, [dict(row._mapping) for row in rows]))
-    attachments = ImageAttachment.__table__
+    attachments = table_of(ImageAttachment)
     owned = sa.or_(
         *(
             sa.and_(
                 attachments.c.record_type == model.__name__,
                 attachments.c.record_id.in_(
-                    sa.select(model.__table__.c.id).where(
-                        model.__table__.c.campaign_id == template_id
+                    sa.select(table_of(model).c.id).where(
+                        table_of(model).c.campaign_id == template_id
                     )
                 ),
             )
@@ -654,13 +582,10 @@ def _insert_row_by_row(
 # ---------------------------------------------------------------------------- pool assignment
 
 
-def _assignment(session: Session, plan: BenchPlan, tick: Tick) -> dict[str, Any] | None:
+def _assignment(session: Session, plan: BenchPlan, tick: Tick) -> Summary | None:
     """Claim + rename + ownership + timestamp reset, per claim (None without a pool service)."""
     if not plan.assign_runs:
         return None
-    from portal.services.pool.claim import CampaignPoolService
-    from portal.services.pool.replenish import build_pool_campaign
-
     template = _template(session)
     total = plan.warmup + plan.assign_runs
     for _ in range(total):

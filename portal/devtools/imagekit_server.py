@@ -261,7 +261,9 @@ class LocalImageKitServer:
         self._state.by_path[path] = stored.file_id
         return stored
 
-    def upload(self, fields: dict[str, str], file_name: str, content: bytes, mime: str) -> dict:
+    def upload(
+        self, fields: dict[str, str], file_name: str, content: bytes, mime: str
+    ) -> dict[str, Any]:
         name = fields.get("fileName") or file_name or "file"
         name = name.replace("/", "_")
         if _truthy(fields.get("useUniqueFileName"), default=True):
@@ -273,7 +275,7 @@ class LocalImageKitServer:
             body = self._file_json(stored)
         return {k: body[k] for k in _UPLOAD_FIELDS}
 
-    def details(self, file_id: str) -> dict | None:
+    def details(self, file_id: str) -> dict[str, Any] | None:
         with self._state.lock:
             stored = self._state.files.get(file_id)
             return self._file_json(stored) if stored else None
@@ -295,7 +297,7 @@ class LocalImageKitServer:
             self._state.by_path.pop(stored.file_path, None)
             return True
 
-    def list(self, query: dict[str, str]) -> list[dict]:
+    def list(self, query: dict[str, str]) -> list[dict[str, Any]]:
         path = query.get("path")
         folder = _folder(path) if path else None
         name = query.get("name")
@@ -454,7 +456,8 @@ class _Handler(BaseHTTPRequestHandler):
         file_name, content, mime = "", None, "application/octet-stream"
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
+            raw = part.get_payload(decode=True)  # bytes, or None for a nested multipart
+            payload = raw if isinstance(raw, bytes) else b""
             if name == "file":
                 content = payload
                 file_name = part.get_filename() or ""

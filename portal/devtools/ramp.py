@@ -33,6 +33,7 @@ and a small table (stderr). The Redis database must have no RQ workers of its ow
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import statistics
@@ -50,20 +51,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from portal.devtools.bench import Tick, _quiet, build_scratch_app, scratch_database
-from portal.devtools.bench_http import (
-    POOL_SOURCES,
-    BenchUser,
-    Client,
-    HttpBenchPlan,
-    Sample,
-    gunicorn_server,
-    redis_guard,
-    rq_worker,
-    server_env,
+from portal.devtools.assignment_check import check_assignments
+from portal.devtools.bench_http import redis_guard
+from portal.devtools.http_client import POOL_SOURCES, Client, Reply
+from portal.devtools.prepare import ApiUser, create_gamemasters
+from portal.devtools.processes import gunicorn_server, rq_worker
+from portal.devtools.scratch import (
+    NOISY_LOGGERS,
+    Tick,
+    build_scratch_app,
+    quiet_loggers,
+    scratch_database,
 )
-from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.models import Campaign, User, utcnow
 from portal.services.infra.percentiles import percentile
+
+log = logging.getLogger("portal.bench")
 
 WORKER_QUEUES = ("seeding", "default")
 
@@ -112,9 +115,9 @@ class RampPlan:
 
 @dataclass
 class Timed:
-    """One create and when it ended (monotonic seconds)."""
+    """One create, and when it ended counted from the start of its step (seconds)."""
 
-    sample: Sample
+    reply: Reply
     ended: float
 
 
@@ -225,13 +228,12 @@ def _num(value: Any) -> str:
 # ---------------------------------------------------------------------------- databases
 
 
-def _prepare(url: str, secret_key: str, plan: RampPlan, workdir: Path) -> list[BenchUser]:
+def _prepare(url: str, secret_key: str, plan: RampPlan, workdir: Path) -> list[ApiUser]:
     """Template, gamemasters with tokens, pool settings, a full master pool, statistics."""
     from flask_migrate import upgrade
 
+    from portal.appcontext import db_session
     from portal.extensions import db
-    from portal.services.accounts.tokens import issue_token
-    from portal.services.accounts.users import create_user
     from portal.services.images.backend import get_image_store
     from portal.services.infra.queue import get_redis
     from portal.services.pool.config import set_pool_settings
@@ -240,17 +242,11 @@ def _prepare(url: str, secret_key: str, plan: RampPlan, workdir: Path) -> list[B
 
     app = build_scratch_app(url, workdir / "instance", secret_key)
     try:
-        with app.app_context(), _quiet("portal", "jobs", "alembic"):
+        with app.app_context(), quiet_loggers(*NOISY_LOGGERS):
             upgrade()
-            session = db.session
+            session = db_session()
             generate_template(session, get_image_store())
-            users = []
-            for index in range(max(plan.clients)):
-                user = create_user(
-                    session, f"ramp-gm-{index}-{uuid.uuid4().hex[:6]}@bench.invalid",
-                    f"Ramp GM {index}", None, gamemaster=True,
-                )  # fmt: skip
-                users.append(BenchUser(str(user.id), issue_token(session, user, "ramp")))
+            users = create_gamemasters(session, max(plan.clients), "ramp")
             settings = app.config["SETTINGS"]
             set_pool_settings(
                 session,
@@ -269,7 +265,7 @@ def _prepare(url: str, secret_key: str, plan: RampPlan, workdir: Path) -> list[B
                 raise RuntimeError(f"ramp: filling the pool failed: {report.as_dict()}")
             session.execute(sa.text("ANALYZE"))
             session.commit()
-            session.remove()
+            db.session.remove()
     finally:
         with app.app_context():
             db.engine.dispose()
@@ -287,11 +283,13 @@ def _copy(source_url: str, label: str) -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"')
+        log.info("bench.database_created", extra={"database": name})
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log.info("bench.database_dropped", extra={"database": name})
     finally:
         admin.dispose()
 
@@ -357,7 +355,7 @@ def seeding_limit(url: str, plan: RampPlan, seeders: int) -> dict[str, Any]:
                 barrier.abort()
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(seeders)]
-    with _quiet("portal"):
+    with quiet_loggers("portal"):
         for thread in threads:
             thread.start()
         with contextlib.suppress(threading.BrokenBarrierError):
@@ -390,13 +388,12 @@ def _ramp_once(
     url: str,
     secret_key: str,
     plan: RampPlan,
-    users: list[BenchUser],
+    users: list[ApiUser],
     workers: int,
     workdir: Path,
     tick: Tick,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """gunicorn and `workers` workers on a copy of the prepared database, then the steps."""
-    http_plan = HttpBenchPlan(redis_url=plan.redis_url, threads=plan.threads)
     run_dir = workdir / f"w{workers}"
     run_dir.mkdir()
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -404,11 +401,15 @@ def _ramp_once(
     try:
         since = utcnow()
         with contextlib.ExitStack() as stack:
-            port, _pgid = stack.enter_context(gunicorn_server(url, secret_key, http_plan, run_dir))
-            env = server_env(url, secret_key, http_plan, port)
+            server = stack.enter_context(
+                gunicorn_server(
+                    url, secret_key, run_dir, threads=plan.threads, redis_url=plan.redis_url
+                )
+            )
+            port = server.port
             for index in range(workers):
                 name = f"ramp-w{workers}-{index}-{uuid.uuid4().hex[:6]}"
-                stack.enter_context(rq_worker(env, plan.redis_url, run_dir, name))
+                stack.enter_context(rq_worker(plan.redis_url, run_dir, name, env=server.env))
             tick(f"W={workers} up")
             for clients in plan.clients:
                 ready = _ready(engine)
@@ -432,7 +433,7 @@ def _ramp_once(
     finally:
         engine.dispose()
     for row in rows:
-        row.pop("_samples", None)
+        row.pop("_replies", None)
     return rows, {
         "max_builds_in_flight": timeline["max_in_flight"],
         "builds": timeline["builds"],
@@ -457,7 +458,7 @@ def _ready(engine: sa.Engine) -> int:
 
 
 def _step(
-    port: int, users: list[BenchUser], plan: RampPlan, label: str, tick: Tick
+    port: int, users: list[ApiUser], plan: RampPlan, label: str, tick: Tick
 ) -> tuple[list[Timed], float]:
     """One closed-loop step: a thread per user, released together, `per_client` creates each,
     every create kept with the moment it ended."""
@@ -475,8 +476,8 @@ def _step(
         except threading.BrokenBarrierError:
             return
         for n in range(plan.per_client):
-            sample = client.create(f"Ramp {label} {index}-{n}")
-            results[index].append(Timed(sample, time.monotonic()))
+            reply = client.create(f"Ramp {label} {index}-{n}")
+            results[index].append(Timed(reply, time.monotonic()))
             with tick_lock:
                 tick(label)
 
@@ -500,56 +501,41 @@ def _step(
 
 
 def _step_figures(timed: list[Timed], wall: float, clients: int) -> dict[str, Any]:
-    samples = [t.sample for t in timed]
-    ok = [t for t in timed if t.sample.status == 201]
-    latencies = sorted(t.sample.ms for t in ok)
-    served = sum(1 for t in ok if t.sample.source in POOL_SOURCES)
+    replies = [t.reply for t in timed]
+    ok = [t for t in timed if t.reply.status == 201]
+    latencies = sorted(t.reply.ms for t in ok)
+    served = sum(1 for t in ok if t.reply.source in POOL_SOURCES)
     half = wall / 2
     late = [t for t in ok if t.ended >= half]
     return {
         "clients": clients,
-        "requests": len(samples),
+        "requests": len(replies),
         "throughput_rps": round(len(ok) / wall, 1) if wall > 0 else None,
         "sustained_rps": round(len(late) / (wall - half), 1) if wall > 0 else None,
-        "pool_hit_rate": round(served / len(samples), 3) if samples else None,
+        "pool_hit_rate": round(served / len(replies), 3) if replies else None,
         "sustained_hit_rate": (
-            round(sum(1 for t in late if t.sample.source in POOL_SOURCES) / len(late), 3)
+            round(sum(1 for t in late if t.reply.source in POOL_SOURCES) / len(late), 3)
             if late
             else None
         ),
         "p50_ms": percentile(latencies, 50, ndigits=1),
         "p95_ms": percentile(latencies, 95, ndigits=1),
         "p99_ms": percentile(latencies, 99, ndigits=1),
-        "errors": sum(1 for s in samples if s.status != 201),
+        "errors": sum(1 for r in replies if r.status != 201),
         "wall_s": round(wall, 2),
-        "_samples": samples,
+        "_replies": replies,
     }
 
 
-def _checks(session: Session, users: list[BenchUser], rows: list[dict[str, Any]]) -> dict[str, int]:
+def _checks(session: Session, users: list[ApiUser], rows: list[dict[str, Any]]) -> dict[str, int]:
     """Handed out twice? To someone else? (the database's word, not the responses')."""
-    samples = [s for row in rows for s in row.get("_samples", []) if s.campaign_id]
-    twice = (
-        sa.select(PoolEvent.campaign_id)
-        .where(PoolEvent.kind == "assigned")
-        .group_by(PoolEvent.campaign_id)
-        .having(sa.func.count() > 1)
-        .subquery()
-    )
-    owners: dict[str, str] = {}
-    ids = [uuid.UUID(s.campaign_id) for s in samples if s.campaign_id]
-    for chunk in range(0, len(ids), 500):
-        for cid, uid in session.execute(
-            sa.select(Campaign.id, Campaign.user_id).where(
-                Campaign.id.in_(ids[chunk : chunk + 500]), Campaign.is_pool.is_(False)
-            )
-        ):
-            owners[str(cid)] = str(uid)
+    replies = [r for row in rows for r in row.get("_replies", [])]
+    check = check_assignments(session, replies, [user.id for user in users])
     return {
-        "returned": len(samples),
-        "distinct": len(set(ids)),
-        "assigned_twice": int(session.scalar(sa.select(sa.func.count()).select_from(twice)) or 0),
-        "wrong_owner": sum(1 for s in samples if owners.get(s.campaign_id) != users[s.user].id),
+        "returned": check.returned,
+        "distinct": check.distinct,
+        "assigned_twice": len(check.assigned_twice),
+        "wrong_owner": len(check.wrong_owner),
     }
 
 

@@ -27,25 +27,25 @@ database, times the average pool size). The scratch database is dropped afterwar
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.appcontext import db_session
 from portal.config import Settings
-from portal.devtools.bench import _quiet, build_scratch_app, scratch_database
+from portal.devtools.scratch import Tick, no_progress, quietly, scratch_app
+from portal.extensions import db
 from portal.models import Campaign, ImageBlob, PoolEvent, User
+from portal.services.accounts.users import create_user
+from portal.services.images.backend import get_image_store
+from portal.services.infra.queue import get_redis
 from portal.services.pool.config import (
     PoolConfigError,
     load_pool_config,
@@ -53,14 +53,17 @@ from portal.services.pool.config import (
     set_pool_settings,
     validate_setting,
 )
+from portal.services.pool.creation import create_campaign
 from portal.services.pool.demand import effective_target
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
+from portal.services.pool.replenish import replenish_pool
+from portal.services.template import generate_template
 
 log = logging.getLogger("portal.simulate")
 
 VIRTUAL_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC: runs are reproducible
 MAX_ARRIVALS = 20_000
 MAX_DURATION_MIN = 7 * 24 * 60
-Tick = Callable[[str], None]
 
 
 class SimulationError(ValueError):
@@ -267,8 +270,6 @@ class _Replay:
 
     def refill(self) -> None:
         """A refill job runs: build up to the target now, stamped with the virtual time."""
-        from portal.services.pool.replenish import replenish_pool
-
         self.pending = None
         self.set_target()
         set_pool_setting(self.session, "master_target", self.target)
@@ -281,7 +282,9 @@ class _Replay:
             stamp = self.at(self.clock)
             self.session.execute(
                 sa.update(PoolEvent)
-                .where(PoolEvent.campaign_id.in_(built), PoolEvent.kind == "replenished")
+                .where(
+                    PoolEvent.campaign_id.in_(built), PoolEvent.kind == PoolEventKind.REPLENISHED
+                )
                 .values(created_at=stamp)
             )
             self.session.execute(
@@ -295,9 +298,7 @@ class _Replay:
 
     def claim(self, user_id: uuid.UUID, number: int) -> None:
         """One create request, as `POST /api/v2/campaigns` makes it, stamped virtually."""
-        from portal.services.pool.creation import create_campaign
-
-        user = self.session.get(User, user_id)
+        user = self.session.get_one(User, user_id)
         created = create_campaign(
             self.session, self.redis, self.settings, user, f"Simulated campaign {number}", None
         )
@@ -306,7 +307,7 @@ class _Replay:
             sa.update(PoolEvent)
             .where(
                 PoolEvent.campaign_id == created.campaign_id,
-                PoolEvent.kind.in_(("assigned", "fallback")),
+                PoolEvent.kind.in_(CLAIM_KINDS),
             )
             .values(created_at=stamp)
         )
@@ -365,95 +366,63 @@ class _Replay:
 
 def _replay_in_scratch(
     database_url: str,
-    workdir: Path,
     secret_key: str,
     plan: SimulationPlan,
     policy: str,
     tick: Tick,
 ) -> VariantResult:
     """Migrate a scratch database, generate the template, replay one policy on it."""
-    from flask_migrate import upgrade
-
     started = time.perf_counter()
-    with scratch_database(database_url, workdir / policy) as url:
-        app = build_scratch_app(url, workdir / policy / "instance", secret_key)
-        try:
-            with app.app_context(), _quiet("portal", "jobs", "alembic"):
-                upgrade()
-                from portal.extensions import db
-                from portal.services.accounts.users import create_user
-                from portal.services.images.backend import get_image_store
-                from portal.services.infra.queue import get_redis
-                from portal.services.template import generate_template
-
-                session = db.session
-                generate_template(session, get_image_store(app))
-                settings = app.config["SETTINGS"]
-                user_id = create_user(session, "simulated@simulation.invalid", "Sim", None).id
-                defaults = load_pool_config(session, settings)
-                set_pool_settings(
-                    session,
-                    settings,
-                    {
-                        "demand_sizing": 0,
-                        "demand_min": plan.demand_min,
-                        "demand_max": plan.demand_max,
-                        "demand_half_life_min": plan.half_life_min,
-                        "demand_service_level": plan.service_level,
-                        "max_size": max(defaults.max_size, plan.demand_max, plan.fixed_target),
-                    },
-                )
-                session.commit()
-                bytes_before = database_bytes(session)
-                blobs_before = session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
-                replay = _Replay(session, get_redis(app), settings, plan, policy, tick)
-                result = replay.run(user_id)
-                created = result.campaigns_built + result.fallbacks
-                if created:
-                    result.bytes_per_campaign = round(
-                        (database_bytes(session) - bytes_before) / created
-                    )
-                rows = session.scalar(
-                    sa.select(PoolEvent.detail).where(PoolEvent.kind == "replenished").limit(1)
-                )
-                result.rows_per_campaign = (rows or {}).get("rows")
-                blobs_after = session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
-                result.blobs_created = int(blobs_after or 0) - int(blobs_before or 0)
-                db.session.remove()
-        finally:
-            with app.app_context():
-                from portal.extensions import db
-
-                db.engine.dispose()
+    prefix = f"campaign-pool-simulate-{policy}-"
+    with scratch_app(database_url, secret_key, prefix) as scratch, quietly(scratch.app):
+        app = scratch.app
+        session = db_session()
+        generate_template(session, get_image_store(app))
+        settings = app.config["SETTINGS"]
+        user_id = create_user(session, "simulated@simulation.invalid", "Sim", None).id
+        defaults = load_pool_config(session, settings)
+        set_pool_settings(
+            session,
+            settings,
+            {
+                "demand_sizing": 0,
+                "demand_min": plan.demand_min,
+                "demand_max": plan.demand_max,
+                "demand_half_life_min": plan.half_life_min,
+                "demand_service_level": plan.service_level,
+                "max_size": max(defaults.max_size, plan.demand_max, plan.fixed_target),
+            },
+        )
+        session.commit()
+        bytes_before = database_bytes(session)
+        blobs_before = session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
+        replay = _Replay(session, get_redis(app), settings, plan, policy, tick)
+        result = replay.run(user_id)
+        created = result.campaigns_built + result.fallbacks
+        if created:
+            result.bytes_per_campaign = round((database_bytes(session) - bytes_before) / created)
+        rows = session.scalar(
+            sa.select(PoolEvent.detail).where(PoolEvent.kind == PoolEventKind.REPLENISHED).limit(1)
+        )
+        result.rows_per_campaign = (rows or {}).get("rows")
+        blobs_after = session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
+        result.blobs_created = int(blobs_after or 0) - int(blobs_before or 0)
+        db.session.remove()
     result.elapsed_s = time.perf_counter() - started
     return result
 
 
-@contextlib.contextmanager
-def _workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="campaign-pool-simulate-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def run_simulation(
-    database_url: str, secret_key: str, plan: SimulationPlan, tick: Tick | None = None
+    database_url: str, secret_key: str, plan: SimulationPlan, tick: Tick = no_progress
 ) -> dict[str, Any]:
     """Replay `plan` with a fixed target and with demand sizing; return both and the verdict.
 
     `database_url` only says where the scratch database goes: a PostgreSQL URL puts it on
     that server, anything else in a temporary SQLite file. Nothing is written to it."""
-    tick = tick or (lambda _label: None)
     arrivals = plan.arrivals()
     variants = {}
-    with _workdir() as workdir:
-        for policy in ("fixed", "demand"):
-            (workdir / policy).mkdir()
-            variants[policy] = _replay_in_scratch(
-                database_url, workdir, secret_key, plan, policy, tick
-            )
+    for policy in ("fixed", "demand"):
+        variants[policy] = _replay_in_scratch(database_url, secret_key, plan, policy, tick)
     fixed, demand = variants["fixed"], variants["demand"]
     backend = sa.engine.make_url(database_url).get_backend_name()
     return {

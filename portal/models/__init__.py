@@ -5,7 +5,9 @@ from portal.models.campaigns import POOL_STATUSES, POOL_TYPES, SEEDING_METHODS, 
 from portal.models.content import (
     Carry,
     Character,
+    CharacterLink,
     CharacterSchtick,
+    ContentRow,
     Faction,
     ImagePosition,
     Juncture,
@@ -14,11 +16,11 @@ from portal.models.content import (
     Weapon,
 )
 from portal.models.images import IMAGE_SERVICES, ImageAttachment, ImageBlob
-from portal.models.pool import POOL_EVENT_KINDS, PoolEvent, PoolSetting
-from portal.models.users import ApiToken, User
+from portal.models.pool import PoolEvent, PoolSetting
+from portal.models.users import ApiToken, LoginSession, User
 
 # The polymorphic `record_type` / `positionable_type` values and the models they name.
-RECORD_TYPES: dict[str, type[Base]] = {
+RECORD_TYPES: dict[str, type[Campaign | ContentRow]] = {
     "Campaign": Campaign,
     "Schtick": Schtick,
     "Weapon": Weapon,
@@ -30,7 +32,6 @@ RECORD_TYPES: dict[str, type[Base]] = {
 
 __all__ = [
     "IMAGE_SERVICES",
-    "POOL_EVENT_KINDS",
     "POOL_STATUSES",
     "POOL_TYPES",
     "RECORD_TYPES",
@@ -40,12 +41,15 @@ __all__ = [
     "Campaign",
     "Carry",
     "Character",
+    "CharacterLink",
     "CharacterSchtick",
+    "ContentRow",
     "Faction",
     "ImageAttachment",
     "ImageBlob",
     "ImagePosition",
     "Juncture",
+    "LoginSession",
     "PoolEvent",
     "PoolSetting",
     "Schtick",

@@ -67,6 +67,14 @@ class Base(DeclarativeBase):
     )
 
 
+def table_of(model: type[Base]) -> sa.Table:
+    """The Table a model maps (`__table__` is typed as any FROM clause; ours are tables)."""
+    table = model.__table__
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} does not map a table")
+    return table
+
+
 def uuid_pk() -> Mapped[uuid.UUID]:
     """A UUID primary key generated in Python, so ids are known before the INSERT."""
     return mapped_column(sa.Uuid(), primary_key=True, default=uuid.uuid4)

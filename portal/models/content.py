@@ -6,7 +6,7 @@ through its parent), which is what lets a campaign be cloned or deleted as a set
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -153,3 +153,11 @@ class ImagePosition(TimestampMixin, Base):
     x_position: Mapped[float] = mapped_column(default=0.0, server_default="0")
     y_position: Mapped[float] = mapped_column(default=0.0, server_default="0")
     style_overrides: Mapped[dict[str, Any] | None]
+
+
+# A row of any content table. Code that treats the content tables alike (counting, copying,
+# exporting, deleting a campaign's rows) types its model as `type[ContentRow]`: every member
+# has `id`, `campaign_id` and the timestamps, so a type checker follows those columns through.
+ContentRow: TypeAlias = Schtick | Weapon | Faction | Juncture | Character | Vehicle
+# The link tables between a character and its schticks or weapons.
+CharacterLink: TypeAlias = CharacterSchtick | Carry

@@ -11,20 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.models.base import Base, utcnow
 
-POOL_EVENT_KINDS = (
-    "assigned",
-    "fallback",
-    "replenished",
-    "replenish_failed",
-    "retired",
-    "cleaned",
-    "alert",
-    "snapshot",
-    "action",
-    "template_version",  # the master template's version changed (portal.services.template)
-    "switch",  # pool assignment or refills switched on/off (portal.services.pool.switches)
-)
-
 
 class PoolEvent(Base):
     """What happened to the pool: the source of metrics, charts and "what happened to X"."""
@@ -39,6 +25,7 @@ class PoolEvent(Base):
     id: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
+    # One of portal.services.pool.events.PoolEventKind; rows are written by record_pool_event.
     kind: Mapped[str] = mapped_column(sa.String(32))
     # No foreign keys: the history outlives the campaigns and users it mentions.
     campaign_id: Mapped[uuid.UUID | None]

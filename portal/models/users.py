@@ -1,4 +1,12 @@
-"""Users and their API tokens. Passwords and tokens are only ever stored hashed."""
+"""Users, their API tokens and their portal sign-ins. Passwords and tokens are only ever stored
+hashed.
+
+A portal sign-in is a `LoginSession` row, and the id Flask-Login keeps in the session cookie and
+the remember cookie is `<user id>:<session version>:<login session id>` (`User.get_id`), so the
+server can end a sign-in: logging out revokes that browser's row, and raising the user's
+`session_version` (sign out everywhere, a password change, deactivation) ends them all, copied
+cookies included (docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +33,11 @@ class User(UserMixin, TimestampMixin, Base):
     admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     gamemaster: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # Raised to end every session, remember cookie (and JWT carrying it) of this user at once.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Account lockout: consecutive failed sign-ins, and until when the account is locked.
+    failed_sign_ins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -33,6 +46,12 @@ class User(UserMixin, TimestampMixin, Base):
     @property
     def is_active(self) -> bool:  # Flask-Login: a deactivated user cannot log in
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's alternative id: `<user id>:<session version>:<login session id>`."""
+        # `login_session_id` is set (not a column) on the object loaded for a portal sign-in.
+        login_session_id = getattr(self, "login_session_id", None)
+        return f"{self.id}:{self.session_version}:{login_session_id or ''}"
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"
@@ -52,3 +71,18 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class LoginSession(Base):
+    """One portal sign-in (one browser): revoked on logout, or with all the others when the
+    user's `session_version` is raised."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))

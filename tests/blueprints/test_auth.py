@@ -12,7 +12,9 @@ from tests.support.auth import DEFAULT_PASSWORD, csrf_token_from
 
 def signed_in_user_id(client) -> str | None:
     with client.session_transaction() as session:
-        return session.get("_user_id")
+        value = session.get("_user_id")
+        # Flask-Login's alternative id: "<user id>:<session version>:<login session id>".
+        return value.split(":")[0] if value else None
 
 
 def test_root_redirects_to_login_then_to_admin(client, auth):

@@ -5,15 +5,15 @@ run on a quiet machine, not to a test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-from pathlib import Path
 
+import psutil
 import pytest
 
 from portal.devtools.bench_http import HttpBenchPlan
 from portal.services.infra.percentiles import percentile
-from tests.devtools.test_bench import bench_databases
+from tests.devtools.test_bench import bench_databases, scratch_databases_created
 
 TINY = ["bench", "--http", "--sequential", "5", "--clients", "2", "--per-client", "3"]
 
@@ -21,22 +21,18 @@ TINY = ["bench", "--http", "--sequential", "5", "--clients", "2", "--per-client"
 def _server_children() -> list[int]:
     """gunicorn processes this test process started and that are still alive."""
     found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == os.getpid() and b"gunicorn" in cmdline:
-            found.append(int(entry.name))
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "gunicorn" in " ".join(child.cmdline()):
+                found.append(child.pid)
     return found
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_bench_http_loads_gunicorn_and_finds_no_duplicates(app, runner):
-    before = bench_databases()
-    result = runner.invoke(args=[*TINY, "--http-warmup", "1", "--threads", "4"])
+    with scratch_databases_created() as created:
+        result = runner.invoke(args=[*TINY, "--http-warmup", "1", "--threads", "4"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)["http"]  # stdout is the JSON and nothing else
 
@@ -59,8 +55,8 @@ def test_bench_http_loads_gunicorn_and_finds_no_duplicates(app, runner):
     assert checks["campaigns_assigned_twice"] == 0
     assert checks["wrong_owner"] == 0
 
-    # Nothing new is left behind (a concurrent run elsewhere may drop its own meanwhile).
-    assert not bench_databases() - before
+    # Nothing is left behind: the scratch database the run created is gone, the server stopped.
+    assert len(created) == 1 and not created & bench_databases()
     assert _server_children() == []
 
 

@@ -13,7 +13,7 @@ import redis
 from rq import Worker
 
 from portal.devtools.ramp import RampPlan
-from tests.devtools.test_bench import bench_databases
+from tests.devtools.test_bench import bench_databases, scratch_databases_created
 from tests.devtools.test_bench_http import _server_children
 from tests.support.processes import require_redis
 
@@ -32,8 +32,8 @@ def test_the_ramp_prints_the_seeding_limit_and_a_row_per_worker_count_and_step(
 ):
     url = require_redis(redis_url)
     redis.Redis.from_url(url).flushdb()
-    before = bench_databases()
-    result = runner.invoke(args=[*TINY, "--redis-url", url])
+    with scratch_databases_created() as created:
+        result = runner.invoke(args=[*TINY, "--redis-url", url])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)  # stdout is the JSON and nothing else
 
@@ -52,7 +52,7 @@ def test_the_ramp_prints_the_seeding_limit_and_a_row_per_worker_count_and_step(
     assert set(figures["summary"]) == {"w1", "w2"}
     assert "seeding limit:" in result.stderr and "W  clients" in result.stderr
     # Nothing left behind: no database, no server, no worker registered on the Redis.
-    assert not bench_databases() - before
+    assert len(created) == 5 and not bench_databases() & created  # prepared, 2 limits, 2 Ws
     assert _server_children() == []
     assert Worker.all(connection=redis.Redis.from_url(url)) == []
 

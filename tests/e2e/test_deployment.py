@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import http.client
-import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,18 +29,19 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from portal.devtools.bench_http import (
+from portal.devtools.http_client import request_json
+from portal.devtools.imagekit_server import LocalImageKitServer
+from portal.devtools.processes import (
     PROJECT_ROOT,
-    HttpBenchPlan,
     free_port,
     log_tail,
     server_env,
-    stop_process_group,
+    spawn,
+    stop_process_tree,
     wait_until_up,
 )
-from portal.devtools.imagekit_server import LocalImageKitServer
 from portal.services.pool.config import SETTING_BOUNDS
-from tests.conftest import _flush_redis
+from tests.conftest import flush_redis
 from tests.support.databases import TestDatabases
 
 PROCFILE = PROJECT_ROOT / "Procfile"
@@ -268,16 +266,6 @@ def test_web_refuses_a_bad_setting_naming_it(
 # ---------------------------------------------------------------------------- the deployment
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of a process (Linux), read before it is stopped."""
-    try:
-        return [
-            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        ]
-    except OSError:
-        return []
-
-
 @dataclass
 class Deployment:
     """Procfile processes on a scratch database; every process in its own process group."""
@@ -314,19 +302,15 @@ class Deployment:
     def start(self, *names: str) -> None:
         for name in names:
             assert name not in self.running, f"{name} already runs"
-            with open(self.logs / f"{name}.log", "ab") as log:
-                # `exec`, as `bash -c` and systemd do: the signal reaches the program itself.
-                # (dash would keep a shell in between that dies at once on SIGTERM, leaving RQ's
-                # work horse, which has a process group of its own, to finish unwatched.)
-                self.running[name] = subprocess.Popen(
-                    ["sh", "-c", f"exec {self.processes[name]}"],
-                    cwd=PROJECT_ROOT,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            # `exec`, as `bash -c` and systemd do: the signal reaches the program itself.
+            # (dash would keep a shell in between that dies at once on SIGTERM, leaving RQ's
+            # work horse, which has a process group of its own, to finish unwatched.)
+            self.running[name] = spawn(
+                ["sh", "-c", f"exec {self.processes[name]}"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                log_path=self.logs / f"{name}.log",
+            )
         if "web" in names:
             started = time.monotonic()
             wait_until_up(self.running["web"], self.port, 60, self.logs / "web.log")
@@ -338,27 +322,18 @@ class Deployment:
         self.wait_healthy()
 
     def stop(self, *names: str) -> None:
-        """SIGTERM each group (what systemd and Procfile runners send), SIGKILL what lingers."""
+        """SIGTERM each group (what systemd and Procfile runners send), SIGKILL what lingers,
+        RQ's work horse (in a session of its own) included."""
         for name in names or tuple(self.running):
             process = self.running.pop(name, None)
-            if process is None:
-                continue
-            # RQ's work horse leads a process group of its own: remember it to kill it too.
-            groups = [process.pid, *_children(process.pid)]
-            stop_process_group(process)
-            for group in groups:  # whatever outlived a SIGKILL-ed parent
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, signal.SIGKILL)
+            if process is not None:
+                stop_process_tree(process)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-            response = conn.getresponse()
-            return response.status, json.loads(response.read() or b"null")
-        finally:
-            conn.close()
+        if path == "/health":  # its details need HEALTH_TOKEN; the public answer is the status
+            health = {"X-Health-Token": self.env["HEALTH_TOKEN"]}
+            return request_json(self.port, method, path, body, headers=health)
+        return request_json(self.port, method, path, body, token=self.token)
 
     def note(self, line: str) -> None:
         with open(self.logs / "commands.txt", "a") as log:
@@ -417,10 +392,10 @@ def deployment(
     database_url = databases.empty("deploy")
     logs = tmp_path_factory.mktemp("deployment")
     secret_key = secrets.token_hex(32)
-    _flush_redis(redis_url)
+    flush_redis(redis_url)
     port = free_port()
     with LocalImageKitServer(f"private_{secrets.token_hex(8)}") as imagekit:
-        env = server_env(database_url, secret_key, HttpBenchPlan(redis_url=redis_url), port)
+        env = server_env(database_url, secret_key, port, redis_url=redis_url)
         env.update(
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             WEB_THREADS="8",
@@ -430,6 +405,7 @@ def deployment(
             POOL_MASTER_TARGET=str(MASTER_TARGET),
             POOL_USER_TARGET="0",  # the new gamemaster is served from the master pool
             LOG_LEVEL="INFO",
+            HEALTH_TOKEN=secrets.token_hex(16),
         )
         deploy = Deployment(env, port, logs, database_url, redis_url, imagekit=imagekit)
         try:
@@ -444,11 +420,11 @@ def deployment(
             yield deploy
         finally:
             deploy.stop()
-            _flush_redis(redis_url)
+            flush_redis(redis_url)
             databases.drop(database_url)
         for log in logs.glob("*.log"):  # after the processes ended: the whole logs
             text = log.read_text(errors="replace")
-            for secret in (secret_key, imagekit.private_key, deploy.token):
+            for secret in (secret_key, imagekit.private_key, deploy.token, env["HEALTH_TOKEN"]):
                 assert secret not in text, f"a secret is in {log.name}"
 
 

@@ -22,7 +22,6 @@ The figures (requests ok / failed cleanly, outage and recovery times) are printe
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections import Counter
@@ -34,17 +33,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.devtools.bench_http import HttpBenchPlan, fill_pool, gunicorn_server
+from portal.devtools.assignment_check import check_assignments
+from portal.devtools.http_client import Client, Reply
+from portal.devtools.load import LoadLoop
+from portal.devtools.prepare import create_gamemasters, fill_pool
+from portal.devtools.processes import gunicorn_server, live_pids, wait_until
 from portal.models import Campaign
 from portal.services.seeding.verify import verify_campaign
 from tests.conftest import TEST_SECRET, build_template_database
-from tests.support.faults import (
-    ApiClient,
-    Reply,
-    assignment_problems,
-    group_pids,
-    owned_campaigns,
-)
 from tests.support.pg_cluster import PgCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -53,6 +49,7 @@ CLIENTS = 4
 PAUSE_AFTER_FAILURE_S = 0.05  # a polite client; Retry-After is honoured in spirit, not in full
 LOAD_DEADLINE_S = 30.0
 SLOW_REPLY_S = 10.0
+CLIENT_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -67,25 +64,16 @@ class Golden:
 @pytest.fixture(scope="module")
 def golden(pg_cluster: PgCluster) -> Golden:
     from portal.extensions import db
-    from portal.services.accounts.tokens import issue_token
-    from portal.services.accounts.users import create_user
     from tests.conftest import make_app
 
     url = pg_cluster.create_database("golden")
     build_template_database(url)
     app = make_app(url)
-    user_ids, tokens = [], []
     with app.app_context():
-        for index in range(CLIENTS):
-            user = create_user(
-                db.session, f"gm{index}@faults.invalid", f"GM {index}", None, gamemaster=True
-            )
-            tokens.append(issue_token(db.session, user, "faults"))
-            user_ids.append(str(user.id))
-        db.session.commit()
+        users = create_gamemasters(db.session, CLIENTS, "faults")
         db.session.remove()
         db.engine.dispose()
-    return Golden("golden", user_ids, tokens)
+    return Golden("golden", [user.id for user in users], [user.token for user in users])
 
 
 def fresh_copy(cluster: PgCluster, golden: Golden, pool: int) -> str:
@@ -98,55 +86,23 @@ def fresh_copy(cluster: PgCluster, golden: Golden, pool: int) -> str:
                 template = session.scalars(sa.select(Campaign).where(Campaign.is_master_template))
                 template = template.one()
                 template_id, owner_id = template.id, template.user_id
-            fill_pool(engine, template_id, owner_id, pool, lambda _label: None)
+            fill_pool(engine, template_id, owner_id, pool)
     finally:
         engine.dispose()
     return url
 
 
-class Load:
-    """CLIENTS threads creating campaigns until told to stop; every reply kept."""
+def load(port: int, tokens: list[str]) -> LoadLoop:
+    """CLIENTS polite clients creating campaigns until told to stop; every reply kept."""
+    return LoadLoop(
+        port, tokens, f"Fault {uuid.uuid4().hex[:6]}",
+        timeout_s=CLIENT_TIMEOUT_S, pause_after_failure_s=PAUSE_AFTER_FAILURE_S,
+    )  # fmt: skip
 
-    def __init__(self, port: int, tokens: list[str]) -> None:
-        self.clients = [ApiClient(port, i, token) for i, token in enumerate(tokens)]
-        self.replies: list[Reply] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._run, args=(c,), daemon=True) for c in self.clients
-        ]
-        self.run_id = uuid.uuid4().hex[:6]
 
-    def _run(self, client: ApiClient) -> None:
-        n = 0
-        while not self.stop.is_set():
-            reply = client.create(f"Fault {self.run_id} {client.user}-{n}")
-            n += 1
-            with self.lock:
-                self.replies.append(reply)
-            if reply.status != 201:
-                time.sleep(PAUSE_AFTER_FAILURE_S)
-        client.close()
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=LOAD_DEADLINE_S)
-
-    def snapshot(self) -> list[Reply]:
-        with self.lock:
-            return list(self.replies)
-
-    def wait_for(self, predicate: Callable[[list[Reply]], bool], what: str) -> None:
-        deadline = time.monotonic() + LOAD_DEADLINE_S
-        while not predicate(self.snapshot()):
-            assert time.monotonic() < deadline, f"load: {what} did not happen in time"
-            time.sleep(0.01)
+def wait_for(load: LoadLoop, predicate: Callable[[list[Reply]], bool], what: str) -> None:
+    """Until the replies so far satisfy `predicate` (polled often: a restart is timed by it)."""
+    wait_until(lambda: predicate(load.snapshot()), LOAD_DEADLINE_S, f"load: {what}", 0.01)
 
 
 # (shutdown mode, the create source to wait for, how many of them) per restart, in order.
@@ -164,18 +120,20 @@ def ok_after(replies: list[Reply], moment: float) -> list[Reply]:
 
 
 def restart_under_load(
-    cluster: PgCluster, load: Load, mode: str, source: str, count: int
+    cluster: PgCluster, load: LoadLoop, mode: str, source: str, count: int
 ) -> tuple[float, float]:
     """Wait for `count` more creates from `source`, restart, wait until every client has had a
     create succeed again; return (restart started, restart ended)."""
     since = time.monotonic()
-    load.wait_for(
+    wait_for(
+        load,
         lambda rs: sum(1 for r in ok_after(rs, since) if r.body["source"] == source) >= count,
         f"{count} creates from {source}",
     )
     started = time.monotonic()
     ended = started + cluster.restart(mode)
-    load.wait_for(
+    wait_for(
+        load,
         lambda rs: {r.user for r in ok_after(rs, ended)} == set(range(CLIENTS)),
         f"a create per client after the {mode} restart",
     )
@@ -203,17 +161,19 @@ def test_restarts_during_load_lose_nothing_and_the_same_server_recovers(
     pg_cluster: PgCluster, golden: Golden, tmp_path: Path
 ):
     url = fresh_copy(pg_cluster, golden, POOL)
-    plan = HttpBenchPlan(threads=8, startup_timeout_s=60)
     windows: list[tuple[str, float, float]] = []
-    with gunicorn_server(url, TEST_SECRET, plan, tmp_path) as (port, pgid):
-        pids_before = group_pids(pgid)
-        with Load(port, golden.tokens) as load:
+    with gunicorn_server(url, TEST_SECRET, tmp_path, threads=8) as server:
+        pids_before = live_pids(server.process.pid)
+        with load(server.port, golden.tokens) as running:
             for mode, source, count in RESTARTS:
-                windows.append((mode, *restart_under_load(pg_cluster, load, mode, source, count)))
+                restart = restart_under_load(pg_cluster, running, mode, source, count)
+                windows.append((mode, *restart))
         # The same processes, never restarted, still serve.
-        final = ApiClient(port, 0, golden.tokens[0]).create(f"After {uuid.uuid4().hex[:6]}")
-        pids_after = group_pids(pgid)
-    replies = [*load.snapshot(), final]
+        final_client = Client(server.port, 0, golden.tokens[0], CLIENT_TIMEOUT_S)
+        final = final_client.create(f"After {uuid.uuid4().hex[:6]}")
+        final_client.close()
+        pids_after = live_pids(server.process.pid)
+    replies = [*running.snapshot(), final]
 
     ok = [r for r in replies if r.status == 201]
     failed = [r for r in replies if r.status != 201]
@@ -241,8 +201,8 @@ def test_restarts_during_load_lose_nothing_and_the_same_server_recovers(
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with Session(engine) as session:
-            problems = assignment_problems(session, replies, golden.user_ids)
-            assert not problems, problems[:10]
+            check = check_assignments(session, replies, golden.user_ids, completeness=True)
+            assert not check.problems, check.problems
             # A failed reply may hide a committed create (the answer was lost, not the work):
             # it is complete (checked above) and listed to its owner, never more than failures.
             owned = owned_campaigns(session, golden.user_ids)
@@ -258,3 +218,13 @@ def test_restarts_during_load_lose_nothing_and_the_same_server_recovers(
     finally:
         engine.dispose()
     print(f"\nfaults.database {figures}")
+
+
+def owned_campaigns(session: Session, user_ids: list[str]) -> dict[str, int]:
+    """Campaigns each user owns outside the pool (what GET /api/v2/campaigns lists)."""
+    rows = session.execute(
+        sa.select(Campaign.user_id, sa.func.count())
+        .where(Campaign.user_id.in_([uuid.UUID(u) for u in user_ids]), Campaign.is_pool.is_(False))
+        .group_by(Campaign.user_id)
+    )
+    return {str(uid): n for uid, n in rows}

@@ -34,15 +34,17 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from portal.devtools.bench_http import PROJECT_ROOT, fill_pool
+from portal.devtools.assignment_check import check_assignments
+from portal.devtools.http_client import Client
 from portal.devtools.imagekit_server import OPERATIONS, LocalImageKitServer
+from portal.devtools.prepare import fill_pool
+from portal.devtools.processes import PROJECT_ROOT, LocalStack, log_tail
 from portal.extensions import db
 from portal.models import Campaign, ImageAttachment, ImageBlob, PoolEvent
 from portal.services.accounts.tokens import issue_token
 from portal.services.images.backend import get_image_store
 from portal.services.seeding.verify import verify_campaign
 from tests.conftest import TEST_SECRET
-from tests.support.faults import ApiClient, assignment_problems, gunicorn_with_env, rq_worker
 from tests.support.imagekit import IMAGEKIT_TEST_KEY
 from tests.support.small_template import build_small_template, make_user
 
@@ -110,7 +112,7 @@ def test_an_imagekit_outage_fails_no_create_and_no_refill(
 ):
     session = db.session
     template = template_of(session)
-    fill_pool(db.engine, template.id, template.user_id, POOL_TARGET, lambda _label: None)
+    fill_pool(db.engine, template.id, template.user_id, POOL_TARGET)
     user = make_user(session, "gm")
     user.gamemaster = True
     token = issue_token(session, user, "faults")
@@ -123,11 +125,11 @@ def test_an_imagekit_outage_fails_no_create_and_no_refill(
     calls_before = Counter(imagekit_server.calls)
     env = app_env(deployment, imagekit_server, redis_url)
 
-    with (
-        gunicorn_with_env(env["DATABASE_URL"], TEST_SECRET, tmp_path, env) as (port, _pgid),
-        rq_worker(redis_url, env, tmp_path),
-    ):
-        client = ApiClient(port, 0, token)
+    with LocalStack(
+        env["DATABASE_URL"], TEST_SECRET, redis_url, tmp_path, threads=8, extra_env=env
+    ) as stack:
+        stack.start_worker("worker")
+        client = Client(stack.port, 0, token, timeout_s=20)
         # Twice the pool: the first ones are claims, the rest claims of refilled campaigns or
         # in-request seeding, whichever the worker's pace makes them.
         replies = [client.create(f"Outage {n}") for n in range(2 * POOL_TARGET + 1)]
@@ -135,7 +137,7 @@ def test_an_imagekit_outage_fails_no_create_and_no_refill(
         deadline = time.monotonic() + REFILL_DEADLINE_S
         while ready_in_pool(session) < POOL_TARGET:
             session.rollback()
-            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, log_tail(tmp_path / "worker.log", 50)
             time.sleep(0.1)
         session.rollback()
         replies.append(client.create("Outage after the refill"))
@@ -148,8 +150,8 @@ def test_an_imagekit_outage_fails_no_create_and_no_refill(
     # Nobody asked ImageKit anything: not the creates, not the refills.
     assert Counter(imagekit_server.calls) - calls_before == Counter()
     assert count(session, ImageBlob) == blobs_before  # shared files, no copies
-    problems = assignment_problems(session, replies, [user_id])
-    assert not problems, problems[:10]
+    problems = check_assignments(session, replies, [user_id], completeness=True).problems
+    assert not problems, problems
     failures = session.scalar(
         sa.select(sa.func.count()).where(PoolEvent.kind == "replenish_failed")
     )
@@ -199,7 +201,7 @@ def test_copy_seeding_retries_transient_failures_and_cleans_up_after_a_persisten
 ):
     session = db.session
     template = template_of(session)
-    fill_pool(db.engine, template.id, template.user_id, 1, lambda _label: None)
+    fill_pool(db.engine, template.id, template.user_id, 1)
     owner = make_user(session, "operator-seeded")
     email = owner.email
     session.commit()

@@ -16,25 +16,28 @@ import pytest
 import sqlalchemy as sa
 from rq import Queue
 
-from portal.devtools.bench_http import Sample, kill_group, run_burst
+from portal.devtools.http_client import Reply
+from portal.devtools.load import LoadLoop, run_burst
+from portal.devtools.processes import kill_tree, wait_until
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent, Schtick, Weapon
 from portal.services.infra.queue import get_redis
 from portal.services.seeding.verify import verify_campaigns
-from tests.support.processes import LoadLoop, Stack, require_redis, running_stack, wait_until
+from tests.support.processes import Stack, require_redis, running_stack
 from tests.support.smtp import RedisProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
-def assert_nothing_lost_or_doubled(stack: Stack, samples: list[Sample]) -> None:
-    errors = [(s.status, s.error) for s in samples if s.status != 201]
+def assert_nothing_lost_or_doubled(stack: Stack, replies: list[Reply]) -> None:
+    errors = [(r.status, r.error) for r in replies if r.status != 201]
     assert errors == [], errors[:5]
-    checks = stack.check(samples)
-    assert checks["returned"] == checks["distinct"] == len(samples)
-    assert checks["assigned_twice"] == 0
-    assert checks["wrong_owner"] == []
-    assert checks["not_verifying"] == []
+    check = stack.check(replies)
+    assert check.returned == check.distinct == len(replies)
+    assert check.assigned_twice == []
+    assert check.wrong_owner == []
+    assert check.not_verifying == []
+    assert check.problems == []  # nor misnamed, nor a pool flag contradicting its status
 
 
 def test_redis_stopped_under_load_falls_back_then_refills_resume(
@@ -48,7 +51,7 @@ def test_redis_stopped_under_load_falls_back_then_refills_resume(
     with running_stack(
         databases, template_golden, redis_process.url, tmp_path, users=4, master_target=target
     ) as stack:
-        with LoadLoop(stack, clients=4, label="redis down") as load:
+        with LoadLoop(stack.port, stack.tokens[:4], "redis down") as load:
             wait_until(lambda: load.count() >= 4, 60, "creates with Redis up")
             redis_process.stop()
             during = load.count()
@@ -62,15 +65,15 @@ def test_redis_stopped_under_load_falls_back_then_refills_resume(
             redis_process.start()  # same port, no data: a restarted cache without persistence
             after = load.count()
             wait_until(lambda: load.count() >= after + 4, 60, "creates with Redis back")
-        samples = load.all()
-        sources = {s.source for s in samples}
+        replies = load.snapshot()
+        sources = {r.source for r in replies}
         assert {"master_pool", "seeded"} <= sources, sources
         stack.wait_for_pool(target, timeout_s=90)
         # The same worker process did the refills, and is seen again (registered anew in the
         # empty Redis), so /health is back to ok.
         assert all(worker.poll() is None for worker in stack.workers.values())
         wait_until(lambda: stack.health()[1]["status"] == "ok", 30, "/health ok")
-        assert_nothing_lost_or_doubled(stack, samples)
+        assert_nothing_lost_or_doubled(stack, replies)
 
 
 def test_a_burst_larger_than_the_pool_gets_a_campaign_for_everyone(
@@ -83,14 +86,14 @@ def test_a_burst_larger_than_the_pool_gets_a_campaign_for_everyone(
     with running_stack(
         databases, template_golden, url, tmp_path, users=12, master_target=target
     ) as stack:
-        phase = run_burst(stack.port, stack.users, 2, "exhausted", timeout_s=120)
-        samples = phase.samples
-        sources = [s.source for s in samples]
-        assert len(samples) == 24
+        phase = run_burst(stack.port, stack.tokens, 2, "exhausted", timeout_s=120)
+        replies = phase.replies
+        sources = [r.source for r in replies]
+        assert len(replies) == 24
         assert sources.count("master_pool") >= target
         assert sources.count("seeded") >= 1
         stack.wait_for_pool(target, timeout_s=60)
-        assert_nothing_lost_or_doubled(stack, samples)
+        assert_nothing_lost_or_doubled(stack, replies)
 
 
 BUILD_TIMEOUT_S = 4  # POOL_BUILD_TIMEOUT for the kill test: reaped after 4 + 2 s
@@ -116,13 +119,13 @@ def test_a_worker_killed_mid_build_leaves_nothing_half_built_and_is_replaced(
     ) as stack:  # fmt: skip
         (first,) = stack.workers.values()
         blocker = sa.create_engine(stack.database_url, poolclass=sa.pool.NullPool)
-        samples: list[Sample] = []
+        replies: list[Reply] = []
         try:
             with blocker.connect() as lock_conn:
                 lock_conn.exec_driver_sql("LOCK TABLE image_attachments IN SHARE MODE")
-                samples.append(stack.client(0).create("before the kill"))  # queues a refill
+                replies.append(stack.client(0).create("before the kill"))  # queues a refill
                 stuck_id = wait_until(lambda: _stuck_build(stack), 60, "a build waiting mid-seed")
-                killed = kill_group(first)
+                killed = kill_tree(first)
                 lock_conn.rollback()
         finally:
             blocker.dispose()
@@ -131,7 +134,7 @@ def test_a_worker_killed_mid_build_leaves_nothing_half_built_and_is_replaced(
         assert _content_rows(stack, stuck_id) == 0
         assert stack.pool_statuses().get("building") == 1
         for index in range(1, 4):  # creates go on without any worker (pool, then seeding)
-            samples.append(stack.client(index).create(f"no worker {index}"))
+            replies.append(stack.client(index).create(f"no worker {index}"))
 
         stack.start_worker()
         wait_until(lambda: _age_s(stack, stuck_id) > BUILD_TIMEOUT_S * 1.5, 30, "the reap age")
@@ -143,7 +146,7 @@ def test_a_worker_killed_mid_build_leaves_nothing_half_built_and_is_replaced(
 
         assert _reaped_events(stack) == [str(stuck_id)]
         assert stack.pool_statuses().get("building", 0) == 0
-        assert_nothing_lost_or_doubled(stack, samples)
+        assert_nothing_lost_or_doubled(stack, replies)
         with stack.app.app_context():
             ready = db.session.scalars(
                 sa.select(Campaign.id).where(Campaign.pool_status == "ready")

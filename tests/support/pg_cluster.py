@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from portal.devtools.bench_http import free_port
+from portal.devtools.processes import free_port
 
 SUPERUSER = "postgres"
 RUN_AS = "postgres"

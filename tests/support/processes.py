@@ -1,57 +1,45 @@
 """The production shape, as real processes, for the load and fault tests.
 
-A `Stack` is what docs/running.md deploys, on 127.0.0.1: gunicorn (`gunicorn.conf.py`, one
-process, threads) and `rq worker --with-scheduler --worker-class jobs.worker.AppWorker`
-processes, on a private copy of the template database (PostgreSQL) and a Redis. The processes
-are started with `portal.devtools.bench_http`'s helpers (`gunicorn_server`, `rq_worker`), each
-in its own process group, and stopped in `finally` blocks whatever the test did, so a failing
-test leaves no gunicorn, worker or database behind.
-
-The test process keeps an in-process app on the same database and Redis to prepare (users,
-tokens, pool settings, a filled pool) and to check afterwards (verify every returned campaign,
-who owns it, whether anything was handed out twice), never to serve.
+A `Stack` is `portal.devtools.processes.LocalStack` (gunicorn and `rq worker --with-scheduler
+--worker-class jobs.worker.AppWorker` processes, each in its own process group, stopped whatever
+the test did) on a private copy of the template database (PostgreSQL) and a Redis, plus what a
+test needs around it: an in-process app on the same database and Redis to prepare (users,
+tokens, pool settings, a filled pool) and to check afterwards (`check_assignments`: every
+returned campaign verifies, belongs to its requester, nothing was handed out twice), never to
+serve.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import subprocess
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 from flask import Flask
 
-from portal.devtools.bench_http import (
-    POOL_SOURCES,
-    BenchUser,
-    Client,
-    HttpBenchPlan,
-    Phase,
-    Sample,
-    fill_pool,
+from portal.devtools.assignment_check import AssignmentCheck, check_assignments
+from portal.devtools.http_client import POOL_SOURCES, Client, Reply, request_json
+from portal.devtools.load import Phase
+from portal.devtools.prepare import ApiUser, create_gamemasters, fill_pool
+from portal.devtools.processes import (
+    PROJECT_ROOT,
+    LocalStack,
     gunicorn_server,
-    rq_worker,
-    server_env,
+    log_tail,
+    spawn,
+    stop_process_group,
+    wait_until,
 )
 from portal.extensions import db
-from portal.models import Campaign, PoolEvent
-from portal.services.accounts.tokens import issue_token
-from portal.services.accounts.users import create_user
+from portal.models import Campaign
 from portal.services.campaigns.records import find_master_template
 from portal.services.infra.percentiles import percentile
 from portal.services.pool.config import set_pool_setting
-from portal.services.seeding.verify import verify_campaigns
-from tests.conftest import TEST_SECRET, make_app
+from tests.conftest import TEST_HEALTH_TOKEN, TEST_SECRET, flush_redis, make_app
 from tests.support.databases import TestDatabases
 
 WEB_THREADS = 16
@@ -64,44 +52,55 @@ def require_redis(redis_url: str) -> str:
     return redis_url
 
 
-def wait_until(
-    condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.1
-) -> Any:
-    """Poll `condition` until it returns something truthy; fail the test naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
+class Stack(LocalStack):
+    """The running processes, the test's app on their database, and their users."""
 
+    def __init__(
+        self,
+        app: Flask,
+        users: list[ApiUser],
+        database_url: str,
+        redis_url: str,
+        workdir: Path,
+        extra_env: dict[str, str],
+        servers: int = 1,
+    ) -> None:
+        super().__init__(
+            database_url, TEST_SECRET, redis_url, workdir, threads=WEB_THREADS, extra_env=extra_env
+        )
+        self.app = app
+        self.users = users
+        self.servers = servers
+        # Every web instance's port (`port` is the first): a scaled-out stack has several.
+        self.ports: list[int] = []
 
-@dataclass
-class Stack:
-    """The running processes and what a test needs to talk to and about them."""
+    def __enter__(self) -> Stack:
+        super().__enter__()
+        self.ports = [self.port]
+        try:
+            for index in range(1, self.servers):
+                workdir = self.workdir / f"web-{index}"
+                workdir.mkdir(exist_ok=True)
+                server = self.exits.enter_context(
+                    gunicorn_server(
+                        self.database_url, TEST_SECRET, workdir, threads=self.threads,
+                        redis_url=self.redis_url, extra_env=self.extra_env,
+                    )
+                )  # fmt: skip
+                self.ports.append(server.port)
+        except BaseException:
+            self.exits.close()
+            raise
+        return self
 
-    app: Flask
-    database_url: str
-    redis_url: str
-    port: int
-    workdir: Path
-    env: dict[str, str]
-    users: list[BenchUser]
-    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
-    # Every web instance's port (`port` is the first): a scaled-out stack has several.
-    ports: list[int] = field(default_factory=list)
-    _exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    def start_scheduler(self) -> None:
+        """The one `rq cron` of the deployment; stopped with the stack."""
+        assert self.server is not None
+        self.exits.enter_context(rq_cron(self.server.env, self.redis_url, self.workdir))
 
-    # ---------------------------------------------------------------- processes
-
-    def start_worker(self, name: str | None = None) -> subprocess.Popen:
-        """One more production worker; stopped with the stack (or killed by the test)."""
-        name = name or f"load-worker-{uuid.uuid4().hex[:8]}"
-        process = self._exits.enter_context(rq_worker(self.env, self.redis_url, self.workdir, name))
-        self.workers[name] = process
-        return process
+    @property
+    def tokens(self) -> list[str]:
+        return [user.token for user in self.users]
 
     # ---------------------------------------------------------------- HTTP
 
@@ -111,13 +110,8 @@ class Stack:
 
     def health(self, server: int = 0) -> tuple[int, dict[str, Any]]:
         port = self.ports[server] if self.ports else self.port
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            conn.request("GET", "/health")
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
+        health = {"X-Health-Token": TEST_HEALTH_TOKEN}  # the details need it
+        return request_json(port, "GET", "/health", headers=health, timeout_s=10)
 
     # ---------------------------------------------------------------- the database
 
@@ -150,44 +144,14 @@ class Stack:
             db.session.remove()
             return {status: count for status, count in rows}
 
-    def check(self, samples: list[Sample]) -> dict[str, Any]:
-        """What the database says about every create that returned a campaign: each verifies
-        against the template, belongs to its requester (and nobody else holds it in a pool),
-        and none was handed out twice. Returns counts; a test asserts they are zero."""
-        returned = [s for s in samples if s.campaign_id]
-        ids = [uuid.UUID(s.campaign_id) for s in returned if s.campaign_id]
+    def check(self, replies: list[Reply]) -> AssignmentCheck:
+        """What the database says about every create that returned a campaign, each one
+        verified against the template as well (`check_assignments`)."""
         with self.app.app_context():
-            session = db.session
-            owners = dict(
-                session.execute(
-                    sa.select(Campaign.id, Campaign.user_id).where(
-                        Campaign.id.in_(ids), Campaign.is_pool.is_(False)
-                    )
-                ).all()
-            )
-            assigned = list(
-                session.scalars(
-                    sa.select(PoolEvent.campaign_id).where(PoolEvent.kind == "assigned")
-                )
-            )
-            failures = [
-                f"{report.campaign_id}: {report.differences[:3]}"
-                for report in verify_campaigns(session, ids)
-                if not report.ok
-            ]
-            session.remove()
-        wrong_owner = [
-            s.campaign_id
-            for s in returned
-            if str(owners.get(uuid.UUID(s.campaign_id))) != self.users[s.user].id
-        ]
-        return {
-            "returned": len(ids),
-            "distinct": len(set(ids)),
-            "assigned_twice": len(assigned) - len(set(assigned)),
-            "wrong_owner": wrong_owner,
-            "not_verifying": failures,
-        }
+            user_ids = [user.id for user in self.users]
+            check = check_assignments(db.session, replies, user_ids, verify=True)
+            db.session.remove()
+            return check
 
 
 @contextlib.contextmanager
@@ -209,46 +173,25 @@ def running_stack(
     `master_target` set (user pools off: every create claims from the master pool or falls
     back), the pool filled to it when `fill`, then gunicorn and `workers` workers on
     `redis_url`, whose database is flushed first; with `servers` > 1 that many gunicorn
-    instances on the same database and Redis (docs/running.md, scaling out), with `scheduler`
-    the one `rq cron` process. Everything is stopped and dropped at the end."""
+    instances on the same database and Redis (docs/running.md, "Scaling out"), with
+    `scheduler` the one `rq cron` process. Everything is stopped and dropped at the end."""
     url = databases.clone(template_golden, "load")
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_redis(redis_url)
     app = make_app(url, redis_url)
-    exits = contextlib.ExitStack()
     try:
         with app.app_context():
-            bench_users = _prepare(master_target, users, fill)
+            api_users = _prepare(master_target, users, fill)
             db.session.remove()
             db.engine.dispose()
-        plan = HttpBenchPlan(redis_url=redis_url, threads=WEB_THREADS)
-        extra = dict(env or {})
-        ports = []
-        for index in range(servers):
-            workdir = tmp_path if index == 0 else tmp_path / f"web-{index}"
-            workdir.mkdir(exist_ok=True)
-            served, _pgid = exits.enter_context(
-                gunicorn_server(url, TEST_SECRET, plan, workdir, extra_env=extra)
-            )
-            ports.append(served)
-        port = ports[0]
-        stack = Stack(
-            app=app,
-            database_url=url,
-            redis_url=redis_url,
-            port=port,
-            workdir=tmp_path,
-            env=server_env(url, TEST_SECRET, plan, port, extra),
-            users=bench_users,
-            ports=ports,
-            _exits=exits,
-        )
-        for _ in range(workers):
-            stack.start_worker()
-        if scheduler:
-            exits.enter_context(rq_cron(stack.env, redis_url, tmp_path))
-        yield stack
+        # /health's details (checks) are for HEALTH_TOKEN holders; the public answer is the status.
+        extra = {"HEALTH_TOKEN": TEST_HEALTH_TOKEN, **(env or {})}
+        with Stack(app, api_users, url, redis_url, tmp_path, extra, servers) as stack:
+            for _ in range(workers):
+                stack.start_worker()
+            if scheduler:
+                stack.start_scheduler()
+            yield stack
     finally:
-        exits.close()
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
@@ -256,116 +199,61 @@ def running_stack(
 
 
 @contextlib.contextmanager
-def rq_cron(env: dict[str, str], redis_url: str, workdir: Path) -> Iterator[subprocess.Popen]:
+def rq_cron(
+    env: dict[str, str], redis_url: str, workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """The one scheduler of a deployment (docs/operations.md: `rq cron jobs.cron_config`), in
     its own process group, until the block ends; yielded once it has registered."""
     import os
     import sys
 
+    import redis
     from rq.cron import CronScheduler
-
-    from portal.devtools.bench_http import PROJECT_ROOT, log_tail, stop_process_group
 
     child_env = dict(env)
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p
     )
     log_path = workdir / "rq-cron.log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "cron", "jobs.cron_config", "--url", redis_url],
-            cwd=workdir,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        client = redis.Redis.from_url(redis_url)
-        try:
-            deadline = time.monotonic() + 60
-            while not CronScheduler.all(client):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"rq cron did not start:\n{log_tail(log_path)}")
-                time.sleep(0.1)
-            yield process
-        finally:
-            client.close()
-            stop_process_group(process)
+    command = [sys.executable, "-m", "rq.cli", "cron", "jobs.cron_config", "--url", redis_url]
+    process = spawn(command, cwd=workdir, env=child_env, log_path=log_path)
+    client = redis.Redis.from_url(redis_url)
+    try:
+
+        def registered() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"rq cron exited:\n{log_tail(log_path)}")
+            return bool(CronScheduler.all(client))
+
+        wait_until(registered, 60, "rq cron to register")
+        yield process
+    finally:
+        client.close()
+        stop_process_group(process)
 
 
-def _prepare(master_target: int, users: int, fill: bool) -> list[BenchUser]:
+def _prepare(master_target: int, users: int, fill: bool) -> list[ApiUser]:
     session = db.session
     set_pool_setting(session, "master_target", master_target)
     set_pool_setting(session, "user_target", 0)
-    bench_users = []
-    for index in range(users):
-        user = create_user(
-            session, f"load-gm-{index}@load.invalid", f"Load GM {index}", None, gamemaster=True
-        )
-        bench_users.append(BenchUser(str(user.id), issue_token(session, user, "load")))
-    session.commit()
+    api_users = create_gamemasters(session, users, "load")
     if fill:
         template = find_master_template(session)
-        fill_pool(db.engine, template.id, template.user_id, master_target, lambda _label: None)
-    return bench_users
-
-
-class LoadLoop:
-    """Clients creating campaigns in a closed loop until `stop()`, for faults injected while
-    load runs. Each client is one user on its own keep-alive connection."""
-
-    def __init__(self, stack: Stack, clients: int, label: str) -> None:
-        self.stack = stack
-        self.label = label
-        self.stopping = threading.Event()
-        self.samples: list[list[Sample]] = [[] for _ in range(clients)]
-        self.threads = [
-            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)
-        ]
-
-    def _run(self, index: int) -> None:
-        client = self.stack.client(index)
-        try:
-            n = 0
-            while not self.stopping.is_set():
-                self.samples[index].append(client.create(f"{self.label} {index}-{n}"))
-                n += 1
-        finally:
-            client.close()
-
-    def __enter__(self) -> LoadLoop:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> list[Sample]:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=120)
-        return self.all()
-
-    def all(self) -> list[Sample]:
-        return [s for samples in self.samples for s in samples]
-
-    def count(self) -> int:
-        return sum(len(samples) for samples in self.samples)
+        fill_pool(db.engine, template.id, template.user_id, master_target)
+    return api_users
 
 
 def step_figures(phase: Phase, clients: int) -> dict[str, Any]:
     """One load step as the client saw it: throughput, latency of every create (pool-served or
     not: under a ramp the fallback is part of what users get), errors and pool hit rate."""
-    samples = phase.samples
-    ok = [s for s in samples if s.status == 201]
-    latencies = sorted(s.ms for s in ok)
-    served = sum(1 for s in ok if s.source in POOL_SOURCES)
+    replies = phase.replies
+    ok = [r for r in replies if r.status == 201]
+    latencies = sorted(r.ms for r in ok)
+    served = sum(1 for r in ok if r.source in POOL_SOURCES)
     wall = phase.wall_s
     return {
         "clients": clients,
-        "requests": len(samples),
+        "requests": len(replies),
         "created": len(ok),
         "wall_s": round(wall, 3),
         "throughput_rps": round(len(ok) / wall, 1) if wall > 0 else None,
@@ -373,9 +261,9 @@ def step_figures(phase: Phase, clients: int) -> dict[str, Any]:
         "p95_ms": percentile(latencies, 95, ndigits=1),
         "p99_ms": percentile(latencies, 99, ndigits=1),
         "max_ms": round(latencies[-1], 1) if latencies else None,
-        "errors_5xx": sum(1 for s in samples if s.status >= 500),
-        "errors_other": sum(1 for s in samples if s.status != 201 and s.status < 500),
-        "pool_hit_rate": round(served / len(samples), 3) if samples else None,
-        "fallbacks": sum(1 for s in ok if s.source == "seeded"),
-        "first_error": next((s.error for s in samples if s.error), None),
+        "errors_5xx": sum(1 for r in replies if r.status >= 500),
+        "errors_other": sum(1 for r in replies if r.status != 201 and r.status < 500),
+        "pool_hit_rate": round(served / len(replies), 3) if replies else None,
+        "fallbacks": sum(1 for r in ok if r.source == "seeded"),
+        "first_error": next((r.error for r in replies if r.error), None),
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -22,12 +21,7 @@ from typing import Any
 
 import pytest
 
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound and released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from portal.devtools.processes import free_port
 
 
 class SmtpSink:

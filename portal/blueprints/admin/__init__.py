@@ -12,7 +12,17 @@ scripts), `actions` (the quick-action forms), `socket` (live updates) and `rq` (
 
 from __future__ import annotations
 
-from portal.blueprints.admin import actions, api, rq, socket, views
+from portal.blueprints.admin import actions, api, rq, socket, users, views
 from portal.blueprints.admin.blueprint import admin_required, bp, require_admin
 
-__all__ = ["actions", "admin_required", "api", "bp", "require_admin", "rq", "socket", "views"]
+__all__ = [
+    "actions",
+    "admin_required",
+    "api",
+    "bp",
+    "require_admin",
+    "rq",
+    "socket",
+    "users",
+    "views",
+]

@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from portal.appcontext import db_session
 from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
@@ -54,8 +55,8 @@ def _invalid(form: FlaskForm, action: str) -> ResponseReturnValue:
 
 def _done(outcome: ActionResult) -> ResponseReturnValue:
     """Record, broadcast and answer."""
-    admin = admin_actions.admin_of(db.session, current_user.id)
-    admin_actions.record_action(db.session, admin, outcome)
+    admin = admin_actions.admin_of(db_session(), current_user.id)
+    admin_actions.record_action(db_session(), admin, outcome)
     payload: dict[str, Any] | None
     try:
         payload = current_payload()
@@ -84,7 +85,7 @@ def cleanup() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _invalid(form, "cleanup")
     settings = current_app.config["SETTINGS"]
-    return _done(admin_actions.cleanup_now(db.session, settings, get_redis()))
+    return _done(admin_actions.cleanup_now(db_session(), settings, get_redis()))
 
 
 @bp.post("/actions/resize")
@@ -92,9 +93,9 @@ def resize() -> ResponseReturnValue:
     form = ResizeForm(prefix="resize")
     if not form.validate_on_submit():
         return _invalid(form, "resize")
-    admin = admin_actions.admin_of(db.session, current_user.id)
+    admin = admin_actions.admin_of(db_session(), current_user.id)
     outcome = admin_actions.resize_pool(
-        db.session, get_redis(), admin, form.pool_type.data or "", form.target.data
+        db_session(), get_redis(), admin, form.pool_type.data or "", form.target.data
     )
     return _done(outcome)
 
@@ -104,7 +105,7 @@ def retire_stale() -> ResponseReturnValue:
     form = RetireStaleForm(prefix="retire")
     if not form.validate_on_submit():
         return _invalid(form, "retire_stale")
-    return _done(admin_actions.retire_stale(db.session))
+    return _done(admin_actions.retire_stale(db_session()))
 
 
 @bp.post("/actions/demand-sizing")
@@ -112,7 +113,7 @@ def demand_sizing() -> ResponseReturnValue:
     form = DemandSizingForm(prefix="demand")
     if not form.validate_on_submit():
         return _invalid(form, "demand_sizing")
-    admin = admin_actions.admin_of(db.session, current_user.id)
+    admin = admin_actions.admin_of(db_session(), current_user.id)
     values: dict[str, object] = {
         "demand_sizing": int(bool(form.enabled.data)),
         "demand_min": form.minimum.data,
@@ -123,7 +124,7 @@ def demand_sizing() -> ResponseReturnValue:
     }
     settings = current_app.config["SETTINGS"]
     return _done(
-        admin_actions.configure_demand_sizing(db.session, settings, get_redis(), admin, values)
+        admin_actions.configure_demand_sizing(db_session(), settings, get_redis(), admin, values)
     )
 
 
@@ -132,11 +133,11 @@ def switches() -> ResponseReturnValue:
     form = PoolSwitchesForm(prefix="switches")
     if not form.validate_on_submit():
         return _invalid(form, "switches")
-    admin = admin_actions.admin_of(db.session, current_user.id)
+    admin = admin_actions.admin_of(db_session(), current_user.id)
     settings = current_app.config["SETTINGS"]
     return _done(
         admin_actions.set_pool_switches(
-            db.session,
+            db_session(),
             settings,
             get_redis(),
             admin,
@@ -152,12 +153,12 @@ def refill_capacity() -> ResponseReturnValue:
     form = RefillCapacityForm(prefix="capacity")
     if not form.validate_on_submit():
         return _invalid(form, "refill_capacity")
-    admin = admin_actions.admin_of(db.session, current_user.id)
+    admin = admin_actions.admin_of(db_session(), current_user.id)
     values: dict[str, object] = {
         "max_parallel_builds": form.max_parallel.data,
         "build_batch_size": form.batch_size.data,
     }
     settings = current_app.config["SETTINGS"]
     return _done(
-        admin_actions.set_refill_capacity(db.session, settings, get_redis(), admin, values)
+        admin_actions.set_refill_capacity(db_session(), settings, get_redis(), admin, values)
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from flask import Blueprint, abort
 from flask.typing import ResponseReturnValue
@@ -25,7 +25,8 @@ from portal.extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def require_admin() -> ResponseReturnValue | None:
@@ -33,23 +34,24 @@ def require_admin() -> ResponseReturnValue | None:
     if not current_user.is_authenticated:
         if wants_json():
             abort(401, "sign in to the portal first")
-        return login_manager.unauthorized()
+        redirect: ResponseReturnValue = login_manager.unauthorized()
+        return redirect
     if not current_user.admin:
         abort(403, "The portal is for administrators only.")
     return None
 
 
-def admin_required(view: F) -> F:
+def admin_required(view: Callable[P, R]) -> Callable[P, R | ResponseReturnValue]:
     """The same guard as a decorator, for admin views outside this blueprint."""
 
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | ResponseReturnValue:
         denied = require_admin()
         if denied is not None:
             return denied
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 bp.before_request(require_admin)

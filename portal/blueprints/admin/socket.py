@@ -13,17 +13,20 @@ every web process delivers it to its own browsers, and RQ workers reach them the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 from flask_socketio import Namespace, emit
 
+from portal.appcontext import current_flask_app, db_session
 from portal.blueprints.admin.blueprint import bp
 from portal.extensions import db, socketio
 from portal.services.infra.queue import get_redis
-from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.monitoring.live import publish_pool_update
+from portal.services.monitoring.payload import admin_pool_payload, publish_pool_payload
 
 log = logging.getLogger("portal.admin.socket")
 
@@ -31,10 +34,31 @@ NAMESPACE = "/admin"
 EVENT = "pool_update"
 
 
+def origin_check(extra_origins: Iterable[str] = ()) -> Callable[[str | None, dict[str, Any]], bool]:
+    """The Socket.IO server's origin rule: a browser may connect from this site's own origin
+    (its scheme and Host, as ProxyFix corrected them behind a proxy) or from one of
+    `extra_origins` (SOCKETIO_ORIGINS). Anything else is refused before the handshake, so a
+    page on another site cannot open the admin namespace with an admin's cookies. Forwarded
+    headers are not trusted here unless ProxyFix applied them."""
+    allowed = frozenset(origin.lower().rstrip("/") for origin in extra_origins)
+
+    def check(origin: str | None, wsgi_env: dict[str, Any]) -> bool:
+        if not origin:
+            return False
+        origin = origin.lower().rstrip("/")
+        own = f"{wsgi_env.get('wsgi.url_scheme', 'http')}://{wsgi_env.get('HTTP_HOST', '')}"
+        if origin == own.lower() or origin in allowed:
+            return True
+        log.warning("admin.socket_origin_refused", extra={"origin": origin[:200]})
+        return False
+
+    return check
+
+
 def current_payload(app: Flask | None = None) -> dict[str, Any]:
     """The /admin/api/pool payload, computed in the current app context."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    return admin_pool_payload(db.session, app.config["SETTINGS"], get_redis(app))
+    app = app or current_flask_app()
+    return admin_pool_payload(db_session(), app.config["SETTINGS"], get_redis(app))
 
 
 class AdminNamespace(Namespace):
@@ -67,21 +91,16 @@ class AdminNamespace(Namespace):
 
 
 def broadcast_pool_update(payload: dict[str, Any] | None = None) -> bool:
-    """Send `pool_update` to every admin dashboard; False (logged) when it could not be sent.
+    """Send `pool_update` (`payload`, else the current one) to every admin dashboard; False
+    (logged) when it could not be built or sent.
 
-    Goes through `portal.services.monitoring.live.publish_pool_update`, the one emitter jobs and
-    services use too. Never raises: a dashboard missing one update must not turn a successful
-    action into an error page."""
-    try:
-        data = payload if payload is not None else current_payload()
-    except Exception as exc:
-        db.session.rollback()
-        log.warning("admin.pool_update_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return False
-    from portal.services.monitoring.live import publish_pool_update
-
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return publish_pool_update(app, data)
+    Goes through `portal.services.monitoring.payload.publish_pool_payload` and
+    `live.publish_pool_update`, what jobs use too. Never raises: a dashboard missing one update
+    must not turn a successful action into an error page."""
+    app = current_flask_app()
+    if payload is None:
+        return publish_pool_payload(app, db_session(), app.config["SETTINGS"], get_redis(app))
+    return publish_pool_update(app, payload)
 
 
 def _register_namespace(state: BlueprintSetupState) -> None:
@@ -92,7 +111,9 @@ def _register_namespace(state: BlueprintSetupState) -> None:
     server = state.app.extensions["socketio"].server
     if NAMESPACE not in server.namespace_handlers:
         namespace = AdminNamespace(NAMESPACE)
-        namespace._set_socketio(socketio)
+        # Flask-SocketIO binds a namespace to its server this way (as its on_namespace does);
+        # the stubs leave out its private methods.
+        namespace._set_socketio(socketio)  # type: ignore[attr-defined]
         server.register_namespace(namespace)
 
 

@@ -1,6 +1,7 @@
 """The portal's HTML pages: the dashboard, the pool campaign list and usage analytics.
 
-Thin: the figures come from `portal.services.monitoring.dashboard`; the dashboard is rendered with
+Thin: the figures come from `portal.services.monitoring` (`payload`, `recent`, `windows`) and the
+campaign list from `portal.services.pool.listing`; the dashboard is rendered with
 the same payload `/admin/api/pool` serves and `pool_update` pushes, embedded as JSON, so the
 page's script starts from exactly what the server rendered.
 """
@@ -12,6 +13,7 @@ from typing import Any
 from flask import abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
@@ -22,32 +24,32 @@ from portal.blueprints.admin.forms import (
     ResizeForm,
     RetireStaleForm,
 )
-from portal.extensions import db
 from portal.models import (
     Campaign,
 )
 from portal.services.campaigns.records import content_counts, find_master_template
 from portal.services.infra.queue import get_redis
+from portal.services.infra.text_input import plain_text_excerpt
 from portal.services.monitoring.analytics import PERIODS_DAYS, PeriodError, analytics, parse_period
-from portal.services.monitoring.dashboard import (
-    DEFAULT_WINDOW,
-    LIST_POOL_TYPES,
-    LIST_STATUSES,
-    WINDOWS,
-    admin_pool_payload,
-    pool_campaigns_page,
-    recent_actions,
-    recent_assignments,
-)
+from portal.services.monitoring.payload import admin_pool_payload
+from portal.services.monitoring.recent import recent_actions, recent_assignments
+from portal.services.monitoring.windows import DEFAULT_WINDOW, WINDOWS
 from portal.services.pool.config import load_pool_config
+from portal.services.pool.listing import LIST_POOL_TYPES, LIST_STATUSES, pool_campaigns_page
+
+
+@bp.app_template_filter("excerpt")
+def excerpt(value: str | None, length: int = 120) -> str:
+    """Stored text (descriptions may be HTML) as a plain-text excerpt; escaped when shown."""
+    return plain_text_excerpt(value, length)
 
 
 def template_counts() -> tuple[Campaign | None, dict[str, int]]:
     """The master template campaign and how much content it holds."""
-    master = find_master_template(db.session)
+    master = find_master_template(db_session())
     if master is None:
         return None, {}
-    return master, content_counts(db.session, master.id)
+    return master, content_counts(db_session(), master.id)
 
 
 def action_forms() -> dict[str, Any]:
@@ -66,7 +68,7 @@ def action_forms() -> dict[str, Any]:
 
 def switches_form() -> PoolSwitchesForm:
     """The pool switches form, showing the runtime switches as they are."""
-    config = load_pool_config(db.session, current_app.config["SETTINGS"])
+    config = load_pool_config(db_session(), current_app.config["SETTINGS"])
     form = PoolSwitchesForm(prefix="switches")
     if not form.is_submitted():
         form.assignment.data = "on" if config.assignment_enabled else "off"
@@ -76,7 +78,7 @@ def switches_form() -> PoolSwitchesForm:
 
 def capacity_form() -> RefillCapacityForm:
     """The refill capacity form, filled with the settings in force."""
-    config = load_pool_config(db.session, current_app.config["SETTINGS"])
+    config = load_pool_config(db_session(), current_app.config["SETTINGS"])
     form = RefillCapacityForm(prefix="capacity")
     if not form.is_submitted():
         form.max_parallel.data = config.max_parallel_builds
@@ -86,7 +88,7 @@ def capacity_form() -> RefillCapacityForm:
 
 def demand_form() -> DemandSizingForm:
     """The demand sizing form, filled with the settings in force."""
-    config = load_pool_config(db.session, current_app.config["SETTINGS"])
+    config = load_pool_config(db_session(), current_app.config["SETTINGS"])
     form = DemandSizingForm(prefix="demand")
     if not form.is_submitted():
         form.enabled.data = bool(config.demand_sizing)
@@ -102,7 +104,7 @@ def demand_form() -> DemandSizingForm:
 def index() -> ResponseReturnValue:
     """The dashboard: pool cards, charts, recent assignments, alerts and quick actions."""
     settings = current_app.config["SETTINGS"]
-    payload = admin_pool_payload(db.session, settings, get_redis())
+    payload = admin_pool_payload(db_session(), settings, get_redis())
     window = request.args.get("window")
     window = window if window in WINDOWS else DEFAULT_WINDOW
     forms = action_forms()
@@ -114,8 +116,8 @@ def index() -> ResponseReturnValue:
         pools=payload["pools"],
         assignments=payload["assignments"],
         ops=payload["ops"],
-        recent=recent_assignments(db.session),
-        actions=recent_actions(db.session),
+        recent=recent_assignments(db_session()),
+        actions=recent_actions(db_session()),
         forms=forms,
         windows=list(WINDOWS),
         window=window,
@@ -129,7 +131,7 @@ def campaigns() -> ResponseReturnValue:
     """Pool campaigns with status / pool filters, paginated."""
     page = request.args.get("page", 1, type=int) or 1
     result = pool_campaigns_page(
-        db.session,
+        db_session(),
         status=request.args.get("status") or None,
         pool_type=request.args.get("pool_type") or None,
         page=page,
@@ -150,5 +152,5 @@ def analytics_page() -> ResponseReturnValue:
         days = parse_period(request.args.get("days"))
     except PeriodError as exc:
         abort(400, str(exc))
-    data = analytics(db.session, current_app.config["SETTINGS"], days)
+    data = analytics(db_session(), current_app.config["SETTINGS"], days)
     return render_template("admin/analytics.html", data=data, periods=PERIODS_DAYS)

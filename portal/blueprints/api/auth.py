@@ -1,9 +1,11 @@
 """Bearer-token authentication for the JSON API.
 
 `POST /api/v2/auth/token` trades an email and password for a token (the only time the token is
-shown). Other views use `@token_required`, which reads `Authorization: Bearer <token>`, puts the
-user on `flask.g.user` (and the token's id on `g.api_token_id`) and answers 401 for a missing,
-unknown or revoked token and 403 for a user without the required role.
+shown); it is throttled like every sign-in route (`sign_in_limits`: 429 with Retry-After) and the
+password check locks an account after repeated failures (docs/security.md). Other views use
+`@token_required`, which reads `Authorization: Bearer <token>`, puts the user on `flask.g.user`
+(and the token's id on `g.api_token_id`) and answers 401 for a missing, unknown or revoked token
+and 403 for a user without the required role.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.blueprints.api.blueprint import bp, json_body, require_strings
 from portal.blueprints.errors import ApiError
+from portal.blueprints.throttle import sign_in_limits
 from portal.extensions import db
 from portal.models import User
 from portal.services.accounts.tokens import (
@@ -28,12 +32,13 @@ from portal.services.accounts.tokens import (
     lookup_token,
     revoke_token,
 )
-from portal.services.accounts.users import authenticate
+from portal.services.accounts.users import LockoutPolicy, authenticate
 from portal.services.infra.text_input import text_problems
 
 log = logging.getLogger("portal.api")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 REALM = 'Bearer realm="campaign-pool"'
 TOKEN_REQUEST_FIELDS = ("email", "password", "name")
@@ -69,7 +74,7 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": REALM},
         )
-    found = lookup_token(db.session, token, current_app.config["SETTINGS"].api_token_max_age)
+    found = lookup_token(db_session(), token, current_app.config["SETTINGS"].api_token_max_age)
     if found is None:
         raise ApiError(
             401,
@@ -91,29 +96,32 @@ def authenticate_request(*, gamemaster: bool = False, admin: bool = False) -> Us
 
 
 @overload
-def token_required(view: F) -> F: ...
+def token_required(view: Callable[P, R]) -> Callable[P, R]: ...
 @overload
-def token_required(*, gamemaster: bool = ..., admin: bool = ...) -> Callable[[F], F]: ...
 def token_required(
-    view: F | None = None, *, gamemaster: bool = False, admin: bool = False
-) -> F | Callable[[F], F]:
+    *, gamemaster: bool = ..., admin: bool = ...
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def token_required(
+    view: Callable[P, R] | None = None, *, gamemaster: bool = False, admin: bool = False
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid bearer token: `@token_required` or `@token_required(gamemaster=True)`
     (admins pass a gamemaster check too)."""
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             authenticate_request(gamemaster=gamemaster, admin=admin)
             return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate(view) if view is not None else decorate
 
 
 def current_api_user() -> User:
     """The user `token_required` authenticated for this request."""
-    return g.user
+    user: User = g.user
+    return user
 
 
 def _check_token_request(data: dict[str, Any]) -> None:
@@ -128,7 +136,7 @@ def _check_token_request(data: dict[str, Any]) -> None:
     for field in TOKEN_REQUEST_FIELDS:
         value = data.get(field)
         if isinstance(value, str):
-            problems = text_problems(value, controls=field == "name")
+            problems = text_problems(value, controls=field == "name", visible=field == "name")
             if field == "name" and len(value) > TOKEN_NAME_MAX:
                 problems.append(f"is too long (maximum is {TOKEN_NAME_MAX} characters)")
             if problems:
@@ -138,16 +146,20 @@ def _check_token_request(data: dict[str, Any]) -> None:
 
 
 @bp.post("/auth/token")
+@sign_in_limits
 def create_token() -> ResponseReturnValue:
     """`{email, password[, name]}` -> 201 `{token, token_type, user}`."""
     data = json_body(required=("email", "password"))
     _check_token_request(data)
-    user = authenticate(db.session, data["email"], data["password"])
+    user = authenticate(
+        db_session(),
+        data["email"],
+        data["password"],
+        policy=LockoutPolicy.from_settings(current_app.config["SETTINGS"]),
+        via="api",
+        remote_addr=request.remote_addr,
+    )
     if user is None:
-        log.warning(
-            "api.token_refused",
-            extra={"email": data["email"][:320], "remote_addr": request.remote_addr},
-        )
         raise ApiError(
             401,
             "invalid email or password",
@@ -155,7 +167,7 @@ def create_token() -> ResponseReturnValue:
             headers={"WWW-Authenticate": REALM},
         )
     try:
-        token = issue_token(db.session, user, (data.get("name") or "api"))
+        token = issue_token(db_session(), user, (data.get("name") or "api"))
     except TokenError as error:
         db.session.rollback()
         raise ApiError(400, str(error), {"name": [str(error)]}) from None
@@ -177,6 +189,6 @@ def me() -> ResponseReturnValue:
 def delete_token() -> ResponseReturnValue:
     """Revoke the token used for this request (sign out of the API)."""
     token_id: uuid.UUID = g.api_token_id
-    revoke_token(db.session, token_id)
+    revoke_token(db_session(), token_id)
     db.session.commit()
     return "", 204

@@ -9,10 +9,12 @@ import sqlalchemy as sa
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from portal.appcontext import db_session
 from portal.blueprints.api.auth import current_api_user, token_required
-from portal.blueprints.api.blueprint import ApiError, bp, json_body
-from portal.extensions import db
-from portal.models import Campaign
+from portal.blueprints.api.blueprint import bp, json_body
+from portal.blueprints.errors import ApiError
+from portal.extensions import db, limiter
+from portal.models import Campaign, User
 from portal.services.campaigns.input import InvalidCampaignInput, parse_campaign_input
 from portal.services.infra.queue import get_redis
 from portal.services.pool.claim import NameTakenError
@@ -22,12 +24,25 @@ from portal.services.pool.creation import (
     create_campaign,
     created_campaign_json,
 )
+from portal.services.pool.quota import CreationQuota, QuotaExceeded, check_creation_quota
 
 PAGE_SIZE = 50
 # Far beyond any real account (50 million campaigns), and small enough that the OFFSET it
 # implies fits every database's integer: a bigger page is a 400, not a database error.
 MAX_PAGE = 1_000_000
 PAGE_RE = re.compile(r"[0-9]{1,7}")
+
+
+def enforce_creation_quota(user: User) -> None:
+    """The per-user creation limits (docs/security.md): 429 with Retry-After when the user
+    created too many campaigns lately, 422 when they own as many as one account may."""
+    quota = CreationQuota.from_settings(current_app.config["SETTINGS"])
+    try:
+        check_creation_quota(db_session(), limiter.limiter, user, quota)
+    except QuotaExceeded as exc:
+        db.session.commit()  # the `throttled` pool event outlives this refused request
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise ApiError(exc.status, exc.message, {"base": [exc.message]}, headers) from None
 
 
 @bp.post("/campaigns")
@@ -39,9 +54,10 @@ def create() -> ResponseReturnValue:
     except InvalidCampaignInput as error:
         raise ApiError(422, "invalid campaign", error.errors) from None
     user = current_api_user()
+    enforce_creation_quota(user)
     try:
         created = create_campaign(
-            db.session,
+            db_session(),
             get_redis(),
             current_app.config["SETTINGS"],
             user,
@@ -52,10 +68,10 @@ def create() -> ResponseReturnValue:
         raise ApiError(422, "invalid campaign", {"name": ["has already been taken"]}) from None
     except NoTemplateError as error:
         raise ApiError(503, str(error), {"base": [str(error)]}) from None
-    return jsonify(created_campaign_json(db.session, created)), 201
+    return jsonify(created_campaign_json(db_session(), created)), 201
 
 
-def _own_campaigns() -> sa.Select:
+def _own_campaigns() -> sa.Select[Campaign]:
     return sa.select(Campaign).where(
         Campaign.user_id == current_api_user().id, Campaign.is_pool.is_(False)
     )
@@ -85,7 +101,7 @@ def index() -> ResponseReturnValue:
     campaigns = db.session.scalars(stmt).all()
     return jsonify(
         {
-            "campaigns": [campaign_json(db.session, c) for c in campaigns],
+            "campaigns": [campaign_json(db_session(), c) for c in campaigns],
             "meta": {"page": page, "per_page": PAGE_SIZE},
         }
     )
@@ -105,4 +121,4 @@ def show(campaign_id: str) -> ResponseReturnValue:
     campaign = db.session.scalars(_own_campaigns().where(Campaign.id == wanted)).first()
     if campaign is None:
         raise ApiError(404, "campaign not found")
-    return jsonify(campaign_json(db.session, campaign))
+    return jsonify(campaign_json(db_session(), campaign))

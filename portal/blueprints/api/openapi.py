@@ -19,18 +19,20 @@ from portal.blueprints.api.campaigns import MAX_PAGE, PAGE_SIZE
 from portal.services.accounts.tokens import TOKEN_NAME_MAX
 from portal.services.campaigns.input import DESCRIPTION_MAX, NAME_MAX
 from portal.services.campaigns.records import CONTENT_TABLES
+from portal.services.infra.text_input import NOT_VISIBLE_CLASS
 
 JSON = "application/json"
-# Patterns mirror the server's rules (campaign_input, the token endpoint). A name: no control
-# characters and at least one character that is neither white space nor a control (a bare `\S`
-# would let a control character stand in for it). A description may hold tabs and line breaks
-# but no other control characters. Email and password: not blank and no NUL; any other oddity
-# is just a wrong credential (401).
-_NO_CONTROLS = r"[^\u0000-\u001f\u007f]*"
-_VISIBLE = r"[^\s\u0000-\u001f\u007f]"
+# Patterns mirror the server's rules (campaign_input, the token endpoint, text_input). A name:
+# no C0/C1 control or bidi control characters and at least one visible character (a bare `\S`
+# would let a control or a zero-width space stand in for it). A description may hold tabs and
+# line breaks but no other control characters. Email and password: not blank and no NUL; any
+# other oddity is just a wrong credential (401).
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+_NO_CONTROLS = r"[^\u0000-\u001f\u007f-\u009f" + _BIDI + "]*"
+_VISIBLE = "[^" + NOT_VISIBLE_CLASS + "]"
 NAME_PATTERN = "^" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + "$"
 TOKEN_NAME_PATTERN = "^(|" + _NO_CONTROLS + _VISIBLE + _NO_CONTROLS + ")$"
-DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+DESCRIPTION_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f" + _BIDI + "]*$"
 CREDENTIAL_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 # What campaign_json's `counts` holds: one per content table, plus the campaign's own images.
 COUNT_NAMES = (*CONTENT_TABLES, "images")
@@ -53,6 +55,13 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
 
 WWW_AUTHENTICATE = {
     "WWW-Authenticate": {
@@ -78,6 +87,11 @@ def _common_errors(max_body: int) -> dict[str, dict[str, Any]]:
         "Forbidden": _error("The token is valid but its user is neither gamemaster nor admin."),
         "PayloadTooLarge": _error(f"The body is larger than {max_body} bytes."),
         "UnsupportedMediaType": _error("The body is not declared as `application/json`."),
+        "TooManySignIns": _error(
+            "Too many failed sign-ins for this account or from this address "
+            "(docs/security.md); try again after `Retry-After` seconds.",
+            RETRY_AFTER,
+        ),
     }
 
 
@@ -255,7 +269,8 @@ def _schemas() -> dict[str, Any]:
         },
         "Health": {
             "type": "object",
-            "required": ["status", "checks"],
+            "description": "`checks` only for a signed-in admin or with HEALTH_TOKEN.",
+            "required": ["status"],
             "additionalProperties": False,
             "properties": {
                 "status": {"enum": ["ok", "degraded", "down"]},
@@ -277,7 +292,7 @@ def _paths() -> dict[str, Any]:
     def common(name: str) -> dict[str, str]:
         return {"$ref": f"#/components/responses/{name}"}
 
-    bearer = [{"bearerAuth": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearerAuth": []}]
     return {
         "/api/v2/openapi.json": {
             "get": {
@@ -304,6 +319,7 @@ def _paths() -> dict[str, Any]:
                     ),
                     "413": common("PayloadTooLarge"),
                     "415": common("UnsupportedMediaType"),
+                    "429": common("TooManySignIns"),
                 },
             },
             "delete": {
@@ -345,8 +361,15 @@ def _paths() -> dict[str, Any]:
                     "415": common("UnsupportedMediaType"),
                     "422": _error(
                         "The campaign is invalid: a field is missing, blank, too long, of the "
-                        "wrong type or holds control characters, a field is unknown, or the "
-                        'name is taken (`{"name": ["has already been taken"]}`).'
+                        "wrong type or holds control or bidirectional characters, a name is "
+                        "only invisible characters, a field is unknown, the name is taken "
+                        '(`{"name": ["has already been taken"]}`), or the user owns as many '
+                        "campaigns as one account may (CAMPAIGN_CAP_PER_USER)."
+                    ),
+                    "429": _error(
+                        "This gamemaster created more campaigns than CAMPAIGN_CREATE_LIMIT "
+                        "allows (30 an hour by default); try again after `Retry-After` seconds.",
+                        RETRY_AFTER,
                     ),
                     "503": _error("No master template exists, so nothing can be seeded."),
                 },
@@ -402,7 +425,7 @@ def _paths() -> dict[str, Any]:
         "/health": {
             "get": {
                 "operationId": "getHealth",
-                "summary": "Liveness and readiness",
+                "summary": "Liveness and readiness (details with HEALTH_TOKEN or as an admin)",
                 "security": [],
                 "responses": {
                     "200": _json("Up: `ok`, or `degraded` (Redis, workers, pool).", _ref("Health")),

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.models import ApiToken, User, utcnow
+from portal.services.infra.database import rowcount
 
 log = logging.getLogger("portal.tokens")
 # Log fields say `api_key_id`, not `token_id`: the JSON log formatter masks any field whose
@@ -108,7 +109,7 @@ def lookup_token(
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
-        touched = result.rowcount > 0
+        touched = rowcount(result) > 0
         if touched:
             # Keep an already-loaded ApiToken object honest without another SELECT.
             loaded = session.identity_map.get(session.identity_key(ApiToken, token_id))
@@ -155,6 +156,6 @@ def revoke_all(session: Session, user: User) -> int:
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session="fetch")
     )
-    count = result.rowcount or 0
+    count = rowcount(result) or 0
     log.info("token.revoked_all", extra={"user_id": str(user.id), "count": count})
     return count

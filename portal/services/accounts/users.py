@@ -3,7 +3,12 @@
 Emails are stored as the person typed them (people care how their address looks) but compared
 case-insensitively everywhere, matching the unique index on `lower(email)`. Passwords are only
 ever stored as werkzeug hashes. Functions flush but never commit: the caller owns the transaction,
-so a CLI command or request can create a user and its first token atomically.
+so a CLI command or request can create a user and its first token atomically. The one exception
+is `authenticate`, see there.
+
+`authenticate` is the one password check of the application: the portal's /login, the API's
+token endpoint and the Chi War clients' sign-in all call it, so every sign-in route gets the
+account lockout and the attempt log (docs/security.md).
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.models import User
+from portal.models import User, utcnow
+from portal.services.accounts.sessions import end_all_sign_ins
+from portal.services.infra.text_input import text_problems
 
 log = logging.getLogger("portal.users")
 
@@ -61,13 +71,15 @@ def validate_email(email: str) -> str:
 
 
 def validate_name(name: str) -> str:
+    # Checked as given: strip() would quietly drop a trailing C1 control such as U+0085.
+    problems = text_problems(name or "", visible=True)
     name = (name or "").strip()
     if not name:
         raise UserError("name is required", "name")
     if len(name) > NAME_MAX:
         raise UserError(f"name must be at most {NAME_MAX} characters", "name")
-    if any(ord(ch) < 32 for ch in name):
-        raise UserError("name must not contain control characters", "name")
+    if problems:
+        raise UserError(f"name {problems[0]}", "name")
     return name
 
 
@@ -90,9 +102,21 @@ def find_by_email(session: Session, email: str) -> User | None:
     return session.scalars(stmt).first()
 
 
-def set_password(user: User, password: str) -> None:
-    """Replace the user's password (validated, stored hashed)."""
+def set_password(session: Session, user: User, password: str) -> None:
+    """Replace the user's password (validated, stored hashed) and end every sign-in of the
+    user: whoever knew the old password may hold a session, cookie or token from it."""
     user.password_hash = generate_password_hash(validate_password(password))
+    session.flush()
+    end_all_sign_ins(session, user, "password_changed")
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Activate or deactivate a user; deactivating also ends every sign-in of the user."""
+    user.active = bool(active)
+    session.flush()
+    if not active:
+        end_all_sign_ins(session, user, "deactivated")
+    log.info("user.active_changed", extra={"user_id": str(user.id), "active": user.active})
 
 
 def create_user(
@@ -161,16 +185,117 @@ def _dummy_hash() -> str:
     return _DUMMY_HASH
 
 
-def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The active user with this email and password, or None. Never says why it failed."""
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """`threshold` consecutive failed sign-ins lock an account for `duration`; 0: never."""
+
+    threshold: int = 10
+    duration: timedelta = timedelta(minutes=15)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LockoutPolicy:
+        """From `Settings` (LOCKOUT_THRESHOLD, LOCKOUT_MINUTES)."""
+        return cls(settings.lockout_threshold, timedelta(minutes=settings.lockout_minutes))
+
+
+def is_locked(user: User) -> bool:
+    """Whether the account is locked out now."""
+    return user.locked_until is not None and user.locked_until > utcnow()
+
+
+def unlock(session: Session, user: User) -> None:
+    """Lift a lockout (an admin's action in the portal); the failure count starts over."""
+    user.locked_until = None
+    user.failed_sign_ins = 0
+    session.flush()
+    log.info("auth.account_unlocked", extra={"user_id": str(user.id)})
+
+
+def _attempt(outcome: str, email: str, via: str, remote_addr: str | None, **extra: Any) -> None:
+    """One log line per sign-in attempt. Never the password."""
+    fields = {"email": email[:320], "via": via, "remote_addr": remote_addr, **extra}
+    if outcome == "ok":
+        log.info("auth.sign_in", extra=fields)
+    else:
+        log.warning("auth.sign_in_failed", extra={**fields, "reason": outcome})
+
+
+def authenticate(
+    session: Session,
+    email: object,
+    password: object,
+    *,
+    policy: LockoutPolicy | None = None,
+    via: str = "portal",
+    remote_addr: str | None = None,
+) -> User | None:
+    """The active user with this email and password, or None. Never says why it failed (the
+    log does: unknown, wrong_password, locked, inactive).
+
+    Lockout: `policy.threshold` consecutive wrong passwords lock the account for
+    `policy.duration`; while locked even the right password is refused, and the refusals do not
+    extend the lock. A successful sign-in resets the count.
+
+    Commits: the failure count must outlive the caller's 401 (which rolls the request back),
+    and a sign-in is the first thing its request does, so nothing else is pending."""
     if not isinstance(email, str) or not isinstance(password, str):
         return None
+    policy = policy or LockoutPolicy()
+    shown = normalize_email(email)
     user = find_by_email(session, email) if len(email) <= EMAIL_MAX else None
     candidate = password[:PASSWORD_MAX]
     if user is None or not user.password_hash:
         check_password_hash(_dummy_hash(), candidate)
+        _attempt("unknown", shown, via, remote_addr)
         return None
     ok = check_password_hash(user.password_hash, candidate) and len(password) <= PASSWORD_MAX
-    if not ok or not user.active:
+    user_id = str(user.id)
+    if is_locked(user):
+        _attempt("locked", shown, via, remote_addr, user_id=user_id)
         return None
+    if not ok:
+        _record_failure(session, user, policy)
+        _attempt("wrong_password", shown, via, remote_addr, user_id=user_id)
+        return None
+    if not user.active:
+        _attempt("inactive", shown, via, remote_addr, user_id=user_id)
+        return None
+    if user.failed_sign_ins or user.locked_until is not None:
+        user.failed_sign_ins = 0
+        user.locked_until = None
+        session.commit()
+    _attempt("ok", shown, via, remote_addr, user_id=user_id)
     return user
+
+
+def _record_failure(session: Session, user: User, policy: LockoutPolicy) -> None:
+    """Count a wrong password (atomically: parallel attempts each count) and lock the account
+    when the count reaches the threshold; the count then starts over for after the lock."""
+    session.execute(
+        sa.update(User)
+        .where(User.id == user.id)
+        .values(failed_sign_ins=User.failed_sign_ins + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(user, ["failed_sign_ins"])
+    if policy.threshold and user.failed_sign_ins >= policy.threshold:
+        user.locked_until = utcnow() + policy.duration
+        user.failed_sign_ins = 0
+        log.warning(
+            "auth.account_locked",
+            extra={
+                "user_id": str(user.id),
+                "minutes": round(policy.duration.total_seconds() / 60),
+            },
+        )
+    session.commit()
+
+
+def list_users(session: Session, limit: int = 500) -> list[User]:
+    """Users for the portal's account list: locked accounts first, then by email."""
+    stmt = (
+        sa.select(User)
+        .order_by(User.locked_until.is_(None), sa.func.lower(User.email))
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

@@ -46,6 +46,7 @@ def parse_campaign_input(body: Any) -> CampaignInput:
         errors.setdefault(str(key)[:50], []).append("is not a known field")
 
     name = campaign.get("name")
+    clean_name = ""  # set when the name is valid; any problem raises below
     if name is None or (isinstance(name, str) and not name.strip()):
         errors.setdefault("name", []).append("can't be blank")
     elif not isinstance(name, str):
@@ -54,13 +55,13 @@ def parse_campaign_input(body: Any) -> CampaignInput:
         # Checked as sent, before trimming: strip() would quietly drop trailing controls
         # such as \x1f, and the length limit holds for the name as sent and as stored, so the
         # OpenAPI maxLength a client validates against is the rule applied here.
-        problems = text_problems(name)
+        problems = text_problems(name, visible=True)
         stored = unicodedata.normalize("NFC", name.strip())
         if max(len(name), len(stored)) > NAME_MAX:
             problems.insert(0, f"is too long (maximum is {NAME_MAX} characters)")
         if problems:
             errors.setdefault("name", []).extend(problems)
-        name = stored
+        clean_name = stored
 
     description = campaign.get("description")
     if description is not None:
@@ -76,4 +77,4 @@ def parse_campaign_input(body: Any) -> CampaignInput:
             description = description or None
     if errors:
         raise InvalidCampaignInput(errors)
-    return CampaignInput(name=name, description=description)
+    return CampaignInput(name=clean_name, description=description)

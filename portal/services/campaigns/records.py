@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from portal.models import (
     Campaign,
     Character,
+    ContentRow,
     Faction,
     ImageAttachment,
     Juncture,
@@ -21,7 +22,7 @@ from portal.models import (
 )
 
 # The content a campaign carries, by the name its count goes under.
-CONTENT_TABLES = {
+CONTENT_TABLES: dict[str, type[ContentRow]] = {
     "schticks": Schtick,
     "weapons": Weapon,
     "factions": Faction,
@@ -75,7 +76,9 @@ def content_count_columns(
     `with_images` the images attached to the campaign itself): select them on their own, or
     add them to another statement, such as the pool claim, to save a round trip."""
 
-    def count(model: type, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    def count(
+        model: type[ContentRow | ImageAttachment], *where: sa.ColumnElement[bool]
+    ) -> sa.ScalarSelect[int]:
         return sa.select(sa.func.count()).select_from(model).where(*where).scalar_subquery()
 
     columns = [

@@ -27,4 +27,5 @@ def init_image_store(app: Flask) -> None:
 
 
 def get_image_store(app: Flask | None = None) -> ImageStore:
-    return (app or current_app).extensions["image_store"]
+    store: ImageStore = (app or current_app).extensions["image_store"]
+    return store

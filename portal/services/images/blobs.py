@@ -222,7 +222,7 @@ def _delete_unused_rows(
             .returning(ImageBlob.id, ImageBlob.key, ImageBlob.service_name, ImageBlob.meta)
             .execution_options(synchronize_session=False)
         )
-        deleted.extend(tuple(row) for row in session.execute(stmt))  # type: ignore[misc]
+        deleted.extend(tuple(row) for row in session.execute(stmt))
     return deleted
 
 

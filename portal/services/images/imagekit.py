@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -28,6 +28,7 @@ from imagekitio import (
     ImageKitError,
     NotFoundError,
 )
+from imagekitio.types.shared_params import Transformation
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from portal.logs import safe_log_extra
@@ -278,11 +279,14 @@ class ImageKitStore:
 
         self._call("delete", delete, ctx)
 
-    def url(self, meta: dict[str, Any], transformation: list[dict[str, Any]] | None = None) -> str:
+    def url(
+        self, meta: dict[str, Any], transformation: Sequence[Transformation] | None = None
+    ) -> str:
         """The delivery URL, built locally by the SDK (no request)."""
         src = meta.get("filePath")
         if not src:
-            return meta["url"]
+            url: str = meta["url"]
+            return url
         return self.client.helper.build_url(
             url_endpoint=self.url_endpoint, src=src, transformation=transformation or []
         )

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # URL transformations are written in ImageKit's terms by either store
+    from imagekitio.types.shared_params import Transformation
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,250}$")
 
@@ -39,7 +43,9 @@ class ImageStore(Protocol):
     def delete(self, meta: dict[str, Any], *, context: dict[str, Any]) -> None:
         """Delete a stored file; deleting one that is already gone is not an error."""
 
-    def url(self, meta: dict[str, Any], transformation: list[dict[str, Any]] | None = None) -> str:
+    def url(
+        self, meta: dict[str, Any], transformation: Sequence[Transformation] | None = None
+    ) -> str:
         """The public URL of a stored file, optionally transformed."""
 
 
@@ -83,5 +89,8 @@ class LocalImageStore:
     def delete(self, meta: dict[str, Any], *, context: dict[str, Any]) -> None:
         self._path(meta["fileId"]).unlink(missing_ok=True)
 
-    def url(self, meta: dict[str, Any], transformation: list[dict[str, Any]] | None = None) -> str:
-        return meta["url"]
+    def url(
+        self, meta: dict[str, Any], transformation: Sequence[Transformation] | None = None
+    ) -> str:
+        url: str = meta["url"]
+        return url

@@ -4,14 +4,46 @@ database that is unreachable for now from a statement that failed."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlalchemy.orm import scoped_session
 
 log = logging.getLogger("portal.database")
+
+
+def prepare_sqlite_file(database_url: str, instance_path: Path) -> None:
+    """Before SQLite first opens its file: create the instance folder (0700) when the file lives
+    in it, and create the file itself readable by its owner only (0600), since it holds password
+    and token hashes. SQLite gives its -wal and -shm files the mode of the database file. An
+    existing file is left alone; a folder that cannot be made is left for the start-up to report
+    (`flask serve` says in one line that it cannot open DATABASE_URL)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    if url.database.startswith("file:"):
+        return
+    path = Path(url.database).resolve()
+    if path.exists():
+        return
+    from portal.config import ensure_instance_folder
+
+    try:
+        if path.parent == instance_path.resolve():
+            ensure_instance_folder(instance_path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        log.warning(
+            "database.sqlite_file_not_created", extra={"path": str(path), "error": str(exc)}
+        )
+        return
+    os.close(fd)
 
 
 def install_sqlite_pragmas(engine: Engine) -> None:
@@ -28,6 +60,16 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched.
+
+    `Session.execute` is typed to return a `Result`, which has no row count; for those
+    statements it returns a `CursorResult`, which does."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(result).__name__} has no row count: not an INSERT/UPDATE/DELETE")
+    return result.rowcount
 
 
 # SQLSTATE classes that mean "the server cannot serve you right now", not "your statement is
@@ -52,12 +94,12 @@ def database_unavailable(exc: BaseException) -> bool:
         return False
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate:
+    if isinstance(sqlstate, str) and sqlstate:
         return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
     return type(orig).__module__.startswith("psycopg")
 
 
-def close_request_session(session: scoped_session) -> None:
+def close_request_session(session: scoped_session[Any]) -> None:
     """End a request's session even when the database went away under it.
 
     Closing rolls back the open transaction; when the server has just crashed or restarted, that

@@ -59,7 +59,8 @@ def init_queue(app: Flask) -> None:
 
 def get_redis(app: Flask | None = None) -> redis.Redis:
     """The app's Redis connection (shared by RQ, locks and the Socket.IO message queue)."""
-    return (app or current_app).extensions["redis"]
+    client: redis.Redis = (app or current_app).extensions["redis"]
+    return client
 
 
 def get_queue(name: str = "default", app: Flask | None = None) -> Queue:

@@ -10,7 +10,7 @@ of the last notified one is recorded but not sent, so a flapping pool cannot flo
 
 Delivery never raises: a dead SMTP server or webhook is logged (without the webhook URL, which
 is a secret) and recorded on the alert row, and the monitor carries on. The portal reads the
-same rows to show alerts.
+same rows to show alerts (`active_alerts`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import PoolEvent, utcnow
+from portal.services.pool.events import PoolEventKind, record_pool_event
 
 log = logging.getLogger("portal.alerts")
 
 SEND_TIMEOUT_S = 10.0
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 SUBJECT_PREFIX = "[Campaign Pool]"
+# What the dashboard shows: an incident is active until its latest row says it is over.
+ALERT_CLEARED_STATES = frozenset({"resolved", "ok", "cleared", "closed"})
+ALERT_SCAN_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,10 @@ def _incident_rows(session: Session, incident: str, limit: int) -> list[PoolEven
     """The latest alert rows of one incident key, newest first."""
     stmt = (
         sa.select(PoolEvent)
-        .where(PoolEvent.kind == "alert", PoolEvent.detail["incident"].as_string() == incident)
+        .where(
+            PoolEvent.kind == PoolEventKind.ALERT,
+            PoolEvent.detail["incident"].as_string() == incident,
+        )
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(limit)
     )
@@ -262,7 +269,7 @@ def reconcile(
 ) -> list[Transition]:
     """Open, escalate or resolve incidents to match `conditions`; notify once per change.
 
-    Adds the alert rows to the session and flushes; the caller commits. Callers must
+    Inserts the alert rows (`record_pool_event`); the caller commits. Callers must
     serialize runs (the monitor holds a lock) so two processes cannot open one incident twice.
     """
     now = now or utcnow()
@@ -305,7 +312,6 @@ def reconcile(
             transitions.append(
                 _record(session, notifier, condition, "resolved", "info", detail, now)
             )
-    session.flush()
     return transitions
 
 
@@ -328,43 +334,71 @@ def _record(
         body=_body(condition, state, detail),
     )
     delivery = {} if detail["suppressed"] else notifier.send(message)
-    session.add(
-        PoolEvent(
-            kind="alert",
-            pool_type=condition.pool_type,
-            detail={
-                "incident": condition.incident,
-                "state": state,
-                "severity": severity,
-                "title": title,
-                "message": text,
-                "delivery": delivery,
-                "data": condition.data,
-                **detail,
-            },
-            created_at=now,
-        )
-    )
-    log.warning(
-        "alert.incident",
-        extra={
+    record_pool_event(
+        session,
+        PoolEventKind.ALERT,
+        pool_type=condition.pool_type,
+        detail={
             "incident": condition.incident,
-            "state": message.state,
+            "state": state,
             "severity": severity,
-            "suppressed": detail["suppressed"],
+            "title": title,
+            "message": text,
             "delivery": delivery,
+            "data": condition.data,
+            **detail,
         },
+        created_at=now,
     )
     return Transition(
         condition.incident, message.state, severity, detail["suppressed"], delivery, text
     )
 
 
+def active_alerts(session: Session, limit: int = ALERT_SCAN_LIMIT) -> list[dict[str, Any]]:
+    """The dashboard's alerts: incidents whose latest `alert` event is not a resolution,
+    newest first, in the few fields a card shows.
+
+    Unlike `open_incidents` (the monitor's own bookkeeping, state "open" only) any state but
+    a clearing one counts as active, and a row without an incident key is its own incident:
+    the dashboard must show an alert rather than hide a row it does not understand.
+    Reads the latest `limit` alert rows through the (kind, created_at) index; alert rows are a
+    handful per incident, so that covers every incident that could still be open."""
+    rows = session.execute(
+        sa.select(PoolEvent.id, PoolEvent.pool_type, PoolEvent.detail, PoolEvent.created_at)
+        .where(PoolEvent.kind == PoolEventKind.ALERT)
+        .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
+        .limit(limit)
+    ).all()
+    seen: set[str] = set()
+    active: list[dict[str, Any]] = []
+    for row in rows:
+        detail = row.detail if isinstance(row.detail, dict) else {}
+        incident = str(detail.get("incident") or f"event-{row.id}")
+        if incident in seen:
+            continue
+        seen.add(incident)
+        state = str(detail.get("state") or "firing")
+        if state.lower() in ALERT_CLEARED_STATES:
+            continue
+        active.append(
+            {
+                "incident": incident,
+                "state": state,
+                "pool_type": row.pool_type,
+                "title": str(detail.get("title") or incident),
+                "message": str(detail.get("message") or detail.get("summary") or ""),
+                "since": row.created_at.isoformat(),
+            }
+        )
+    return active
+
+
 def open_incidents(session: Session, scan: int = 500) -> list[dict[str, Any]]:
     """Incidents whose latest row is "open", newest first: what the portal shows as alerts."""
     rows = session.scalars(
         sa.select(PoolEvent)
-        .where(PoolEvent.kind == "alert")
+        .where(PoolEvent.kind == PoolEventKind.ALERT)
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(scan)
     )

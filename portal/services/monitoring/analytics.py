@@ -11,6 +11,7 @@ with a long history; the recommendation reuses the demand model that sizes the p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import Campaign, ImageAttachment, ImageBlob, PoolEvent, utcnow
+from portal.services.infra.percentiles import percentile_rows
 from portal.services.infra.sql_time import day_of_week, hour_of_day
-from portal.services.monitoring.dashboard import percentile_rows
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.demand import demand_events, estimate_demand, lead_time, poisson_quantile
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 
 PERIODS_DAYS = (7, 28, 90)
 DEFAULT_PERIOD_DAYS = 28
@@ -63,15 +65,17 @@ def _claims_by(
     """Pool hits and fallbacks per value 0..size-1 of `key` (hour of day, weekday ...), and the
     master pool's demand (its hits + fallbacks: what the demand model counts)."""
     hits, fallbacks, master = [0] * size, [0] * size, [0] * size
-    for value, kind, pool_type, count in session.execute(
+    # The key is NULL for a timestamp the database cannot read (SQLite's strftime).
+    rows: Iterable[sa.Row[int | None, str, str | None, int]] = session.execute(
         sa.select(key.label("k"), PoolEvent.kind, PoolEvent.pool_type, sa.func.count())
-        .where(PoolEvent.kind.in_(("assigned", "fallback")), PoolEvent.created_at >= since)
+        .where(PoolEvent.kind.in_(CLAIM_KINDS), PoolEvent.created_at >= since)
         .group_by("k", PoolEvent.kind, PoolEvent.pool_type)
-    ):
+    )
+    for value, kind, pool_type, count in rows:
         if value is None or not 0 <= int(value) < size:
             continue
-        (hits if kind == "assigned" else fallbacks)[int(value)] += count
-        if kind == "fallback" or pool_type == "master":
+        (hits if kind == PoolEventKind.ASSIGNED else fallbacks)[int(value)] += count
+        if kind == PoolEventKind.FALLBACK or pool_type == "master":
             master[int(value)] += count
     return {"pool_hits": hits, "fallbacks": fallbacks, "master_demand": master}
 
@@ -94,13 +98,13 @@ def hit_rate(session: Session, since: datetime) -> dict[str, Any]:
         (kind, pool_type): count
         for kind, pool_type, count in session.execute(
             sa.select(PoolEvent.kind, PoolEvent.pool_type, sa.func.count())
-            .where(PoolEvent.kind.in_(("assigned", "fallback")), PoolEvent.created_at >= since)
+            .where(PoolEvent.kind.in_(CLAIM_KINDS), PoolEvent.created_at >= since)
             .group_by(PoolEvent.kind, PoolEvent.pool_type)
         )
     }
-    master = counts.get(("assigned", "master"), 0)
-    user = counts.get(("assigned", "user"), 0)
-    fallbacks = sum(n for (kind, _), n in counts.items() if kind == "fallback")
+    master = counts.get((PoolEventKind.ASSIGNED, "master"), 0)
+    user = counts.get((PoolEventKind.ASSIGNED, "user"), 0)
+    fallbacks = sum(n for (kind, _), n in counts.items() if kind == PoolEventKind.FALLBACK)
     total = master + user + fallbacks
     return {
         "total": total,
@@ -116,7 +120,11 @@ def time_in_pool(session: Session, since: datetime) -> dict[str, Any]:
     age = PoolEvent.detail["pool_age_s"].as_float()
     conditions = [(age < upper, index) for index, (_, upper) in enumerate(TIME_IN_POOL_BINS[:-1])]
     bin_of = sa.case(*conditions, else_=len(TIME_IN_POOL_BINS) - 1).label("bin")
-    assigned = (PoolEvent.kind == "assigned", PoolEvent.created_at >= since, age.is_not(None))
+    assigned = (
+        PoolEvent.kind == PoolEventKind.ASSIGNED,
+        PoolEvent.created_at >= since,
+        age.is_not(None),
+    )
     counts = [0] * len(TIME_IN_POOL_BINS)
     for index, count in session.execute(
         sa.select(bin_of, sa.func.count()).where(*assigned).group_by("bin")

@@ -10,17 +10,21 @@ worker and pool parts, which cost a few queries, are cached in the process for a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import text
 
+from portal.appcontext import current_flask_app, db_session
 from portal.extensions import db
 from portal.services.infra.queue import get_redis
+
+log = logging.getLogger("portal.health")
 
 CACHE_SECONDS = 1.0
 REDIS_TIMEOUT_S = 0.5
@@ -28,12 +32,22 @@ REDIS_TIMEOUT_S = 0.5
 _cache_lock = threading.Lock()
 
 
-def _timed(check: Callable[[], Any]) -> dict[str, Any]:
+def _failure(name: str, exc: Exception, message: str) -> dict[str, Any]:
+    """A failed check as reported: a fixed message only. The exception's text names hosts,
+    ports and driver details, so it goes to the log, never into the answer (docs/security.md)."""
+    log.warning(
+        "health.check_failed",
+        extra={"check": name, "error": f"{type(exc).__name__}: {exc}"[:300]},
+    )
+    return {"ok": False, "error": message}
+
+
+def _timed(name: str, check: Callable[[], Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         check()
     except Exception as exc:  # a health check reports failures, it does not raise them
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return _failure(name, exc, f"{name} unreachable")
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
@@ -69,7 +83,8 @@ def _workers_check(app: Flask) -> dict[str, Any]:
     try:
         seen = workers_seen(health_redis(app))
     except Exception as exc:
-        return {"ok": not required, "required": required, "error": f"{type(exc).__name__}: {exc}"}
+        failure = _failure("workers", exc, "worker registry unreadable")
+        return {**failure, "ok": not required, "required": required}
     return {
         "ok": seen["count"] > 0 or not required,
         "required": required,
@@ -87,24 +102,24 @@ def _pool_check(app: Flask) -> dict[str, Any]:
     from portal.services.pool.config import load_pool_config
     from portal.services.pool.switches import switch_states
 
-    session = db.session
+    session = db_session()
     try:
         template = find_master_template(session)
         if template is None or template.template_version is None:
             return {"ok": True, "template": False}
         config = load_pool_config(session, app.config["SETTINGS"])
         switches = switch_states(session, app.config["SETTINGS"], config)
-        ready = session.scalar(
+        ready = session.execute(
             sa.select(sa.func.count()).where(
                 Campaign.is_pool.is_(True),
                 Campaign.pool_type == "master",
                 Campaign.pool_status == "ready",
                 Campaign.template_version == template.template_version,
             )
-        )
+        ).scalar_one()
     except Exception as exc:
         session.rollback()
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return _failure("pool", exc, "pool state unreadable")
     session.rollback()  # end the read transaction; nothing was written
     target = config.target_for("master")
     # Switched off on purpose is not a fault: reported, never degrading (docs/operations.md).
@@ -139,15 +154,15 @@ def clear_health_cache(app: Flask) -> None:
 
 def check_health(app: Flask | None = None) -> dict[str, Any]:
     """`{"status": "ok" | "degraded" | "down", "checks": {...}}`; down only without database."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app or current_flask_app()
 
     def ping_db() -> None:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
     checks: dict[str, dict[str, Any]] = {
-        "database": _timed(ping_db),
-        "redis": _timed(lambda: health_redis(app).ping()),
+        "database": _timed("database", ping_db),
+        "redis": _timed("redis", lambda: health_redis(app).ping()),
     }
     if checks["redis"]["ok"]:
         checks["workers"] = _cached(app, "workers", lambda: _workers_check(app))

@@ -11,7 +11,9 @@ Three places change the pool, and each reaches the browsers differently:
 * without REDIS_URL there is only one process, so the app's server is the only way anyway.
 
 Publishing is best effort: a dashboard that misses one update gets the next one, so a failure
-is logged and never raised into the job or request that changed the pool.
+is logged and never raised into the job or request that changed the pool. What is published is
+the caller's: this module carries a payload and knows nothing of what is in it (the pool
+payload is built in `monitoring.payload`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ import logging
 import threading
 from typing import Any
 
-import redis
 from flask import Flask, has_request_context
-from sqlalchemy.orm import Session
 
 from portal.config import Settings
 
@@ -36,16 +36,6 @@ EMIT_TIMEOUT_S = 2.0
 
 _emitters: dict[str, Any] = {}
 _emitters_lock = threading.Lock()
-
-
-def pool_payload(
-    session: Session, settings: Settings, redis_client: redis.Redis | None = None
-) -> dict[str, Any]:
-    """The `/admin/api/pool` payload that `pool_update` carries: the pool status plus the
-    dashboard's ops block (`portal_metrics.admin_pool_payload`)."""
-    from portal.services.monitoring.dashboard import admin_pool_payload
-
-    return admin_pool_payload(session, settings, redis_client)
 
 
 def _queue_emitter(redis_url: str) -> Any:
@@ -105,6 +95,7 @@ def publish_pool_update(target: Flask | Settings, payload: dict[str, Any]) -> bo
             target.extensions["socketio"].emit(EVENT, payload, namespace=NAMESPACE)
         elif route == "queue":
             settings = target if isinstance(target, Settings) else target.config["SETTINGS"]
+            assert settings.redis_url is not None  # route_for picks the queue only with one
             _queue_emitter(settings.redis_url).emit(EVENT, payload, namespace=NAMESPACE)
         else:
             return False

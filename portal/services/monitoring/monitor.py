@@ -40,6 +40,7 @@ from portal.services.monitoring.alerts import AlertNotifier, Condition, reconcil
 from portal.services.pool.cleanup import reap_after, reap_stuck_builds
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.demand import effective_target
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.replenish import build_timeout, gamemasters_needing_pools, pool_level
 from portal.services.pool.rollout import advance_rollout
 from portal.services.pool.status import pool_status
@@ -112,7 +113,7 @@ def _workers_recently_seen(session: Session, since: datetime) -> bool:
     """Did any earlier pass since `since` see a worker? (From the snapshots it recorded.)"""
     details = session.scalars(
         sa.select(PoolEvent.detail)
-        .where(PoolEvent.kind == "snapshot", PoolEvent.created_at >= since)
+        .where(PoolEvent.kind == PoolEventKind.SNAPSHOT, PoolEvent.created_at >= since)
         .order_by(PoolEvent.created_at.desc())
         .limit(20)
     )
@@ -122,7 +123,7 @@ def _workers_recently_seen(session: Session, since: datetime) -> bool:
 def _last_build_error(session: Session) -> str | None:
     detail = session.scalar(
         sa.select(PoolEvent.detail)
-        .where(PoolEvent.kind == "replenish_failed", PoolEvent.pool_type == "master")
+        .where(PoolEvent.kind == PoolEventKind.REPLENISH_FAILED, PoolEvent.pool_type == "master")
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(1)
     )
@@ -292,12 +293,13 @@ def _pass(
     check_workers: bool,
     enqueue_refills: bool,
 ) -> None:
+    # Read once: everything below sizes, judges and reports the pools by the same settings.
+    config = load_pool_config(session, settings)
     reaped = reap_stuck_builds(session, now=now, older_than=reap_after(settings))
     report.reaped = [str(i) for i in reaped]
     change = bump_if_edited(session)
     report.template_change = change.as_dict() if change else None
-    status = pool_status(session, settings)
-    config = load_pool_config(session, settings)
+    status = pool_status(session, settings, config=config)
     master, user = status["pools"]["master"], status["pools"]["user"]
     report.master = {k: master[k] for k in ("ready", "building", "failed", "stale", "target")}
     report.master["low_watermark"] = master["low_watermark"]
@@ -326,18 +328,17 @@ def _pass(
         seen_lately = _workers_recently_seen(session, now - WORKERS_MISSING_GRACE)
         conditions.append(workers_condition(report.workers, error, seen_lately))
 
-    session.add(
-        PoolEvent(
-            kind="snapshot",
-            pool_type="master",
-            detail={
-                "template_version": version,
-                "master": report.master,
-                "user": report.user,
-                "workers": (report.workers or {}).get("count"),
-            },
-            created_at=now,
-        )
+    record_pool_event(
+        session,
+        PoolEventKind.SNAPSHOT,
+        pool_type="master",
+        detail={
+            "template_version": version,
+            "master": report.master,
+            "user": report.user,
+            "workers": (report.workers or {}).get("count"),
+        },
+        created_at=now,
     )
     session.commit()
     transitions = reconcile(session, conditions, notifier, now=now, cooldown=cooldown)

@@ -9,7 +9,6 @@ touched it last and what came of it.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +21,9 @@ from portal.models import PoolEvent, PoolSetting, User
 from portal.services.campaigns.records import find_master_template
 from portal.services.infra.queue import enqueue_replenish
 from portal.services.pool.config import PoolConfigError, set_pool_setting, set_pool_settings
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.rollout import retire_old_versions
 from portal.services.pool.switches import set_switch, switch_states
-
-log = logging.getLogger("portal.admin_actions")
 
 ACTIONS = (
     "replenish",
@@ -53,9 +51,10 @@ class ActionResult:
 
 
 def record_action(session: Session, admin: User, outcome: ActionResult) -> PoolEvent:
-    """Add the `action` pool event for `outcome` and commit it."""
-    event = PoolEvent(
-        kind="action",
+    """Record the `action` pool event for `outcome` and commit it."""
+    event = record_pool_event(
+        session,
+        PoolEventKind.ACTION,
         user_id=admin.id,
         pool_type=outcome.result.get("pool_type"),
         detail={
@@ -67,17 +66,7 @@ def record_action(session: Session, admin: User, outcome: ActionResult) -> PoolE
             "result": outcome.result,
         },
     )
-    session.add(event)
     session.commit()
-    log.info(
-        "admin.action",
-        extra={
-            "admin": admin.email,
-            "action": outcome.action,
-            "ok": outcome.ok,
-            "result": outcome.result,
-        },
-    )
     return event
 
 

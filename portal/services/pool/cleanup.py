@@ -42,7 +42,9 @@ from portal.models import (
 from portal.models import utcnow as _utcnow
 from portal.services.images.blobs import detach_images, purge_unused_blobs
 from portal.services.images.store import ImageStore
+from portal.services.infra.database import rowcount
 from portal.services.infra.queue import enqueue_replenish
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.replenish import build_timeout
 
 log = logging.getLogger("portal.cleanup")
@@ -139,24 +141,14 @@ def reap_stuck_builds(
         }
         if first.pool_build_id is not None:
             detail.update(build_id=str(build_id), campaign_ids=[str(m.id) for m in members])
-        session.add(
-            PoolEvent(
-                kind="replenish_failed",
-                campaign_id=first.id,
-                user_id=first.user_id if first.pool_type == "user" else None,
-                pool_type=first.pool_type,
-                detail=detail,
-                created_at=now,
-            )
-        )
-        log.warning(
-            "pool.build.reaped",
-            extra={
-                "campaign_id": str(first.id),
-                "campaigns": len(members),
-                "pool_type": first.pool_type,
-                "stuck_s": stuck_s,
-            },
+        record_pool_event(
+            session,
+            PoolEventKind.REPLENISH_FAILED,
+            campaign_id=first.id,
+            user_id=first.user_id if first.pool_type == "user" else None,
+            pool_type=first.pool_type,
+            detail=detail,
+            created_at=now,
         )
     session.commit()
     return [row.id for row in rows]
@@ -189,13 +181,13 @@ def delete_pool_campaign(
         .values(pool_status="retired", updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if locked.rowcount != 1:
+    if rowcount(locked) != 1:
         return None
     counts = {"attachments": 0, "positions": 0, "rows": 0}
     blob_ids: set[uuid.UUID] = set()
     for record_type, model in RECORD_TYPES.items():
-        id_column = model.id if model is Campaign else model.campaign_id  # type: ignore[attr-defined]
-        ids = list(session.scalars(sa.select(model.id).where(id_column == campaign_id)))  # type: ignore[attr-defined]
+        id_column = model.id if issubclass(model, Campaign) else model.campaign_id
+        ids = list(session.scalars(sa.select(model.id).where(id_column == campaign_id)))
         if not ids:
             continue
         if model is not Campaign:
@@ -212,12 +204,12 @@ def delete_pool_campaign(
             .where(
                 ImagePosition.positionable_type == record_type,
                 ImagePosition.positionable_id.in_(
-                    sa.select(model.id).where(id_column == campaign_id)  # type: ignore[attr-defined]
+                    sa.select(model.id).where(id_column == campaign_id)
                 ),
             )
             .execution_options(synchronize_session=False)
         )
-        counts["positions"] += positions.rowcount or 0
+        counts["positions"] += rowcount(positions) or 0
     session.execute(
         sa.delete(Campaign)
         .where(Campaign.id == campaign_id)
@@ -283,15 +275,14 @@ def cleanup_pool(
             continue
         counts, blob_ids = outcome
         reason = "abandoned" if candidate.pool_status == "ready" else candidate.pool_status
-        session.add(
-            PoolEvent(
-                kind="cleaned",
-                campaign_id=candidate.id,
-                user_id=candidate.user_id if candidate.pool_type == "user" else None,
-                pool_type=candidate.pool_type,
-                detail={"reason": reason, **counts},
-                created_at=now,
-            )
+        record_pool_event(
+            session,
+            PoolEventKind.CLEANED,
+            campaign_id=candidate.id,
+            user_id=candidate.user_id if candidate.pool_type == "user" else None,
+            pool_type=candidate.pool_type,
+            detail={"reason": reason, **counts},
+            created_at=now,
         )
         session.commit()
         freed |= blob_ids
@@ -302,19 +293,22 @@ def cleanup_pool(
         report.attachments_deleted += counts["attachments"]
         report.positions_deleted += counts["positions"]
         report.rows_deleted += counts["rows"]
-    for blob_ids in (freed, _orphan_blob_ids(session, now - ORPHAN_GRACE, 5000)):
-        if not blob_ids:
+    for unused in (freed, _orphan_blob_ids(session, now - ORPHAN_GRACE, 5000)):
+        if not unused:
             continue
-        purged = purge_unused_blobs(session, store, blob_ids)
+        purged = purge_unused_blobs(session, store, unused)
         report.blobs_deleted += purged["blobs_deleted"]
         report.files_deleted += purged["files_deleted"]
         report.file_errors += purged["file_errors"]
     pruned = session.execute(
         sa.delete(PoolEvent)
-        .where(PoolEvent.kind == "snapshot", PoolEvent.created_at < now - SNAPSHOT_RETENTION)
+        .where(
+            PoolEvent.kind == PoolEventKind.SNAPSHOT,
+            PoolEvent.created_at < now - SNAPSHOT_RETENTION,
+        )
         .execution_options(synchronize_session=False)
     )
-    report.snapshots_pruned = pruned.rowcount or 0
+    report.snapshots_pruned = rowcount(pruned) or 0
     session.commit()
     if removed_ready and redis_client is not None:
         report.refill_job = enqueue_replenish(redis_client, "all")

@@ -8,22 +8,17 @@ and the outcome is recorded in `pool_events` for the hit-rate metrics.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 import redis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.config import Settings
-from portal.models import (
-    Campaign,
-    PoolEvent,
-    User,
-)
+from portal.models import Campaign, User
 from portal.services.campaigns.records import (
     CampaignError,
     content_counts,
@@ -31,12 +26,11 @@ from portal.services.campaigns.records import (
     find_master_template,
 )
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
-from portal.services.pool.claim import CampaignPoolService, NameTakenError
+from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
 from portal.services.pool.config import load_pool_config
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.switches import assignment_on
 from portal.services.seeding.batch import CampaignBatchSeeder
-
-log = logging.getLogger("portal.campaigns")
 
 
 class NoTemplateError(CampaignError):
@@ -50,7 +44,7 @@ class CreatedCampaign:
     pending: bool  # True while an async seeding job has not filled it yet
     # Set when the pool served it: the campaign's fields and counts as the claim returned
     # them, so the response needs no second read (see `created_campaign_json`).
-    snapshot: Any = None
+    snapshot: ClaimedCampaign | None = None
     counts: dict[str, int] | None = None
 
 
@@ -105,27 +99,15 @@ def create_campaign(
     # slow path only, after the work.
     config = load_pool_config(session, settings)
     reason = "pool_empty" if assignment_on(session, settings, config) else "assignment_off"
-    session.add(
-        PoolEvent(
-            kind="fallback",
-            campaign_id=campaign_id,
-            user_id=user_id,
-            pool_type=None,
-            duration_ms=duration_ms,
-            detail={"mode": "async" if pending else "sync", "reason": reason},
-        )
+    record_pool_event(
+        session,
+        PoolEventKind.FALLBACK,
+        campaign_id=campaign_id,
+        user_id=user_id,
+        duration_ms=duration_ms,
+        detail={"mode": "async" if pending else "sync", "reason": reason},
     )
     session.commit()
-    log.info(
-        "campaign.created_by_fallback",
-        extra={
-            "campaign_id": str(campaign_id),
-            "user_id": str(user_id),
-            "mode": "async" if pending else "sync",
-            "reason": reason,
-            "duration_ms": duration_ms,
-        },
-    )
     enqueue_replenish(redis_client, "master")
     if gamemaster and config.user_target > 0:  # no user pools: a refill job would find nothing
         enqueue_replenish(redis_client, "user", user_id)
@@ -144,22 +126,22 @@ def created_campaign_json(session: Session, created: CreatedCampaign) -> dict[st
     served it, else read back from the database."""
     if created.snapshot is not None:
         return campaign_json(session, created.snapshot, created.source, counts=created.counts)
-    campaign = session.get(Campaign, created.campaign_id)
+    campaign = session.get_one(Campaign, created.campaign_id)
     return campaign_json(session, campaign, created.source, created.pending)
 
 
 def campaign_json(
     session: Session,
-    campaign: Any,
+    campaign: Campaign | ClaimedCampaign,
     source: str | None = None,
     pending: bool = False,
     counts: dict[str, int] | None = None,
 ) -> dict[str, object]:
-    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or
-    anything with its attributes (a claim's row); `counts` are queried unless given."""
+    """The API representation of a campaign (docs/api.md): `campaign` is a Campaign or the
+    pool claim's snapshot of one; `counts` are queried unless given."""
 
-    def iso(value: object) -> str | None:
-        return value.isoformat() if value is not None else None  # type: ignore[union-attr]
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
 
     body: dict[str, object] = {
         "id": str(campaign.id),

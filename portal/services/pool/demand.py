@@ -31,6 +31,7 @@ import functools
 import math
 import operator
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from portal.config import Settings
 from portal.models import PoolEvent, utcnow
 from portal.services.infra.sql_time import epoch_bucket
 from portal.services.pool.config import PoolConfig, load_pool_config
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 
 BURST_HALF_LIFE_RATIO = 5
 BUCKET_S = 30
@@ -58,8 +60,8 @@ def demand_events() -> sa.ColumnElement[bool]:
     Written as `kind IN (...)` first so both databases look the rows up through the
     (kind, created_at) index even before statistics exist (a fresh SQLite file has none)."""
     return sa.and_(
-        PoolEvent.kind.in_(("assigned", "fallback")),
-        sa.or_(PoolEvent.kind == "fallback", PoolEvent.pool_type == "master"),
+        PoolEvent.kind.in_(CLAIM_KINDS),
+        sa.or_(PoolEvent.kind == PoolEventKind.FALLBACK, PoolEvent.pool_type == "master"),
     )
 
 
@@ -141,14 +143,15 @@ def lead_time(session: Session, now: datetime, since: datetime) -> tuple[float, 
     next_ready = (
         sa.select(sa.func.min(build.created_at))
         .where(
-            build.kind == "replenished",
+            build.kind == PoolEventKind.REPLENISHED,
             build.pool_type == "master",
             build.created_at >= PoolEvent.created_at,
             build.created_at <= now,
         )
         .scalar_subquery()
     )
-    rows = session.execute(
+    # The next build may not have happened yet: MIN over no rows is NULL.
+    rows: Sequence[sa.Row[datetime, datetime | None]] = session.execute(
         sa.select(PoolEvent.created_at, next_ready)
         .where(demand_events(), PoolEvent.created_at >= since, PoolEvent.created_at <= now)
         .order_by(PoolEvent.created_at.desc())

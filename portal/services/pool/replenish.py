@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.models.base import table_of
 from portal.services.campaigns.records import find_master_template
 from portal.services.infra.queue import (
     REFILL_JOB_TIMEOUT_S,
@@ -47,6 +48,7 @@ from portal.services.infra.queue import (
 )
 from portal.services.pool.config import PoolConfig, load_pool_config
 from portal.services.pool.demand import effective_target
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.rollout import (
     ADMISSION_LOCK_KEY,
     BuildSuperseded,
@@ -177,7 +179,7 @@ def pool_halted(
     if consecutive_failures(session, pool_type, user_id) < failure_budget:
         return False
     stmt = sa.select(sa.func.max(PoolEvent.created_at)).where(
-        PoolEvent.pool_type == pool_type, PoolEvent.kind == "replenish_failed"
+        PoolEvent.pool_type == pool_type, PoolEvent.kind == PoolEventKind.REPLENISH_FAILED
     )
     if pool_type == "user":
         stmt = stmt.where(PoolEvent.user_id == user_id)
@@ -191,7 +193,7 @@ def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | 
         sa.select(PoolEvent.kind)
         .where(
             PoolEvent.pool_type == pool_type,
-            PoolEvent.kind.in_(("replenished", "replenish_failed")),
+            PoolEvent.kind.in_((PoolEventKind.REPLENISHED, PoolEventKind.REPLENISH_FAILED)),
         )
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(100)
@@ -200,7 +202,7 @@ def consecutive_failures(session: Session, pool_type: str, user_id: uuid.UUID | 
         stmt = stmt.where(PoolEvent.user_id == user_id)
     count = 0
     for kind in session.scalars(stmt):
-        if kind != "replenish_failed":
+        if kind != PoolEventKind.REPLENISH_FAILED:
             break
         count += 1
     return count
@@ -219,7 +221,7 @@ def _serialize_reservations(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
         return
-    campaigns = Campaign.__table__
+    campaigns = table_of(Campaign)
     session.execute(
         sa.update(campaigns).where(sa.false()).values(pool_status=campaigns.c.pool_status)
     )
@@ -277,7 +279,7 @@ def reserve_build(
         build_id = uuid.uuid4()
         ids = [uuid.uuid4() for _ in range(count)]
         session.execute(
-            sa.insert(Campaign.__table__),
+            sa.insert(table_of(Campaign)),
             [
                 {
                     "id": campaign_id,
@@ -360,29 +362,19 @@ def build_reserved(session: Session, template: Campaign, reservation: Reservatio
             .values(pool_status="failed")
             .execution_options(synchronize_session=False)
         )
-        session.add(
-            PoolEvent(
-                kind="replenish_failed",
-                campaign_id=ids[0],
-                user_id=user_id,
-                pool_type=reservation.pool_type,
-                detail={
-                    "error": f"{type(exc).__name__}: {exc}"[:500],
-                    "build_id": str(reservation.build_id),
-                    "campaign_ids": [str(i) for i in ids],
-                },
-            )
-        )
-        session.commit()
-        log.error(
-            "pool.build.failed",
-            extra={
+        record_pool_event(
+            session,
+            PoolEventKind.REPLENISH_FAILED,
+            campaign_id=ids[0],
+            user_id=user_id,
+            pool_type=reservation.pool_type,
+            detail={
+                "error": f"{type(exc).__name__}: {exc}"[:500],
                 "build_id": str(reservation.build_id),
-                "campaigns": len(ids),
-                "pool_type": reservation.pool_type,
-                "error": str(exc)[:500],
+                "campaign_ids": [str(i) for i in ids],
             },
         )
+        session.commit()
         raise
     build_ms = round((time.perf_counter() - started) * 1000, 1)
     detail = {
@@ -396,31 +388,18 @@ def build_reserved(session: Session, template: Campaign, reservation: Reservatio
         "pool_in_flight": reservation.pool_in_flight,
     }
     now = utcnow()
-    session.execute(
-        sa.insert(PoolEvent),
-        [
-            {
-                "kind": "replenished",
-                "campaign_id": result.campaign_id,
-                "user_id": user_id,
-                "pool_type": reservation.pool_type,
-                "duration_ms": result.duration_ms,
-                "detail": detail,
-                "created_at": now,
-            }
-            for result in results
-        ],
-    )
+    for result in results:
+        record_pool_event(
+            session,
+            PoolEventKind.REPLENISHED,
+            campaign_id=result.campaign_id,
+            user_id=user_id,
+            pool_type=reservation.pool_type,
+            duration_ms=result.duration_ms,
+            detail=detail,
+            created_at=now,
+        )
     session.commit()
-    log.info(
-        "pool.build.ready",
-        extra={
-            "build_id": str(reservation.build_id),
-            "campaigns": len(results),
-            "pool_type": reservation.pool_type,
-            "duration_ms": results[0].duration_ms,
-        },
-    )
     return [str(result.campaign_id) for result in results]
 
 

@@ -23,7 +23,6 @@ must never be handed out, and the pools must be rebuilt at the new version.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,10 +31,9 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.models import Campaign, PoolEvent, utcnow
+from portal.models import Campaign, utcnow
 from portal.services.infra.queue import enqueue_cleanup
-
-log = logging.getLogger("portal.rollout")
+from portal.services.pool.events import PoolEventKind, record_pool_event
 
 # The transaction advisory lock that serializes build reservations (PostgreSQL): any constant
 # shared by every process; "cpbuild" in ASCII.
@@ -83,28 +81,35 @@ def retire_superseded_build(session: Session, campaign_ids: list[uuid.UUID]) -> 
     ).all()
     if rows:
         current = session.scalar(current_version())
-        session.execute(
-            sa.insert(PoolEvent),
-            [
-                {
-                    "kind": "retired",
-                    "campaign_id": row.id,
-                    "user_id": row.user_id if row.pool_type == "user" else None,
-                    "pool_type": row.pool_type,
-                    "detail": {
-                        "reason": "superseded",
-                        "template_version": row.template_version,
-                        "current_version": current,
-                    },
-                    "created_at": now,
-                }
-                for row in rows
-            ],
-        )
+        for row in rows:
+            _record_retired(session, row, "superseded", current, now)
     session.commit()
 
 
-def current_version() -> sa.Select[tuple[int | None]]:
+def _record_retired(
+    session: Session,
+    row: sa.Row[uuid.UUID, str | None, uuid.UUID, int | None],
+    reason: str,
+    current: int | None,
+    now: datetime,
+) -> None:
+    """The `retired` event of one campaign (`row`: its id, pool type, owner and version)."""
+    record_pool_event(
+        session,
+        PoolEventKind.RETIRED,
+        campaign_id=row.id,
+        user_id=row.user_id if row.pool_type == "user" else None,
+        pool_type=row.pool_type,
+        detail={
+            "reason": reason,
+            "template_version": row.template_version,
+            "current_version": current,
+        },
+        created_at=now,
+    )
+
+
+def current_version() -> sa.Select[int | None]:
     """The master template's version, as a SELECT to run or embed."""
     return (
         sa.select(Campaign.template_version).where(Campaign.is_master_template.is_(True)).limit(1)
@@ -142,29 +147,8 @@ def retire_old_versions(
         )
         .execution_options(synchronize_session=False)
     ).all()
-    if rows:
-        session.execute(
-            sa.insert(PoolEvent),
-            [
-                {
-                    "kind": "retired",
-                    "campaign_id": row.id,
-                    "user_id": row.user_id if row.pool_type == "user" else None,
-                    "pool_type": row.pool_type,
-                    "detail": {
-                        "reason": reason,
-                        "template_version": row.template_version,
-                        "current_version": version,
-                    },
-                    "created_at": now,
-                }
-                for row in rows
-            ],
-        )
-        log.info(
-            "pool.retired",
-            extra={"count": len(rows), "reason": reason, "current_version": version},
-        )
+    for row in rows:
+        _record_retired(session, row, reason, version, now)
     return [RetiredCampaign(r.id, r.pool_type, r.template_version) for r in rows]
 
 

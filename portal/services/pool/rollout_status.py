@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, PoolEvent
+from portal.services.pool.events import PoolEventKind
 from portal.services.pool.rollout import OLD_STATES, old_version
 
 
@@ -32,14 +33,15 @@ def _old_campaigns(session: Session, version: int | None) -> dict[str, int]:
         .group_by(Campaign.pool_status)
     )
     for status, count in rows:
-        counts[status] = count
+        if status is not None:  # always: the WHERE picks statuses in OLD_STATES
+            counts[status] = count
     return counts
 
 
 def _last_change(session: Session) -> tuple[dict[str, Any], str | None]:
     row = session.execute(
         sa.select(PoolEvent.detail, PoolEvent.created_at)
-        .where(PoolEvent.kind == "template_version")
+        .where(PoolEvent.kind == PoolEventKind.TEMPLATE_VERSION)
         .order_by(PoolEvent.created_at.desc(), PoolEvent.id.desc())
         .limit(1)
     ).first()
@@ -49,7 +51,7 @@ def _last_change(session: Session) -> tuple[dict[str, Any], str | None]:
 
 
 def rollout_status(session: Session, status: dict[str, Any]) -> dict[str, Any]:
-    """The rollout block for `status` (the `pool_metrics.pool_status` payload)."""
+    """The rollout block for `status` (the `pool.status.pool_status` payload)."""
     version = status["template_version"]
     pools = status["pools"]
     master, user = pools["master"], pools["user"]

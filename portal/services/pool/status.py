@@ -17,7 +17,8 @@ from portal.config import Settings
 from portal.models import Campaign, PoolEvent, User, utcnow
 from portal.services.campaigns.records import find_master_template
 from portal.services.infra.percentiles import percentile
-from portal.services.pool.config import load_pool_config
+from portal.services.pool.config import PoolConfig, load_pool_config
+from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 from portal.services.pool.replenish import consecutive_failures, pool_halted
 from portal.services.pool.switches import switch_states
 
@@ -51,10 +52,10 @@ def assignment_metrics(session: Session, window: timedelta) -> dict[str, Any]:
     since = utcnow() - window
     rows = session.execute(
         sa.select(PoolEvent.kind, PoolEvent.duration_ms, PoolEvent.detail).where(
-            PoolEvent.kind.in_(("assigned", "fallback")), PoolEvent.created_at >= since
+            PoolEvent.kind.in_(CLAIM_KINDS), PoolEvent.created_at >= since
         )
     ).all()
-    hits = [r for r in rows if r.kind == "assigned"]
+    hits = [r for r in rows if r.kind == PoolEventKind.ASSIGNED]
     latencies = [r.duration_ms for r in hits if r.duration_ms is not None]
     ages = [
         float(r.detail["pool_age_s"])
@@ -124,12 +125,19 @@ def build_timeline(
 
 
 def pool_status(
-    session: Session, settings: Settings, window: timedelta = timedelta(hours=24)
+    session: Session,
+    settings: Settings,
+    window: timedelta = timedelta(hours=24),
+    *,
+    config: PoolConfig | None = None,
 ) -> dict[str, Any]:
-    """Levels, targets and health of every pool plus assignment metrics over `window`."""
+    """Levels, targets and health of every pool plus assignment metrics over `window`.
+
+    `config` is the pool configuration a caller has already read (the monitor pass reads it
+    once for everything it calls); read here when not given."""
     template = find_master_template(session)
     version = template.template_version if template else None
-    config = load_pool_config(session, settings)
+    config = config or load_pool_config(session, settings)
     levels = _levels(session, version)
     gamemasters = session.scalar(
         sa.select(sa.func.count()).where(User.gamemaster.is_(True), User.active.is_(True))

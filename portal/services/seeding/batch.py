@@ -72,7 +72,8 @@ from portal.models import (
     Weapon,
     utcnow,
 )
-from portal.models.base import UTCDateTime
+from portal.models.base import Base, UTCDateTime, table_of
+from portal.services.infra.database import rowcount
 from portal.services.seeding.base import SeedingError, SeedResult
 
 log = logging.getLogger("portal.seeding")
@@ -114,7 +115,7 @@ class TableCopy:
     """
 
     table_name: str
-    model: type[Any]
+    model: type[Base]
     kind: str | None
     remap: dict[str, str] = field(default_factory=dict)
     poly: tuple[str, str] | None = None
@@ -122,7 +123,7 @@ class TableCopy:
 
     @property
     def table(self) -> sa.Table:
-        return self.model.__table__
+        return table_of(self.model)
 
     @property
     def has_campaign(self) -> bool:
@@ -192,7 +193,9 @@ def _owned_by(
     return id_column.in_(owner_ids)
 
 
-def build_id_query(tables: Sequence[str], with_campaign: bool, dialect: str) -> sa.CompoundSelect:
+def build_id_query(
+    tables: Sequence[str], with_campaign: bool, dialect: str
+) -> sa.CompoundSelect[Any]:
     """One SELECT of (kind, id) for every template row that `tables` copy.
 
     Positions and attachments have no campaign column: they belong to the template when their
@@ -308,7 +311,7 @@ def build_combined_insert(steps: Sequence[TableCopy]) -> sa.Select[Any]:
     return sa.select(*counts)
 
 
-def build_aggregated_id_query(ids: sa.CompoundSelect) -> sa.Select[Any]:
+def build_aggregated_id_query(ids: sa.CompoundSelect[Any]) -> sa.Select[Any]:
     """The ids of `build_id_query`, one row per kind with the ids as one comma-separated text.
 
     Ten short rows instead of ~1,600 UUID objects to build in Python and to send back: on
@@ -322,7 +325,7 @@ def build_aggregated_id_query(ids: sa.CompoundSelect) -> sa.Select[Any]:
 _TARGETS = sa.bindparam("target_ids", type_=postgresql.ARRAY(sa.Uuid()))
 
 
-def build_server_map_fill(ids: sa.CompoundSelect, with_campaign: bool) -> sa.Select[Any]:
+def build_server_map_fill(ids: sa.CompoundSelect[Any], with_campaign: bool) -> sa.Select[Any]:
     """PostgreSQL: fill the id map in the database, in one statement, and count it by kind.
 
     Every template row of `build_id_query` crossed with every target gets a new id from
@@ -545,7 +548,7 @@ def _run_insert(
     session: Session, step: TableCopy, insert: sa.Insert, params: dict[str, Any]
 ) -> int:
     try:
-        return session.execute(insert, params).rowcount
+        return rowcount(session.execute(insert, params))
     except Exception as exc:
         exc.add_note(f"batch seeding failed while copying {step.table_name}")
         raise
@@ -663,7 +666,7 @@ class CampaignBatchSeeder:
         version: int | None,
     ) -> dict[str, Any]:
         """One guarded UPDATE: refuses (SeedingError) when a campaign was seeded meanwhile."""
-        campaigns = Campaign.__table__
+        campaigns = table_of(Campaign)
         values = {
             "seeded_at": utcnow(),
             "seeding_method": METHOD,
@@ -671,11 +674,13 @@ class CampaignBatchSeeder:
             "template_version": version,
             "updated_at": now,
         }
-        updated = self.session.execute(
-            sa.update(campaigns)
-            .where(campaigns.c.id.in_(target_ids), campaigns.c.seeded_at.is_(None))
-            .values(**values)
-        ).rowcount
+        updated = rowcount(
+            self.session.execute(
+                sa.update(campaigns)
+                .where(campaigns.c.id.in_(target_ids), campaigns.c.seeded_at.is_(None))
+                .values(**values)
+            )
+        )
         if updated != len(target_ids):
             missing = len(target_ids) - updated
             raise SeedingError(f"{missing} of the campaigns are missing or were seeded meanwhile")

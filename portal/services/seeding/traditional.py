@@ -36,6 +36,7 @@ from portal.models import (
     Carry,
     Character,
     CharacterSchtick,
+    ContentRow,
     Faction,
     ImageAttachment,
     ImagePosition,
@@ -53,7 +54,7 @@ log = logging.getLogger("portal.seeding")
 
 ImageMode = Literal["share", "copy"]
 IMAGE_MODES: tuple[str, ...] = ("share", "copy")
-M = TypeVar("M", bound=Base)
+M = TypeVar("M", bound=ContentRow)
 
 # Columns a copy never takes from its source: identity, ownership and the clock.
 _NEVER_COPIED = frozenset({"id", "campaign_id", "user_id", "created_at", "updated_at"})
@@ -209,58 +210,58 @@ class TraditionalSeeder:
         template_id, target_id, owner_id = template.id, target.id, target.user_id
 
         def rows_of(model: type[M]) -> list[M]:
-            stmt = sa.select(model).where(model.campaign_id == template_id)  # type: ignore[attr-defined]
-            return list(session.scalars(stmt.order_by(model.created_at, model.id)))  # type: ignore[attr-defined]
+            stmt = sa.select(model).where(model.campaign_id == template_id)
+            return list(session.scalars(stmt.order_by(model.created_at, model.id)))
 
         factions = ids["Faction"] = {}
-        for old in rows_of(Faction):
-            factions[old.id] = self._copy(old, target_id).id
+        for faction in rows_of(Faction):
+            factions[faction.id] = self._copy(faction, target_id).id
 
         junctures = ids["Juncture"] = {}
-        for old in rows_of(Juncture):
-            new_faction = self._remap(factions, old.faction_id, old, "faction")
-            junctures[old.id] = self._copy(old, target_id, faction_id=new_faction).id
+        for juncture in rows_of(Juncture):
+            new_faction = self._remap(factions, juncture.faction_id, juncture, "faction")
+            junctures[juncture.id] = self._copy(juncture, target_id, faction_id=new_faction).id
 
         # Schticks first without prerequisites, then the links, once every schtick exists.
         schticks = ids["Schtick"] = {}
         new_schticks: list[tuple[Schtick, Schtick]] = []
-        for old in rows_of(Schtick):
-            new_schtick = self._copy(old, target_id, prerequisite_id=None)
-            schticks[old.id] = new_schtick.id
-            new_schticks.append((old, new_schtick))
-        for old, new_schtick in new_schticks:
-            if old.prerequisite_id is None:
+        for schtick in rows_of(Schtick):
+            new_schtick = self._copy(schtick, target_id, prerequisite_id=None)
+            schticks[schtick.id] = new_schtick.id
+            new_schticks.append((schtick, new_schtick))
+        for schtick, new_schtick in new_schticks:
+            if schtick.prerequisite_id is None:
                 continue
             new_schtick.prerequisite_id = self._remap(
-                schticks, old.prerequisite_id, old, "prerequisite"
+                schticks, schtick.prerequisite_id, schtick, "prerequisite"
             )
             self._rows["schtick_prerequisites"] += 1
             session.flush()
 
         weapons = ids["Weapon"] = {}
-        for old in rows_of(Weapon):
-            weapons[old.id] = self._copy(old, target_id).id
+        for weapon in rows_of(Weapon):
+            weapons[weapon.id] = self._copy(weapon, target_id).id
 
         characters = ids["Character"] = {}
-        for old in rows_of(Character):
+        for character in rows_of(Character):
             new = self._copy(
-                old,
+                character,
                 target_id,
                 user_id=owner_id,
-                faction_id=self._remap(factions, old.faction_id, old, "faction"),
-                juncture_id=self._remap(junctures, old.juncture_id, old, "juncture"),
+                faction_id=self._remap(factions, character.faction_id, character, "faction"),
+                juncture_id=self._remap(junctures, character.juncture_id, character, "juncture"),
             )
-            characters[old.id] = new.id
-            self._copy_character_links(old, new.id, schticks, weapons)
+            characters[character.id] = new.id
+            self._copy_character_links(character, new.id, schticks, weapons)
 
         vehicles = ids["Vehicle"] = {}
-        for old in rows_of(Vehicle):
-            vehicles[old.id] = self._copy(
-                old,
+        for vehicle in rows_of(Vehicle):
+            vehicles[vehicle.id] = self._copy(
+                vehicle,
                 target_id,
                 user_id=owner_id,
-                faction_id=self._remap(factions, old.faction_id, old, "faction"),
-                juncture_id=self._remap(junctures, old.juncture_id, old, "juncture"),
+                faction_id=self._remap(factions, vehicle.faction_id, vehicle, "faction"),
+                juncture_id=self._remap(junctures, vehicle.juncture_id, vehicle, "juncture"),
             ).id
 
         ids["Campaign"] = {template_id: target_id}
@@ -298,7 +299,7 @@ class TraditionalSeeder:
         model = type(old)
         values = {
             attr.key: copy.deepcopy(getattr(old, attr.key))
-            for attr in sa.inspect(model).column_attrs
+            for attr in sa.orm.class_mapper(model).column_attrs
             if attr.key not in _NEVER_COPIED
         }
         values.update(overrides)
@@ -417,7 +418,9 @@ class TraditionalSeeder:
     def _attach_images(self, template: Campaign, target: Campaign) -> None:
         self._attach_record_images("Campaign", template.id, target)
 
-    def _attach_record_images(self, type_name: str, old_id: uuid.UUID, new: Base) -> None:
+    def _attach_record_images(
+        self, type_name: str, old_id: uuid.UUID, new: Campaign | ContentRow
+    ) -> None:
         """Attach to the (already flushed) copy what the template record has: the same blob in
         share mode, an uploaded copy of the file in copy mode."""
         from portal.services.images.blobs import attach_image
@@ -426,7 +429,7 @@ class TraditionalSeeder:
             context = {
                 **self._context,
                 "record_type": type_name,
-                "record_id": str(new.id),  # type: ignore[attr-defined]
+                "record_id": str(new.id),
                 "record": record_label(new),
                 "template_record_id": str(old_id),
             }

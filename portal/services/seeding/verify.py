@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 
 from portal.models import (
     RECORD_TYPES,
-    Base,
     Campaign,
     Carry,
     Character,
     CharacterSchtick,
+    ContentRow,
     Faction,
     ImageAttachment,
     ImageBlob,
@@ -59,7 +59,7 @@ _NOT_CONTENT = frozenset(
     }
 )
 # Record sections in the order they are reported: (label, model).
-_SECTIONS: tuple[tuple[str, type[Base]], ...] = (
+_SECTIONS: tuple[tuple[str, type[ContentRow]], ...] = (
     ("faction", Faction),
     ("juncture", Juncture),
     ("schtick", Schtick),
@@ -264,7 +264,7 @@ class _Loader:
         snap, cid = self.snap, self.snap.campaign.id
         rows: dict[str, list[Any]] = {}
         for label, model in _SECTIONS:
-            stmt = sa.select(model).where(model.campaign_id == cid)  # type: ignore[attr-defined]
+            stmt = sa.select(model).where(model.campaign_id == cid)
             rows[label] = list(self.session.scalars(stmt))
         # Keys first, so every link can be named whatever order the records come in.
         snap.keys["Campaign"] = {cid: "campaign"}
@@ -340,10 +340,10 @@ class _Loader:
         """(type name, condition) selecting rows of a polymorphic table owned by this campaign."""
         cid = self.snap.campaign.id
         for type_name, model in RECORD_TYPES.items():
-            if type_name == "Campaign":
+            if issubclass(model, Campaign):  # the "Campaign" record type: the campaign itself
                 yield type_name, sa.and_(type_column == type_name, id_column == cid)
                 continue
-            ids = sa.select(model.id).where(model.campaign_id == cid)  # type: ignore[attr-defined]
+            ids = sa.select(model.id).where(model.campaign_id == cid)
             yield type_name, sa.and_(type_column == type_name, id_column.in_(ids))
 
     def _load_positions(self) -> None:

@@ -27,6 +27,13 @@ class Field:
     target: str | None = None
     column: str | None = None  # the column a scalar or ref fills, when its name differs
 
+    @property
+    def target_section(self) -> str:
+        """The section a ref field points into (every ref field declares one)."""
+        if self.target is None:
+            raise TypeError(f"a {self.kind!r} field declares no target section")
+        return self.target
+
 
 ATTACHMENTS = Field("attachments")
 

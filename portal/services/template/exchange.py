@@ -10,13 +10,15 @@ the two documents are identical apart from `exported_at`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -25,7 +27,9 @@ from portal.models import (
     Campaign,
     Carry,
     Character,
+    CharacterLink,
     CharacterSchtick,
+    ContentRow,
     ImageAttachment,
     ImageBlob,
     ImagePosition,
@@ -58,6 +62,14 @@ def canonical(value: Any) -> Any:
     return value
 
 
+RowT = TypeVar("RowT", bound=ContentRow)
+
+
+def _campaign_rows(session: Session, model: type[RowT], campaign_id: uuid.UUID) -> Sequence[RowT]:
+    """The campaign's rows of one content table, typed as that table's model."""
+    return session.scalars(sa.select(model).where(model.campaign_id == campaign_id)).all()
+
+
 def _natural_key(section: str, row: Any) -> tuple[str, ...]:
     return tuple(getattr(row, name) or "" for name in NATURAL_KEYS[section])
 
@@ -74,10 +86,10 @@ class _Exporter:
 
     def load(self) -> None:
         for section, model in SECTION_MODELS.items():
-            rows = self.session.scalars(
-                sa.select(model).where(model.campaign_id == self.master.id)
-            ).all()
-            rows = sorted(rows, key=lambda r, s=section: _natural_key(s, r))
+            rows = sorted(
+                _campaign_rows(self.session, model, self.master.id),
+                key=functools.partial(_natural_key, section),
+            )
             for a, b in itertools.pairwise(rows):
                 if _natural_key(section, a) == _natural_key(section, b):
                     label = " / ".join(NATURAL_KEYS[section])
@@ -99,6 +111,10 @@ class _Exporter:
             )
             self.blobs_by_checksum[blob.checksum].append(blob)
 
+    @overload
+    def ref(self, record_type: str, record_id: uuid.UUID, path: str) -> str: ...
+    @overload
+    def ref(self, record_type: str, record_id: None, path: str) -> None: ...
     def ref(self, record_type: str, record_id: uuid.UUID | None, path: str) -> str | None:
         if record_id is None:
             return None
@@ -111,7 +127,9 @@ class _Exporter:
         found = self.attachments.get((record_type, record_id), [])
         return sorted(found, key=lambda a: (a["name"], a["filename"], a["image"]))
 
-    def links(self, model: type, column: str, target_type: str) -> dict[uuid.UUID, list[str]]:
+    def links(
+        self, model: type[CharacterLink], column: str, target_type: str
+    ) -> dict[uuid.UUID, list[str]]:
         character_ids = sa.select(Character.id).where(Character.campaign_id == self.master.id)
         out: dict[uuid.UUID, list[str]] = defaultdict(list)
         rows = self.session.execute(
@@ -141,8 +159,8 @@ class _Exporter:
                 elif spec.kind == "refs":
                     record[name] = sorted(links[name].get(row.id, []))
                 elif spec.kind == "ref":
-                    target = RECORD_TYPE_OF[spec.target]
-                    value = getattr(row, spec.column)
+                    target = RECORD_TYPE_OF[spec.target_section]
+                    value = getattr(row, spec.column or name)
                     record[name] = self.ref(target, value, f"{section}.{ref}.{name}")
                 else:
                     record[name] = canonical(getattr(row, spec.column or name))

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from portal.models import Campaign, Character
 from portal.services.seeding.batch import PLAN, TableCopy
@@ -63,21 +64,25 @@ class _SortedMd5:
 def _register_sqlite_functions(session: Session) -> None:
     """Give this SQLite connection the two hash functions (re-registering is harmless)."""
     raw = session.connection().connection.driver_connection
+    if raw is None:  # only a closed connection has no driver connection
+        raise RuntimeError("the session's connection is closed")
     raw.create_function(SQLITE_ROW_HASH, 1, _md5, deterministic=True)
     raw.create_aggregate(SQLITE_SORTED_HASH, 1, _SortedMd5)
 
 
-def _row_hash(dialect: str, columns: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[str]:
+def _row_hash(
+    dialect: str, columns: Sequence[sa.ColumnElement[Any] | InstrumentedAttribute[Any]]
+) -> sa.ColumnElement[str]:
     if dialect == "postgresql":
         return sa.func.md5(sa.cast(sa.func.row(*columns), sa.Text))
-    return getattr(sa.func, SQLITE_ROW_HASH)(sa.func.json_array(*columns))
+    return sa.Function(SQLITE_ROW_HASH, sa.func.json_array(*columns), type_=sa.String())
 
 
 def _sorted_hash(dialect: str, row_hash: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
     if dialect == "postgresql":
         in_order = aggregate_order_by(sa.literal(""), row_hash.collate("C"))
         return sa.func.md5(sa.func.string_agg(row_hash, in_order))
-    return getattr(sa.func, SQLITE_SORTED_HASH)(row_hash)
+    return sa.Function(SQLITE_SORTED_HASH, row_hash, type_=sa.String())
 
 
 def _scope(step: TableCopy, campaign_id: uuid.UUID) -> sa.ColumnElement[bool]:
@@ -96,7 +101,7 @@ def _scope(step: TableCopy, campaign_id: uuid.UUID) -> sa.ColumnElement[bool]:
     )
 
 
-def fingerprint_query(dialect: str, campaign_id: uuid.UUID) -> sa.Select:
+def fingerprint_query(dialect: str, campaign_id: uuid.UUID) -> sa.Select[*tuple[Any, ...]]:
     """One SELECT with one column per hashed table: its sorted row hashes, hashed."""
     parts: list[sa.Label[Any]] = []
     for step in PLAN:

@@ -158,7 +158,7 @@ def _schticks(rng: random.Random, images: _Images) -> list[dict[str, Any]]:
 
 
 def _weapons(rng: random.Random, images: _Images) -> list[dict[str, Any]]:
-    records = []
+    records: list[dict[str, Any]] = []
     for g, (category, names, damage, concealment) in enumerate(text.WEAPON_GROUPS):
         for name in names:
             juncture = rng.choice(text.WEAPON_JUNCTURES)

@@ -9,19 +9,24 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute
 
-from portal.models import RECORD_TYPES, ImageAttachment, ImagePosition
+from portal.models import RECORD_TYPES, Campaign, ImageAttachment, ImagePosition
 
 
-def record_ids(record_type: str, campaign_id: uuid.UUID) -> sa.Select:
+def record_ids(record_type: str, campaign_id: uuid.UUID) -> sa.Select[uuid.UUID]:
     """SELECT of the ids of the campaign's records of `record_type` (a RECORD_TYPES key)."""
     model = RECORD_TYPES[record_type]
-    if record_type == "Campaign":
+    if issubclass(model, Campaign):  # the "Campaign" record type: the campaign itself
         return sa.select(model.id).where(model.id == campaign_id)
     return sa.select(model.id).where(model.campaign_id == campaign_id)
 
 
-def owned_by_campaign(type_column: sa.ColumnElement, id_column: sa.ColumnElement, campaign_id):
+def owned_by_campaign(
+    type_column: sa.ColumnElement[str] | InstrumentedAttribute[str],
+    id_column: sa.ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
+    campaign_id: uuid.UUID,
+) -> sa.ColumnElement[bool]:
     """A condition matching polymorphic references to any record of the campaign."""
     return sa.or_(
         *(

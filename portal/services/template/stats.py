@@ -18,6 +18,7 @@ from portal.models import (
     Carry,
     Character,
     CharacterSchtick,
+    ContentRow,
     Faction,
     ImageAttachment,
     ImageBlob,
@@ -52,10 +53,10 @@ def prerequisite_depths(links: dict[uuid.UUID, uuid.UUID | None]) -> dict[uuid.U
     return depths
 
 
-def _count(session: Session, model: type, campaign_id: uuid.UUID) -> int:
-    return session.scalar(
+def _count(session: Session, model: type[ContentRow], campaign_id: uuid.UUID) -> int:
+    return session.execute(
         sa.select(sa.func.count()).select_from(model).where(model.campaign_id == campaign_id)
-    )
+    ).scalar_one()
 
 
 def template_stats(session: Session) -> dict[str, Any]:

@@ -119,7 +119,9 @@ def _check_value(value: Any, spec: Field, path: str) -> None:
     _check_no_nul(value, path)
 
 
-def _check_object(value: Any, fields: dict[str, Field], path: str, extra: tuple[str, ...] = ()):
+def _check_object(
+    value: Any, fields: dict[str, Field], path: str, extra: tuple[str, ...] = ()
+) -> None:
     """Exactly the declared keys (plus `extra`), each of the declared type."""
     if not isinstance(value, dict):
         raise _fail(path, f"must be an object, got {_type_name(value)}")
@@ -134,7 +136,7 @@ def _check_object(value: Any, fields: dict[str, Field], path: str, extra: tuple[
         _check_value(value[name], spec, f"{path}.{name}")
 
 
-def _record_path(section: str, index: int, record: dict[str, Any]) -> str:
+def _record_path(section: str, index: int, record: Any) -> str:
     ref = record.get("ref") if isinstance(record, dict) else None
     return f"{section}[{index}]" + (f" (ref {ref!r})" if isinstance(ref, str) else "")
 

@@ -22,6 +22,7 @@ records from what, to what and why.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.models import Campaign, PoolEvent, utcnow
+from portal.models import Campaign, utcnow
+from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.rollout import retire_old_versions
 from portal.services.template.errors import TemplateError
 from portal.services.template.fingerprint import template_fingerprint
@@ -70,7 +72,7 @@ class VersionState:
         return {**asdict(self), "edited": self.edited}
 
 
-def _master(session: Session) -> sa.Row[Any]:
+def _master(session: Session) -> sa.Row[uuid.UUID, int | None, str | None]:
     row = session.execute(
         sa.select(Campaign.id, Campaign.template_version, Campaign.template_fingerprint)
         .where(Campaign.is_master_template.is_(True))
@@ -97,9 +99,10 @@ def version_state(session: Session) -> VersionState:
 def record_version_change(
     session: Session, change: VersionChange, now: datetime, actor: str | None = None
 ) -> None:
-    """Add the `template_version` pool event (the caller commits)."""
+    """Record the `template_version` pool event (the caller commits; the event's log line
+    follows the commit)."""
     detail = change.as_dict() | ({"actor": actor} if actor else {})
-    session.add(PoolEvent(kind="template_version", detail=detail, created_at=now))
+    record_pool_event(session, PoolEventKind.TEMPLATE_VERSION, detail=detail, created_at=now)
 
 
 def _bump(
@@ -130,7 +133,6 @@ def _bump(
     change = VersionChange(current - 1, current, reason, fingerprint, len(retired))
     record_version_change(session, change, now, actor)
     session.commit()
-    log.warning("template.version_changed", extra=change.as_dict())
     return change
 
 

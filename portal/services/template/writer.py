@@ -23,6 +23,7 @@ from portal.models import (
     Carry,
     Character,
     CharacterSchtick,
+    ContentRow,
     Faction,
     ImageAttachment,
     ImageBlob,
@@ -48,7 +49,7 @@ log = logging.getLogger("portal.template")
 TEMPLATE_OWNER_EMAIL = "template-owner@campaign-pool.invalid"
 TEMPLATE_OWNER_NAME = "Master Template Owner"
 
-SECTION_MODELS: dict[str, type] = {
+SECTION_MODELS: dict[str, type[ContentRow]] = {
     "factions": Faction,
     "junctures": Juncture,
     "schticks": Schtick,

@@ -241,6 +241,8 @@
         datasets: [
           { label: "pool hits", data: [], backgroundColor: ok },
           { label: "fallbacks", data: [], backgroundColor: accent },
+          // Creates refused by the per-user limit: a bar of their own, not stacked on claims.
+          { label: "throttled", data: [], backgroundColor: warn, stack: "refused" },
         ],
       },
       options: {
@@ -268,6 +270,7 @@
     c.assignments.data.labels = labels;
     c.assignments.data.datasets[0].data = m.assignments.pool_hits;
     c.assignments.data.datasets[1].data = m.assignments.fallbacks;
+    c.assignments.data.datasets[2].data = m.assignments.throttled || [];
     Object.keys(c).forEach(function (k) { c[k].update("none"); });
     state.chartsEl.dataset.loadedWindow = m.window;
     state.metrics = m;

@@ -16,13 +16,13 @@ from portal.services.infra.queue import get_redis
 from portal.services.monitoring.health import check_health, clear_health_cache
 from portal.services.pool.config import set_pool_setting
 from portal.services.pool.replenish import replenish_pool
-from tests.conftest import app_on, make_app
+from tests.conftest import TEST_HEALTH_TOKEN, app_on, make_app
 from tests.support.databases import TestDatabases
 from tests.support.smtp import RedisProcess
 
 
 def get_health(app: Flask) -> tuple[int, dict]:
-    response = app.test_client().get("/health")
+    response = app.test_client().get("/health", headers={"X-Health-Token": TEST_HEALTH_TOKEN})
     return response.status_code, response.get_json()
 
 

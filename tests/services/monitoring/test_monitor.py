@@ -31,6 +31,7 @@ from portal.services.infra.queue import get_redis
 from portal.services.monitoring.alerts import AlertNotifier, open_incidents
 from portal.services.monitoring.live import publish_pool_update, route_for
 from portal.services.monitoring.monitor import LOCK_NAME, run_monitor
+from portal.services.monitoring.payload import publish_pool_payload
 from portal.services.pool.claim import CampaignPoolService
 from portal.services.pool.config import set_pool_setting
 from portal.services.pool.replenish import replenish_pool
@@ -280,6 +281,28 @@ def test_a_pass_reaps_stuck_builds_queues_a_refill_and_records_a_snapshot(
     assert snapshots[-1].detail["master"]["target"] == 2
 
 
+def test_a_pass_reads_the_pool_configuration_once(template_app: Flask) -> None:
+    """Everything a pass calls (pool status, demand target, gamemasters' pools, alert
+    thresholds) is handed the configuration read at its start. Counted where it matters, as
+    reads of `pool_settings` reaching the database."""
+    set_pool_setting(db.session, "demand_sizing", 1)  # the demand target is computed too
+    db.session.commit()
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "pool_settings" in statement:
+            reads.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        report = monitor(template_app)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+
+    assert report.skipped is None and report.rollout is not None  # the whole pass ran
+    assert len(reads) == 1, reads
+
+
 def test_an_overlapping_pass_skips(alert_app: Flask, smtp_server: SmtpSink) -> None:
     lock = get_redis(alert_app).lock(LOCK_NAME, timeout=60)
     assert lock.acquire(blocking=False)
@@ -444,6 +467,21 @@ def test_a_failure_to_emit_is_logged_not_raised(
     with caplog.at_level(logging.INFO):
         publish_pool_update(settings, {"marker": "lost"})
     assert any("Cannot publish to redis" in r.getMessage() for r in caplog.records)
+
+
+def test_a_payload_that_cannot_be_built_is_logged_not_raised(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What jobs and the portal call after changing the pool: a failed payload query costs
+    the dashboards one update, never the job, and leaves the session usable."""
+    db.session.execute(sa.text("DROP TABLE pool_settings"))
+    db.session.commit()
+
+    with caplog.at_level(logging.ERROR, logger="portal.monitoring"):
+        assert publish_pool_payload(app, db.session, settings_of(app), None) is False
+
+    assert [r.getMessage() for r in caplog.records] == ["pool_update.payload_failed"]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 0
 
 
 def test_notifier_comes_from_the_settings(alert_app: Flask, smtp_server: SmtpSink) -> None:

@@ -26,6 +26,7 @@ from portal.services.infra.queue import get_redis
 from portal.services.pool.claim import (
     OWNED_CONTENT,
     CampaignPoolService,
+    ClaimedCampaign,
     NameTakenError,
     claim_statements,
 )
@@ -149,6 +150,9 @@ def test_assignment_renames_transfers_and_refreshes_every_child(template_app):
     # from it without reading the campaign again.
     assert assignment.campaign.name == campaign.name and assignment.campaign.user_id == gm.id
     assert assignment.campaign.created_at == campaign.created_at
+    # Every field of the typed snapshot, not only those two: it is read from the row by position.
+    stored = ClaimedCampaign._make(getattr(campaign, name) for name in ClaimedCampaign._fields)
+    assert assignment.campaign == stored
     assert assignment.counts == content_counts(db.session, pool_id, with_images=True)
     assert assignment.counts["schticks"] == 643
     owners = set(

@@ -184,7 +184,7 @@ def test_bad_settings_are_refused_and_change_nothing(app, values, message) -> No
 
 def test_the_pool_payload_carries_the_effective_target_under_a_new_key(app) -> None:
     from portal.services.infra.queue import get_redis
-    from portal.services.monitoring.dashboard import admin_pool_payload
+    from portal.services.monitoring.payload import admin_pool_payload
 
     configure(app, demand_sizing=1, demand_min=3)
     payload = admin_pool_payload(db.session, settings_of(app), get_redis(app))

@@ -25,7 +25,7 @@ from portal.models import Campaign, PoolEvent, Schtick, User, utcnow
 from portal.services.accounts.users import create_user
 from portal.services.campaigns.records import find_master_template
 from portal.services.infra.queue import get_redis
-from portal.services.monitoring.dashboard import admin_pool_payload
+from portal.services.monitoring.payload import admin_pool_payload
 from portal.services.pool.claim import CampaignPoolService
 from portal.services.pool.config import set_pool_setting
 from portal.services.pool.creation import create_campaign

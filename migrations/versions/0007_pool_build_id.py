@@ -1,7 +1,7 @@
 """pool build id: the build (one seeding transaction) a pool campaign is part of
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-25
 
 Refills build in parallel and can seed several campaigns in one transaction (docs/pool.md,
@@ -13,8 +13,8 @@ older release during an upgrade) counts as a build of its own.
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

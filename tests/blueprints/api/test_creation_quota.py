@@ -1,0 +1,93 @@
+"""Per-user creation limits (docs/security.md): a gamemaster over CAMPAIGN_CREATE_LIMIT gets a
+429 with Retry-After, counted as a `throttled` pool event and shown in the metrics; one who owns
+CAMPAIGN_CAP_PER_USER campaigns gets a 422; admins are exempt."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from portal.extensions import db
+from portal.models import Campaign, PoolEvent
+from tests.conftest import app_on
+from tests.support.auth import AuthActions
+from tests.support.databases import TestDatabases
+
+
+def app_with(databases, template_golden, redis_url, **settings) -> Iterator[Flask]:
+    yield from app_on(databases, template_golden, redis_url, **settings)
+
+
+@pytest.fixture
+def limited(databases: TestDatabases, template_golden: str, redis_url: str) -> Iterator[Flask]:
+    yield from app_with(databases, template_golden, redis_url, CAMPAIGN_CREATE_LIMIT="2 per hour")
+
+
+def bearer(app: Flask, email: str, *, admin: bool = False) -> dict[str, str]:
+    auth = AuthActions(app.test_client())
+    user = auth.create_user(email, admin=admin, gamemaster=not admin, name=email.split("@")[0])
+    return {"Authorization": f"Bearer {auth.token_for(user)}"}
+
+
+def create(app: Flask, headers: dict[str, str], name: str):
+    return app.test_client().post(
+        "/api/v2/campaigns", json={"campaign": {"name": name}}, headers=headers
+    )
+
+
+def owned(name_prefix: str) -> int:
+    return db.session.scalar(
+        sa.select(sa.func.count()).where(
+            Campaign.is_pool.is_(False), Campaign.name.startswith(name_prefix)
+        )
+    )
+
+
+def test_the_rate_is_a_429_counted_and_shown(limited: Flask) -> None:
+    gm = bearer(limited, "gm@example.com")
+    other = bearer(limited, "other@example.com")
+    assert create(limited, gm, "First").status_code == 201
+    assert create(limited, gm, "Second").status_code == 201
+    refused = create(limited, gm, "Third")
+    assert refused.status_code == 429, refused.text
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    assert "2 per hour" in refused.get_json()["errors"]["base"][0]
+    assert owned("Third") == 0
+    # The limit is per user: another gamemaster is not affected.
+    assert create(limited, other, "Theirs").status_code == 201
+
+    events = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "throttled")).all()
+    assert len(events) == 1 and events[0].detail["limit"] == "2 per hour"
+
+    admin = limited.test_client()
+    assert AuthActions(admin).create_user() and AuthActions(admin).login().status_code == 302
+    metrics = admin.get("/admin/api/metrics?window=1h").get_json()
+    assert sum(metrics["assignments"]["throttled"]) == 1
+    assert admin.get("/admin/api/pool").get_json()["ops"]["throttled_24h"] == 1
+    assert 'data-testid="throttled-24h">1<' in admin.get("/admin/").text
+
+
+def test_admins_are_exempt(limited: Flask) -> None:
+    admin = bearer(limited, "boss@example.com", admin=True)
+    for i in range(3):
+        assert create(limited, admin, f"Admin {i}").status_code == 201
+
+
+def test_the_cap_is_a_422(databases, template_golden, redis_url) -> None:
+    for app in app_with(databases, template_golden, redis_url, CAMPAIGN_CAP_PER_USER="2"):
+        gm = bearer(app, "gm@example.com")
+        assert create(app, gm, "One").status_code == 201
+        assert create(app, gm, "Two").status_code == 201
+        refused = create(app, gm, "Three")
+        assert refused.status_code == 422
+        assert "(2)" in refused.get_json()["errors"]["base"][0]
+        assert owned("Three") == 0
+
+
+def test_the_default_limit_is_30_an_hour(template_app: Flask) -> None:
+    settings = template_app.config["SETTINGS"]
+    assert settings.campaign_create_limit == "30 per hour"
+    assert settings.campaign_cap_per_user == 200
