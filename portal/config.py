@@ -74,6 +74,12 @@ class Settings:
         """How long a JWT issued here stays valid (its `exp` minus its `iat`)."""
         return timedelta(hours=self.jwt_lifetime_hours)
 
+    # Refills build in parallel (docs/pool.md, "Refills"): the default cap on builds of one pool
+    # in flight at once, overridable at runtime (`max_parallel_builds`).
+    pool_max_parallel_builds: int = 10
+    # The kill switch (docs/operations.md, "Rollback: switch the pool off"): False sends every
+    # create to the fallback whatever the runtime setting says.
+    pool_assignment: bool = True
     # Security (docs/security.md): sign-in throttle and lockout, sessions, TLS, health, quotas.
     sign_in_limit_account: str | None = "5 per minute"
     sign_in_limit_address: str | None = "20 per minute"
@@ -409,6 +415,8 @@ ENV_NAMES = frozenset(
         "POOL_LOW_WATERMARK",
         "POOL_FALLBACK",
         "POOL_BUILD_TIMEOUT",
+        "POOL_MAX_PARALLEL_BUILDS",
+        "POOL_ASSIGNMENT",
         "MAIL_SERVER",
         "MAIL_PORT",
         "MAIL_DEFAULT_SENDER",
@@ -478,6 +486,8 @@ def load_settings(
         jwt_algorithm=jwt_algorithm,
         jwt_lifetime_hours=_int(env, "JWT_LIFETIME_HOURS", 168, minimum=1, maximum=8760),
         cors_origins=_origins(env, "CORS_ORIGINS"),
+        pool_max_parallel_builds=_int(env, "POOL_MAX_PARALLEL_BUILDS", 10, minimum=1, maximum=50),
+        pool_assignment=_choice(env, "POOL_ASSIGNMENT", ("on", "off"), "on") == "on",
         sign_in_limit_account=_rate_limit(env, "SIGN_IN_LIMIT_ACCOUNT", "5 per minute"),
         sign_in_limit_address=_rate_limit(env, "SIGN_IN_LIMIT_ADDRESS", "20 per minute"),
         lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=0, maximum=1000),

@@ -53,7 +53,37 @@ from portal.devtools.bench_http import HttpBenchPlan, run_http_bench
     help="Measure on this template file (imported, streamed) instead of the generated template.",
 )
 @click.option(
+    "--batch-many-runs",
+    default=5,
+    show_default=True,
+    help="Timed runs of seeding K = 1, 5, 20 campaigns in one transaction (0 to skip).",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Also profile one K = 1 and one K = 20 seed phase by phase with EXPLAIN (ANALYZE, "
+    "BUFFERS) (PostgreSQL): `batch_profile` in the JSON.",
+)
+@click.option(
     "--http", "http_mode", is_flag=True, help="Load POST /api/v2/campaigns through gunicorn."
+)
+@click.option(
+    "--ramp",
+    is_flag=True,
+    help="--http: the 1-4-8-16 ramp with 1, 2 and 4 refill workers and the seeding limit, in "
+    "one run (needs --redis-url); prints {seeding_limit_rps, ramp: [...]} and a table (stderr).",
+)
+@click.option("--ramp-workers", default="1,2,4", show_default=True, help="--ramp: refill workers.")
+@click.option("--ramp-clients", default="1,4,8,16", show_default=True, help="--ramp: steps.")
+@click.option(
+    "--ramp-per-client", default=20, show_default=True, help="--ramp: creates per client per step."
+)
+@click.option("--pool-target", default=50, show_default=True, help="--ramp: master pool target.")
+@click.option(
+    "--batch-size", default=10, show_default=True, help="--ramp: K, campaigns per refill build."
+)
+@click.option(
+    "--limit-seconds", default=10.0, show_default=True, help="--ramp: seeding limit run time."
 )
 @click.option("--sequential", default=200, show_default=True, help="--http: one-client creates.")
 @click.option("--clients", default=16, show_default=True, help="--http: burst client threads.")
@@ -76,6 +106,8 @@ def cli(
     background: int,
     copy_run: bool,
     template_path: str | None,
+    batch_many_runs: int,
+    profile: bool,
     http_mode: bool,
     sequential: int,
     clients: int,
@@ -84,8 +116,27 @@ def cli(
     workers: int,
     threads: int,
     redis_url: str | None,
+    ramp: bool,
+    ramp_workers: str,
+    ramp_clients: str,
+    ramp_per_client: int,
+    pool_target: int,
+    batch_size: int,
+    limit_seconds: float,
 ) -> None:
     """Measure seeding and assignment speed on a scratch database (docs/performance.md)."""
+    if http_mode and ramp:
+        _ramp(
+            redis_url,
+            _numbers(ramp_workers, "--ramp-workers"),
+            _numbers(ramp_clients, "--ramp-clients"),
+            ramp_per_client,
+            pool_target,
+            batch_size,
+            limit_seconds,
+            threads,
+        )
+        return
     if http_mode:
         _http(sequential, clients, per_client, http_warmup, workers, threads, redis_url)
         return
@@ -99,6 +150,8 @@ def cli(
             background=background,
             copy_run=copy_run,
             template_path=template_path,
+            batch_many_runs=batch_many_runs,
+            profile=profile,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
@@ -142,4 +195,54 @@ def _http(
             figures = run_http_bench(settings.database_url, settings.secret_key, plan, tick)
         except RuntimeError as error:  # the server did not start, a Redis with workers, ...
             raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(figures))
+
+
+def _numbers(raw: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{option} takes whole numbers separated by commas") from None
+    if not values:
+        raise click.BadParameter(f"{option} needs at least one number")
+    return values
+
+
+def _ramp(
+    redis_url: str | None,
+    workers: tuple[int, ...],
+    clients: tuple[int, ...],
+    per_client: int,
+    pool_target: int,
+    batch_size: int,
+    limit_seconds: float,
+    threads: int,
+) -> None:
+    from portal.devtools.ramp import RampPlan, run_ramp, table
+
+    try:
+        plan = RampPlan(
+            redis_url=redis_url or "",
+            workers=workers,
+            clients=clients,
+            per_client=per_client,
+            pool_target=pool_target,
+            batch_size=batch_size,
+            limit_seconds=limit_seconds,
+            threads=threads,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    settings = current_app.config["SETTINGS"]
+    click.echo(
+        f"bench --http --ramp: seeding limit, then {','.join(map(str, clients))} clients with "
+        f"{','.join(map(str, workers))} refill workers ...",
+        err=True,
+    )
+    with progress(plan.units, "ramp") as tick:
+        try:
+            figures = run_ramp(settings.database_url, settings.secret_key, plan, tick)
+        except RuntimeError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(table(figures), err=True)
     click.echo(json.dumps(figures))

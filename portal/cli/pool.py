@@ -1,4 +1,4 @@
-"""`flask --app app pool status|replenish [--wait]|cleanup|monitor`."""
+"""`flask --app app pool status|replenish [--wait]|cleanup|monitor|switch`."""
 
 from __future__ import annotations
 
@@ -40,15 +40,43 @@ def replenish(wait: bool) -> None:
             click.echo(f"queued refill job {job_id}; watch it at /admin/rq")
         return
     with click.progressbar(length=0, label="building pool campaigns", file=sys.stderr) as bar:
+        built = 0
 
         def progress(done: int, total: int) -> None:
+            nonlocal built
             bar.length = max(bar.length or 0, total)
-            bar.update(1)
+            bar.update(done - built)  # a build may bring several campaigns at once
+            built = done
 
         reports = replenish_all(db_session(), get_redis(), settings, progress=progress)
     click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     if any(r.failed for r in reports):
         raise click.ClickException("some pool campaigns failed to build; see the log")
+
+
+@cli.command("switch")
+@click.argument("name", type=click.Choice(["assignment", "refills"]))
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--reason", default=None, help="Why (recorded on the switch event).")
+def switch(name: str, state: str, reason: str | None) -> None:
+    """Switch pool assignment (the kill switch: off = every create is seeded, nothing is
+    claimed) or refills (off = paused) at runtime, for every process; recorded as an event."""
+    import getpass
+
+    from portal.services.pool.switches import set_switch, switch_states
+
+    settings = current_app.config["SETTINGS"]
+    changed = set_switch(
+        db_session(),
+        settings,
+        name,
+        state == "on",
+        actor=f"cli:{getpass.getuser()}",
+        reason=reason,
+    )
+    if changed and name == "refills" and state == "on" and not settings.embedded_queue:
+        enqueue_replenish(get_redis(), "all")
+    click.echo(json.dumps({"changed": changed, **switch_states(db_session(), settings)}, indent=2))
 
 
 @cli.command("cleanup")

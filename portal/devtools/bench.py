@@ -64,10 +64,17 @@ class BenchPlan:
     copy_run: bool = True
     background: int = 20
     template_path: str | None = None  # a template file to import instead of generating one
+    # Seeding K campaigns in one transaction: timed runs per K (0 skips), and whether to
+    # profile each phase with EXPLAIN (ANALYZE, BUFFERS) (PostgreSQL).
+    batch_many_runs: int = 5
+    batch_many_sizes: tuple[int, ...] = (1, 5, 20)
+    profile: bool = False
 
     def __post_init__(self) -> None:
         require_at_least(1, self, "batch_runs", "traditional_runs", "baseline_runs")
-        require_at_least(0, self, "assign_runs", "warmup", "background")
+        require_at_least(0, self, "assign_runs", "warmup", "background", "batch_many_runs")
+        if any(k < 1 for k in self.batch_many_sizes):
+            raise ValueError("batch sizes must be at least 1")
 
     @property
     def units(self) -> int:
@@ -75,7 +82,11 @@ class BenchPlan:
         seeds = (self.batch_runs + self.warmup) + (self.traditional_runs + self.warmup)
         baseline = 2 * (self.baseline_runs + self.warmup)
         assign = 2 * (self.assign_runs + self.warmup) if self.assign_runs else 0
-        return 1 + self.background + seeds + baseline + assign + int(self.copy_run)
+        blocks = 2 if self.batch_many_runs > 1 else 1  # batch_many: two rounds of blocks
+        many = (self.batch_many_runs + blocks * self.warmup) * len(self.batch_many_sizes)
+        many = many if self.batch_many_runs else 0
+        profile = 2 if self.profile else 0
+        return 1 + self.background + seeds + baseline + assign + int(self.copy_run) + many + profile
 
 
 def require_at_least(minimum: int, plan: object, *names: str) -> None:
@@ -202,6 +213,7 @@ def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick
             **copy_figures,
         },
         "baseline": _baseline(session, plan, tick, owner_id),
+        "batch_many_ms": _batch_many(session, plan, tick, owner_id),
         "assignment_ms": _assignment(session, plan, tick),
         "database": dialect,
         "template": template_figures,
@@ -210,11 +222,17 @@ def _measure(session: Session, store: CountingStore, plan: BenchPlan, tick: Tick
             "traditional": plan.traditional_runs,
             "baseline": plan.baseline_runs,
             "assignment": plan.assign_runs,
+            "batch_many": plan.batch_many_runs,
             "warmup": plan.warmup,
             "background_campaigns": plan.background,
         },
         "measured_at": utcnow().isoformat(timespec="seconds"),
     }
+    if plan.profile:
+        result["batch_profile"] = {
+            str(k): profile_batch(session, owner_id, k, tick)
+            for k in (1, max(plan.batch_many_sizes))
+        }
     return result
 
 
@@ -303,6 +321,174 @@ def _seed_runs(
     return samples, rows
 
 
+# ---------------------------------------------------------------------------- K at once
+
+
+def _shells(session: Session, owner_id: uuid.UUID, count: int, label: str) -> list[Campaign]:
+    """`count` committed, empty campaigns of one owner (what a pool build reserves)."""
+    owner = session.get(User, owner_id)
+    assert owner is not None
+    shells = [
+        create_campaign_shell(session, owner, f"{label} {uuid.uuid4().hex[:10]}")
+        for _ in range(count)
+    ]
+    session.commit()
+    return shells
+
+
+def _batch_many(
+    session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """Seeding K campaigns in one transaction (`seed_many`), per K: the whole transaction and
+    its cost per campaign, timed around `seed_many` including its COMMIT (the shells are
+    committed before the clock starts).
+
+    Each K runs in blocks, like a refill seeding K after K, so every K pays for writing out
+    the pages it dirtied itself (a K = 20 transaction dirties ~20 MB, which whichever
+    transaction comes next writes out if the Ks alternate). The database grows during the
+    run, and a larger database seeds more slowly, so the blocks run twice, in opposite orders
+    (1, 5, 20, then 20, 5, 1), each block after a warm-up seed, and the medians take both."""
+    if not plan.batch_many_runs:
+        return None
+    sizes = list(plan.batch_many_sizes)
+    samples: dict[int, list[float]] = {k: [] for k in sizes}
+    first = (plan.batch_many_runs + 1) // 2
+    for order, runs in ((sizes, first), (sizes[::-1], plan.batch_many_runs - first)):
+        for k in order:
+            for index in range(plan.warmup + runs if runs else 0):
+                shells = _shells(session, owner_id, k, f"bench K={k}")
+                template = _template(session)
+                started = time.perf_counter()
+                CampaignBatchSeeder(session).seed_many(shells, template)
+                elapsed = (time.perf_counter() - started) * 1000
+                session.expunge_all()
+                if index >= plan.warmup:
+                    samples[k].append(elapsed)
+                tick(f"K={k}")
+    out: dict[str, Any] = {}
+    for k, timings in samples.items():
+        whole = summarize(timings)
+        per = summarize([ms / k for ms in timings])
+        out[str(k)] = {
+            "per_campaign_median": per["median"],
+            "per_campaign_p95": per["p95"],
+            "transaction_median": whole["median"],
+            "runs": len(timings),
+        }
+    smallest, largest = min(samples), max(samples)
+    if smallest != largest:
+        out["ratio"] = {
+            f"{largest}_vs_{smallest}": round(
+                out[str(largest)]["per_campaign_median"]
+                / out[str(smallest)]["per_campaign_median"],
+                3,
+            )
+        }
+    return out
+
+
+def profile_batch(session: Session, owner_id: uuid.UUID, k: int, tick: Tick) -> dict[str, Any]:
+    """Where one K-campaign seed spends its time, phase by phase, as PostgreSQL reports it:
+    each phase's statement run under `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` (which executes
+    it, so the phases follow each other as in a real seed), then the COMMIT timed. For the copy
+    statement, each table's INSERT and the foreign-key triggers it fired. None on SQLite."""
+    from portal.services.seeding import batch
+
+    if session.get_bind().dialect.name != "postgresql":
+        return {"database": "sqlite", "profile": None}
+    template = _template(session)
+    shells = _shells(session, owner_id, k, f"profile K={k}")
+    targets = [shell.id for shell in shells]
+    template_id = template.id
+    connection = session.connection()
+    statements = batch.statements_for(batch.ALL_TABLES, True, connection.dialect)
+    params = {"template_id": template_id, "owner_id": owner_id, "now": utcnow()}
+    phases: dict[str, Any] = {}
+
+    def explain(name: str, statement: Any, values: dict[str, Any]) -> Any:
+        expanded = statement.compile(dialect=connection.dialect).construct_expanded_state(values)
+        sql = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {expanded.statement}"
+        started = time.perf_counter()
+        [[plan]] = connection.exec_driver_sql(sql, expanded.parameters).all()
+        wall = (time.perf_counter() - started) * 1000
+        phases[name] = _plan_figures(plan[0], wall)
+        return plan[0]
+
+    started = time.perf_counter()
+    # 1. the id map, made in the database: template ids x targets, a new uuid each
+    connection.exec_driver_sql(statements.create_map)
+    explain("map", statements.map_fill, {**params, "target_ids": targets})
+    # 3. the copy: one statement of ten data-modifying CTEs
+    copy_plan = explain("copy", statements.combined, params)
+    phases["copy"]["tables"] = _cte_figures(copy_plan)
+    # 4. mark seeded, then COMMIT
+    campaigns = table_of(Campaign)
+    mark = (
+        sa.update(campaigns)
+        .where(campaigns.c.id.in_(targets), campaigns.c.seeded_at.is_(None))
+        .values(seeded_at=utcnow(), seeding_method="batch", updated_at=utcnow())
+    )
+    explain("mark_seeded", mark, {})
+    committed = time.perf_counter()
+    session.commit()
+    phases["commit"] = {"wall_ms": round((time.perf_counter() - committed) * 1000, 2)}
+    total = round((time.perf_counter() - started) * 1000, 2)
+    tick(f"profile K={k}")
+    session.expunge_all()
+    return {
+        "campaigns": k,
+        "phases": phases,
+        "wall_ms": total,
+        "wall_ms_per_campaign": round(total / k, 2),
+    }
+
+
+def _plan_figures(plan: dict[str, Any], wall_ms: float) -> dict[str, Any]:
+    top = plan["Plan"]
+    triggers = plan.get("Triggers", [])
+    return {
+        "wall_ms": round(wall_ms, 2),
+        "planning_ms": round(plan.get("Planning Time", 0.0), 2),
+        "execution_ms": round(plan.get("Execution Time", 0.0), 2),
+        "trigger_ms": round(sum(t.get("Time", 0.0) for t in triggers), 2),
+        "trigger_calls": sum(t.get("Calls", 0) for t in triggers),
+        "rows": top.get("Actual Rows"),
+        "buffers": {
+            key: top.get(key, 0)
+            for key in (
+                "Shared Hit Blocks",
+                "Shared Read Blocks",
+                "Shared Dirtied Blocks",
+                "Shared Written Blocks",
+                "Local Hit Blocks",
+                "Local Dirtied Blocks",
+            )
+        },
+    }
+
+
+def _cte_figures(plan: dict[str, Any]) -> dict[str, Any]:
+    """Per table of the combined copy: the time and buffers of its INSERT (its CTE node)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Parent Relationship") == "InitPlan" and node.get(
+            "Subplan Name", ""
+        ).startswith("CTE copy_"):
+            name = node["Subplan Name"].removeprefix("CTE copy_")
+            out[name] = {
+                "ms": round(node.get("Actual Total Time", 0.0), 2),
+                "rows": node.get("Actual Rows"),
+                "shared_dirtied": node.get("Shared Dirtied Blocks", 0),
+                "shared_hit": node.get("Shared Hit Blocks", 0),
+            }
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan["Plan"])
+    return out
+
+
 # ----------------------------------------------------------------- the row-at-a-time baseline
 
 
@@ -338,7 +524,7 @@ def _baseline(session: Session, plan: BenchPlan, tick: Tick, owner_id: uuid.UUID
         copied = copy_tables(
             session,
             template_id=template_id,
-            target_id=target_id,
+            target_ids=[target_id],
             owner_id=owner_id,
             now=utcnow(),
             tables=BASELINE_TABLES,

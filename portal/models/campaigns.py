@@ -58,6 +58,9 @@ class Campaign(TimestampMixin, Base):
     template_version: Mapped[int | None]
     # The master template's content hash at `template_version` (revision 0005; NULL elsewhere).
     template_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    # The build (one seeding transaction, 1..K campaigns) a pool campaign was reserved by
+    # (revision 0008): builds in flight are counted by it (docs/pool.md, "Refills").
+    pool_build_id: Mapped[uuid.UUID | None]
     seeding_method: Mapped[str | None] = mapped_column(sa.String(16))
     seeding_duration_ms: Mapped[float | None]
 

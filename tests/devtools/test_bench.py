@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+import pytest
 import sqlalchemy as sa
 
 from portal.devtools.bench import BenchPlan, summarize
@@ -28,6 +29,8 @@ TINY = [
     "--warmup",
     "0",
     "--background",
+    "1",
+    "--batch-many-runs",
     "1",
 ]
 
@@ -70,8 +73,9 @@ def scratch_databases_created() -> Iterator[set[str]]:
 
 
 def test_bench_prints_one_json_object_with_the_figures(app, runner):
+    postgres = db.engine.dialect.name == "postgresql"
     with scratch_databases_created() as created:
-        result = runner.invoke(args=[*TINY, "--copy-run"])
+        result = runner.invoke(args=[*TINY, "--copy-run", *(["--profile"] if postgres else [])])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)  # stdout is the JSON and nothing else
 
@@ -95,6 +99,27 @@ def test_bench_prints_one_json_object_with_the_figures(app, runner):
     assert baseline["rows"] == 643 + 86 + 643 + 86
     assert baseline["row_by_row_ms"]["median"] > 0 and baseline["set_based_ms"]["median"] > 0
     assert figures["assignment_ms"] is None or figures["assignment_ms"]["runs"] == 1
+    many = figures["batch_many_ms"]
+    assert set(many) == {"1", "5", "20", "ratio"}
+    for k in ("1", "5", "20"):
+        assert many[k]["per_campaign_median"] > 0 and many[k]["runs"] == 1
+        assert many[k]["transaction_median"] == pytest.approx(
+            many[k]["per_campaign_median"] * int(k), rel=0.01
+        )
+    assert set(many["ratio"]) == {"20_vs_1"}
+    if postgres:  # EXPLAIN (ANALYZE, BUFFERS) of each phase of a K = 1 and a K = 20 seed
+        profile = figures["batch_profile"]
+        assert set(profile) == {"1", "20"}
+        for k, run in profile.items():
+            phases = run["phases"]
+            assert set(phases) == {"map", "copy", "mark_seeded", "commit"}
+            assert phases["map"]["execution_ms"] > 0
+            copy = phases["copy"]
+            assert copy["trigger_calls"] > 0 and copy["execution_ms"] > 0
+            assert copy["tables"]["schticks"]["rows"] == 643 * int(k)
+            assert copy["tables"]["image_attachments"]["rows"] == 789 * int(k)
+    else:
+        assert "batch_profile" not in figures
     # The progress bar and status lines went to stderr.
     assert "bench" in result.stderr
 
@@ -149,7 +174,9 @@ def test_plan_counts_every_unit_the_progress_bar_shows():
         warmup=1,
         background=3,
         copy_run=True,
+        batch_many_runs=2,
     )
     # template + background + (2+1) batch + (1+1) traditional + 2*(1+1) baseline
-    # + 2*(1+1) pool builds and claims + copy run
-    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1
+    # + 2*(1+1) pool builds and claims + copy run + 2 runs and 2 warm-ups of K = 1, 5, 20
+    assert plan.units == 1 + 3 + 3 + 2 + 4 + 4 + 1 + 3 * 4
+    assert BenchPlan(profile=True).units == BenchPlan().units + 2

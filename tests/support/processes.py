@@ -12,6 +12,7 @@ serve.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ from portal.devtools.assignment_check import AssignmentCheck, check_assignments
 from portal.devtools.http_client import POOL_SOURCES, Client, Reply, request_json
 from portal.devtools.load import Phase
 from portal.devtools.prepare import ApiUser, create_gamemasters, fill_pool
-from portal.devtools.processes import LocalStack, wait_until
+from portal.devtools.processes import (
+    PROJECT_ROOT,
+    LocalStack,
+    gunicorn_server,
+    log_tail,
+    spawn,
+    stop_process_group,
+    wait_until,
+)
 from portal.extensions import db
 from portal.models import Campaign
 from portal.services.campaigns.records import find_master_template
@@ -54,12 +63,40 @@ class Stack(LocalStack):
         redis_url: str,
         workdir: Path,
         extra_env: dict[str, str],
+        servers: int = 1,
     ) -> None:
         super().__init__(
             database_url, TEST_SECRET, redis_url, workdir, threads=WEB_THREADS, extra_env=extra_env
         )
         self.app = app
         self.users = users
+        self.servers = servers
+        # Every web instance's port (`port` is the first): a scaled-out stack has several.
+        self.ports: list[int] = []
+
+    def __enter__(self) -> Stack:
+        super().__enter__()
+        self.ports = [self.port]
+        try:
+            for index in range(1, self.servers):
+                workdir = self.workdir / f"web-{index}"
+                workdir.mkdir(exist_ok=True)
+                server = self.exits.enter_context(
+                    gunicorn_server(
+                        self.database_url, TEST_SECRET, workdir, threads=self.threads,
+                        redis_url=self.redis_url, extra_env=self.extra_env,
+                    )
+                )  # fmt: skip
+                self.ports.append(server.port)
+        except BaseException:
+            self.exits.close()
+            raise
+        return self
+
+    def start_scheduler(self) -> None:
+        """The one `rq cron` of the deployment; stopped with the stack."""
+        assert self.server is not None
+        self.exits.enter_context(rq_cron(self.server.env, self.redis_url, self.workdir))
 
     @property
     def tokens(self) -> list[str]:
@@ -67,12 +104,14 @@ class Stack(LocalStack):
 
     # ---------------------------------------------------------------- HTTP
 
-    def client(self, user_index: int, timeout_s: float = 60.0) -> Client:
-        return Client(self.port, user_index, self.users[user_index].token, timeout_s)
+    def client(self, user_index: int, timeout_s: float = 60.0, server: int = 0) -> Client:
+        port = self.ports[server] if self.ports else self.port
+        return Client(port, user_index, self.users[user_index].token, timeout_s)
 
-    def health(self) -> tuple[int, dict[str, Any]]:
+    def health(self, server: int = 0) -> tuple[int, dict[str, Any]]:
+        port = self.ports[server] if self.ports else self.port
         health = {"X-Health-Token": TEST_HEALTH_TOKEN}  # the details need it
-        return request_json(self.port, "GET", "/health", headers=health, timeout_s=10)
+        return request_json(port, "GET", "/health", headers=health, timeout_s=10)
 
     # ---------------------------------------------------------------- the database
 
@@ -127,12 +166,15 @@ def running_stack(
     workers: int = 1,
     fill: bool = True,
     env: dict[str, str] | None = None,
+    servers: int = 1,
+    scheduler: bool = False,
 ) -> Iterator[Stack]:
     """A private copy of the template database with `users` gamemasters (one token each),
     `master_target` set (user pools off: every create claims from the master pool or falls
     back), the pool filled to it when `fill`, then gunicorn and `workers` workers on
-    `redis_url`, whose database is flushed first. Everything is stopped and dropped at the
-    end."""
+    `redis_url`, whose database is flushed first; with `servers` > 1 that many gunicorn
+    instances on the same database and Redis (docs/running.md, "Scaling out"), with
+    `scheduler` the one `rq cron` process. Everything is stopped and dropped at the end."""
     url = databases.clone(template_golden, "load")
     flush_redis(redis_url)
     app = make_app(url, redis_url)
@@ -143,15 +185,51 @@ def running_stack(
             db.engine.dispose()
         # /health's details (checks) are for HEALTH_TOKEN holders; the public answer is the status.
         extra = {"HEALTH_TOKEN": TEST_HEALTH_TOKEN, **(env or {})}
-        with Stack(app, api_users, url, redis_url, tmp_path, extra) as stack:
+        with Stack(app, api_users, url, redis_url, tmp_path, extra, servers) as stack:
             for _ in range(workers):
                 stack.start_worker()
+            if scheduler:
+                stack.start_scheduler()
             yield stack
     finally:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
         databases.drop(url)
+
+
+@contextlib.contextmanager
+def rq_cron(
+    env: dict[str, str], redis_url: str, workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The one scheduler of a deployment (docs/operations.md: `rq cron jobs.cron_config`), in
+    its own process group, until the block ends; yielded once it has registered."""
+    import os
+    import sys
+
+    import redis
+    from rq.cron import CronScheduler
+
+    child_env = dict(env)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p
+    )
+    log_path = workdir / "rq-cron.log"
+    command = [sys.executable, "-m", "rq.cli", "cron", "jobs.cron_config", "--url", redis_url]
+    process = spawn(command, cwd=workdir, env=child_env, log_path=log_path)
+    client = redis.Redis.from_url(redis_url)
+    try:
+
+        def registered() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"rq cron exited:\n{log_tail(log_path)}")
+            return bool(CronScheduler.all(client))
+
+        wait_until(registered, 60, "rq cron to register")
+        yield process
+    finally:
+        client.close()
+        stop_process_group(process)
 
 
 def _prepare(master_target: int, users: int, fill: bool) -> list[ApiUser]:

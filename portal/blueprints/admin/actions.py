@@ -22,6 +22,8 @@ from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
     DemandSizingForm,
+    PoolSwitchesForm,
+    RefillCapacityForm,
     ReplenishForm,
     ResizeForm,
     RetireStaleForm,
@@ -123,4 +125,40 @@ def demand_sizing() -> ResponseReturnValue:
     settings = current_app.config["SETTINGS"]
     return _done(
         admin_actions.configure_demand_sizing(db_session(), settings, get_redis(), admin, values)
+    )
+
+
+@bp.post("/actions/switches")
+def switches() -> ResponseReturnValue:
+    form = PoolSwitchesForm(prefix="switches")
+    if not form.validate_on_submit():
+        return _invalid(form, "switches")
+    admin = admin_actions.admin_of(db_session(), current_user.id)
+    settings = current_app.config["SETTINGS"]
+    return _done(
+        admin_actions.set_pool_switches(
+            db_session(),
+            settings,
+            get_redis(),
+            admin,
+            assignment=form.assignment.data == "on",
+            refills=form.refills.data == "on",
+            reason=form.reason.data,
+        )
+    )
+
+
+@bp.post("/actions/refill-capacity")
+def refill_capacity() -> ResponseReturnValue:
+    form = RefillCapacityForm(prefix="capacity")
+    if not form.validate_on_submit():
+        return _invalid(form, "refill_capacity")
+    admin = admin_actions.admin_of(db_session(), current_user.id)
+    values: dict[str, object] = {
+        "max_parallel_builds": form.max_parallel.data,
+        "build_batch_size": form.batch_size.data,
+    }
+    settings = current_app.config["SETTINGS"]
+    return _done(
+        admin_actions.set_refill_capacity(db_session(), settings, get_redis(), admin, values)
     )

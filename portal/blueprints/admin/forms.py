@@ -5,11 +5,11 @@ so the confirmation cannot be skipped by a client without JavaScript (or by a sc
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, SelectField, SubmitField
+from wtforms import BooleanField, IntegerField, SelectField, StringField, SubmitField
 
 # types-WTForms describes WTForms 3.2; SelectChoice came with 3.3 (the version pinned).
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
-from wtforms.validators import DataRequired, InputRequired, NumberRange
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 CONFIRM_MESSAGE = "Tick the box to confirm."
 
@@ -90,3 +90,44 @@ class DemandSizingForm(FlaskForm):
         render_kw={"min": 0, "inputmode": "numeric"},
     )
     submit = SubmitField("Save demand sizing")
+
+
+class PoolSwitchesForm(FlaskForm):
+    """The kill switch and the refill pause. Destructive for users' speed, so the box must be
+    ticked whatever is changed (checked on the server)."""
+
+    assignment = SelectField(
+        "Pool assignment",
+        choices=[
+            SelectChoice("on", "On: creates claim from the pools"),
+            SelectChoice("off", "Off: every create is seeded"),
+        ],
+    )
+    refills = SelectField(
+        "Refills",
+        choices=[SelectChoice("on", "Running"), SelectChoice("off", "Paused")],
+    )
+    reason = StringField(
+        "Reason (recorded)",
+        validators=[Optional(), Length(max=500, message="At most 500 characters.")],
+    )
+    confirm = BooleanField(
+        "Change the pool switches", validators=[DataRequired(message=CONFIRM_MESSAGE)]
+    )
+    submit = SubmitField("Apply switches")
+
+
+class RefillCapacityForm(FlaskForm):
+    """Parallel builds and campaigns per build; the real bounds live in pool_config."""
+
+    max_parallel = IntegerField(
+        "Builds of a pool at once",
+        validators=[InputRequired(message="Enter a number of builds."), NumberRange(min=1)],
+        render_kw={"min": 1, "max": 50, "inputmode": "numeric"},
+    )
+    batch_size = IntegerField(
+        "Campaigns per build (K)",
+        validators=[InputRequired(message="Enter a batch size."), NumberRange(min=1)],
+        render_kw={"min": 1, "max": 50, "inputmode": "numeric"},
+    )
+    submit = SubmitField("Save refill capacity")

@@ -18,6 +18,8 @@ from portal.blueprints.admin.blueprint import bp
 from portal.blueprints.admin.forms import (
     CleanupForm,
     DemandSizingForm,
+    PoolSwitchesForm,
+    RefillCapacityForm,
     ReplenishForm,
     ResizeForm,
     RetireStaleForm,
@@ -59,7 +61,29 @@ def action_forms() -> dict[str, Any]:
         "resize": resize,
         "retire": RetireStaleForm(prefix="retire"),
         "demand": demand_form(),
+        "switches": switches_form(),
+        "capacity": capacity_form(),
     }
+
+
+def switches_form() -> PoolSwitchesForm:
+    """The pool switches form, showing the runtime switches as they are."""
+    config = load_pool_config(db_session(), current_app.config["SETTINGS"])
+    form = PoolSwitchesForm(prefix="switches")
+    if not form.is_submitted():
+        form.assignment.data = "on" if config.assignment_enabled else "off"
+        form.refills.data = "on" if config.refills_enabled else "off"
+    return form
+
+
+def capacity_form() -> RefillCapacityForm:
+    """The refill capacity form, filled with the settings in force."""
+    config = load_pool_config(db_session(), current_app.config["SETTINGS"])
+    form = RefillCapacityForm(prefix="capacity")
+    if not form.is_submitted():
+        form.max_parallel.data = config.max_parallel_builds
+        form.batch_size.data = config.build_batch_size
+    return form
 
 
 def demand_form() -> DemandSizingForm:

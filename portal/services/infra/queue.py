@@ -118,6 +118,57 @@ def enqueue_replenish(
     return job_id
 
 
+def enqueue_refill_helpers(
+    redis_client: redis.Redis, pool_type: str, user_id: uuid.UUID | None, count: int
+) -> list[str]:
+    """Queue up to `count` helper refills of one pool, so that idle workers build beside the
+    refill that asked (docs/pool.md, "Refills"). Helpers have ids of their own
+    (`replenish-master-all-h1` ...), unique like the refill's, so asking again while they
+    are queued or running adds nothing. Returns the ids queued now; none when Redis is
+    unreachable (the refill that asked builds on by itself)."""
+    queued: list[str] = []
+    queue = Queue("seeding", connection=redis_client)
+    for index in range(1, count + 1):
+        job_id = f"{refill_job_id(pool_type, user_id)}-h{index}"
+        try:
+            if redis_client.exists(Job.key_for(job_id)):
+                continue
+            queue.enqueue(
+                JobPath.REPLENISH,
+                pool_type,
+                str(user_id) if user_id else None,
+                job_id=job_id,
+                unique=True,
+                job_timeout=REFILL_JOB_TIMEOUT_S,
+                result_ttl=0,
+                failure_ttl=FAILED_JOB_BACKOFF_S,
+            )
+        except DuplicateJobError:
+            continue
+        except RedisError as exc:
+            log.warning(
+                "pool.replenish.helpers_failed",
+                extra={"pool_type": pool_type, "error": str(exc)[:200]},
+            )
+            break
+        queued.append(job_id)
+    if queued:
+        log.info("pool.replenish.helpers", extra={"pool_type": pool_type, "jobs": queued})
+    return queued
+
+
+def seeding_workers(redis_client: redis.Redis) -> int:
+    """Workers registered on the `seeding` queue (refills run there): how many builders a
+    pool's refill can share its deficit with. At least 1 (the one asking); 1 when Redis
+    cannot say."""
+    from rq import Worker
+
+    try:
+        return max(1, Worker.count(queue=Queue("seeding", connection=redis_client)))
+    except RedisError:
+        return 1
+
+
 def enqueue_cleanup(redis_client: redis.Redis) -> str | None:
     """Queue a clean-up for a worker (one at a time); None when one is queued already or
     Redis is unreachable."""

@@ -100,6 +100,7 @@ def _pool_check(app: Flask) -> dict[str, Any]:
     from portal.models import Campaign
     from portal.services.campaigns.records import find_master_template
     from portal.services.pool.config import load_pool_config
+    from portal.services.pool.switches import switch_states
 
     session = db_session()
     try:
@@ -107,6 +108,7 @@ def _pool_check(app: Flask) -> dict[str, Any]:
         if template is None or template.template_version is None:
             return {"ok": True, "template": False}
         config = load_pool_config(session, app.config["SETTINGS"])
+        switches = switch_states(session, app.config["SETTINGS"], config)
         ready = session.execute(
             sa.select(sa.func.count()).where(
                 Campaign.is_pool.is_(True),
@@ -120,12 +122,15 @@ def _pool_check(app: Flask) -> dict[str, Any]:
         return _failure("pool", exc, "pool state unreadable")
     session.rollback()  # end the read transaction; nothing was written
     target = config.target_for("master")
+    # Switched off on purpose is not a fault: reported, never degrading (docs/operations.md).
     return {
         "ok": ready > 0 or target == 0,
         "ready": ready,
         "target": target,
         "low_watermark": config.low_watermark,
         "low": ready < config.low_watermark,
+        "assignment": "on" if switches["assignment"]["enabled"] else "off",
+        "refills": "running" if switches["refills"]["enabled"] else "paused",
     }
 
 

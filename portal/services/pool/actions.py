@@ -1,4 +1,5 @@
-"""The portal's quick actions: replenish now, clean up, resize a pool, retire stale campaigns.
+"""The portal's quick actions: replenish now, clean up, resize a pool, retire stale campaigns,
+the demand sizing and refill capacity settings, and the pool switches (the kill switch).
 
 Each action is a plain function (session and values in, an `ActionResult` out) so the portal,
 the CLI or a test can run it, and each one is recorded in `pool_events` as kind "action" with
@@ -22,8 +23,17 @@ from portal.services.infra.queue import enqueue_replenish
 from portal.services.pool.config import PoolConfigError, set_pool_setting, set_pool_settings
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.rollout import retire_old_versions
+from portal.services.pool.switches import set_switch, switch_states
 
-ACTIONS = ("replenish", "cleanup", "resize", "retire_stale", "demand_sizing")
+ACTIONS = (
+    "replenish",
+    "cleanup",
+    "resize",
+    "retire_stale",
+    "demand_sizing",
+    "switches",
+    "refill_capacity",
+)
 REPLENISH_SCOPES = ("master", "all")
 
 
@@ -141,6 +151,76 @@ def configure_demand_sizing(
         True,
         f"Demand sizing {state} (target between {stored.get('demand_min')} and "
         f"{stored.get('demand_max')}).",
+        {"pool_type": "master", **stored, "job_id": job_id},
+    )
+
+
+def set_pool_switches(
+    session: Session,
+    settings: Settings,
+    redis_client: redis.Redis | None,
+    admin: User,
+    *,
+    assignment: bool,
+    refills: bool,
+    reason: str | None = None,
+) -> ActionResult:
+    """Switch pool assignment (the kill switch) and refills on or off; each change is a
+    `switch` event. Resuming refills queues one, so the pool is topped up at once."""
+    changed = {}
+    for name, enabled in (("assignment", assignment), ("refills", refills)):
+        if set_switch(
+            session, settings, name, enabled, actor=admin.email, actor_id=admin.id, reason=reason
+        ):
+            changed[name] = enabled
+    states = switch_states(session, settings)
+    job_id = None
+    if changed.get("refills") and redis_client is not None:
+        job_id = enqueue_replenish(redis_client, "all")
+    words = {
+        "assignment": ("Pool assignment on: creates claim from the pools again.",
+                       "Pool assignment OFF: every create is seeded, nothing is claimed."),
+        "refills": ("Refills resumed.", "Refills paused: no pool campaign is built."),
+    }  # fmt: skip
+    parts = [words[name][0 if enabled else 1] for name, enabled in changed.items()]
+    if not parts:
+        parts = ["Nothing changed."]
+    if not states["assignment"]["enabled"] and states["assignment"]["off_by"] == "environment":
+        parts.append("POOL_ASSIGNMENT=off in the environment keeps assignment off.")
+    return ActionResult(
+        "switches",
+        True,
+        " ".join(parts),
+        {
+            "assignment": states["assignment"]["enabled"],
+            "refills": states["refills"]["enabled"],
+            "changed": sorted(changed),
+            "job_id": job_id,
+        },
+    )
+
+
+def set_refill_capacity(
+    session: Session,
+    settings: Settings,
+    redis_client: redis.Redis | None,
+    admin: User,
+    values: dict[str, object],
+) -> ActionResult:
+    """Store `max_parallel_builds` and `build_batch_size` together (all or nothing) and queue a
+    refill, which starts as many builds as the new cap allows."""
+    try:
+        stored = set_pool_settings(session, settings, values, updated_by=admin.id)
+    except PoolConfigError as exc:
+        session.rollback()
+        return ActionResult("refill_capacity", False, str(exc), {"pool_type": "master"})
+    session.commit()
+    job_id = enqueue_replenish(redis_client, "all") if redis_client is not None else None
+    return ActionResult(
+        "refill_capacity",
+        True,
+        f"Refills: up to {stored.get('max_parallel_builds')} builds of a pool at once, "
+        f"up to {stored.get('build_batch_size')} campaigns per build.",
         {"pool_type": "master", **stored, "job_id": job_id},
     )
 

@@ -34,6 +34,7 @@ from portal.models import (
 from portal.models.base import UTCDateTime
 from portal.services.campaigns.records import CampaignError, content_count_columns, content_counts
 from portal.services.pool.events import PoolEventKind, record_pool_event
+from portal.services.pool.switches import assignment_off_clause
 
 # Content tables whose rows carry created_at/updated_at and a campaign_id.
 TIMESTAMPED_CONTENT = tuple(CONTENT_MODELS.values())
@@ -233,7 +234,8 @@ def claim_statements(dialect: str, include_user_pool: bool) -> tuple[sa.Executab
     master pool's, so a gamemaster with an empty user pool pays no extra round trip. The
     current template version is a subquery of the claim, not a query of its own. On
     PostgreSQL the claim and every child reset are ONE statement (data-modifying CTEs keyed on
-    the claimed id); on SQLite the child resets follow as separate statements."""
+    the claimed id); on SQLite the child resets follow as separate statements. While the
+    runtime kill switch is off the candidate query finds nothing (no extra round trip)."""
     pools = Campaign.pool_type == "master"
     if include_user_pool:
         pools = sa.or_(pools, sa.and_(Campaign.pool_type == "user", Campaign.user_id == P_USER))
@@ -251,6 +253,8 @@ def claim_statements(dialect: str, include_user_pool: bool) -> tuple[sa.Executab
             Campaign.pool_status == "ready",
             Campaign.template_version == current_version,
             pools,
+            # The runtime kill switch, read in the claim's own snapshot (switches.py).
+            ~assignment_off_clause(),
         )
         .order_by(
             sa.case((Campaign.pool_type == "user", 0), else_=1),

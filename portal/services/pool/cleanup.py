@@ -54,8 +54,8 @@ log = logging.getLogger("portal.cleanup")
 
 def reap_after(settings: Settings | None) -> timedelta:
     """How long a build may stay in `building` before its builder is certainly gone: the build
-    timeout (a live build renews the refill lock within it) plus a margin of half of it, at
-    most 5 minutes. 15 minutes with the default POOL_BUILD_TIMEOUT of 10."""
+    timeout (after which its rows stop counting towards the pool's level) plus a margin of
+    half of it, at most 5 minutes. 15 minutes with the default POOL_BUILD_TIMEOUT of 10."""
     timeout = build_timeout(settings)
     return timeout + min(timedelta(minutes=5), timeout / 2)
 
@@ -109,7 +109,8 @@ def reap_stuck_builds(
     session: Session, *, now: datetime | None = None, older_than: timedelta = REAP_BUILDING_AFTER
 ) -> list[uuid.UUID]:
     """Mark pool campaigns stuck in `building` since before `now - older_than` as `failed`,
-    with a `replenish_failed` event each (it is a failed build); commit. Returns their ids."""
+    with a `replenish_failed` event per build (a dead builder's 1..K campaigns are one failed
+    build, as its failure would have been); commit. Returns their ids."""
     now = now or _utcnow()
     rows = session.execute(
         sa.update(Campaign)
@@ -119,20 +120,36 @@ def reap_stuck_builds(
             Campaign.pool_created_at < now - older_than,
         )
         .values(pool_status="failed", updated_at=now)
-        .returning(Campaign.id, Campaign.pool_type, Campaign.user_id, Campaign.pool_created_at)
+        .returning(
+            Campaign.id,
+            Campaign.pool_type,
+            Campaign.user_id,
+            Campaign.pool_created_at,
+            Campaign.pool_build_id,
+        )
         .execution_options(synchronize_session=False)
     ).all()
+    builds: dict[uuid.UUID, list[Any]] = {}
     for row in rows:
+        builds.setdefault(row.pool_build_id or row.id, []).append(row)
+    for build_id, members in builds.items():
+        first = members[0]
         stuck_s = (
-            round((now - row.pool_created_at).total_seconds()) if row.pool_created_at else None
+            round((now - first.pool_created_at).total_seconds()) if first.pool_created_at else None
         )
+        detail: dict[str, Any] = {
+            "error": f"reaped: stuck in building for {stuck_s} s",
+            "reaped": True,
+        }
+        if first.pool_build_id is not None:
+            detail.update(build_id=str(build_id), campaign_ids=[str(m.id) for m in members])
         record_pool_event(
             session,
             PoolEventKind.REPLENISH_FAILED,
-            campaign_id=row.id,
-            user_id=row.user_id if row.pool_type == "user" else None,
-            pool_type=row.pool_type,
-            detail={"error": f"reaped: stuck in building for {stuck_s} s", "reaped": True},
+            campaign_id=first.id,
+            user_id=first.user_id if first.pool_type == "user" else None,
+            pool_type=first.pool_type,
+            detail=detail,
             created_at=now,
         )
     session.commit()

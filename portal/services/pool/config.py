@@ -37,6 +37,24 @@ SETTING_BOUNDS: dict[str, tuple[int, int, str]] = {
 SETTING_BOUNDS |= {
     "rollout_max_building": (1, 50, "pool builds in flight at once while a rollout rebuilds"),
 }
+# Parallel refills and K-campaign builds (docs/pool.md, "Refills").
+SETTING_BOUNDS |= {
+    "max_parallel_builds": (1, 50, "builds of one pool in flight at once (any workers, any hosts)"),
+    "build_batch_size": (1, 50, "most campaigns one build seeds in one transaction (K)"),
+}
+# The kill switch (docs/operations.md, "Rollback: switch the pool off").
+SETTING_BOUNDS |= {
+    "assignment_enabled": (0, 1, "0: every create is seeded, nothing is claimed from a pool"),
+    "refills_enabled": (0, 1, "0: refills are paused, no pool campaign is built"),
+}
+# Settings that are switches, not sizes: changed by the switch action, recorded as their own
+# pool events (kind `switch`), never by the resize or settings forms.
+SWITCHES = ("assignment_enabled", "refills_enabled")
+
+
+# K: the most campaigns one refill build seeds in one transaction (docs/performance.md,
+# "Seeding K campaigns at once", for what it saves).
+DEFAULT_BATCH_SIZE = 10
 
 
 class PoolConfigError(ValueError):
@@ -58,6 +76,12 @@ class PoolConfig:
     demand_history_days: int
     # template versions
     rollout_max_building: int = 2
+    # parallel refills
+    max_parallel_builds: int = 10
+    build_batch_size: int = 10
+    # the kill switch (runtime part; POOL_ASSIGNMENT=off overrides `assignment_enabled`)
+    assignment_enabled: int = 1
+    refills_enabled: int = 1
 
     def target_for(self, pool_type: str) -> int:
         target = self.master_target if pool_type == "master" else self.user_target
@@ -84,6 +108,12 @@ def env_defaults(settings: Settings) -> dict[str, int]:
         "demand_history_days": 28,
         # template versions
         "rollout_max_building": 2,
+        # parallel refills
+        "max_parallel_builds": settings.pool_max_parallel_builds,
+        "build_batch_size": DEFAULT_BATCH_SIZE,
+        # the kill switch
+        "assignment_enabled": 1,
+        "refills_enabled": 1,
     }
 
 

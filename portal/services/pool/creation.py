@@ -30,7 +30,9 @@ from portal.services.infra.channels import COMPLETE, publish_seeding
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
 from portal.services.pool.client_campaigns import campaign_json
+from portal.services.pool.config import load_pool_config
 from portal.services.pool.events import PoolEventKind, record_pool_event
+from portal.services.pool.switches import assignment_on
 from portal.services.seeding.batch import CampaignBatchSeeder
 
 
@@ -65,7 +67,12 @@ def create_campaign(
     """Pool first, then the configured fallback. Raises NameTakenError / NoTemplateError."""
     started = time.perf_counter()
     user_id, gamemaster = user.id, user.gamemaster  # read before a commit expires `user`
-    assignment = CampaignPoolService(session).assign_pool_campaign(user, name, description)
+    # POOL_ASSIGNMENT=off skips the claim; the runtime switch is checked inside the claim.
+    assignment = (
+        CampaignPoolService(session).assign_pool_campaign(user, name, description)
+        if settings.pool_assignment
+        else None
+    )
     if assignment is not None:
         refill_owner = user_id if assignment.pool_type == "user" else None
         publish_seeding(redis_client, assignment.campaign_id, user_id, COMPLETE)
@@ -100,19 +107,23 @@ def create_campaign(
         session.rollback()
         raise NameTakenError("has already been taken") from None
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    # Why the pool did not serve it, and whether the user has a pool to refill: read on the
+    # slow path only, after the work.
+    config = load_pool_config(session, settings)
+    reason = "pool_empty" if assignment_on(session, settings, config) else "assignment_off"
     record_pool_event(
         session,
         PoolEventKind.FALLBACK,
         campaign_id=campaign_id,
         user_id=user_id,
         duration_ms=duration_ms,
-        detail={"mode": "async" if pending else "sync"},
+        detail={"mode": "async" if pending else "sync", "reason": reason},
     )
     session.commit()
     if not pending:
         publish_seeding(redis_client, campaign_id, user_id, COMPLETE)
     enqueue_replenish(redis_client, "master")
-    if gamemaster:
+    if gamemaster and config.user_target > 0:  # no user pools: a refill job would find nothing
         enqueue_replenish(redis_client, "user", user_id)
     mode = "async" if pending else "sync"
     return CreatedCampaign(campaign_id, "seeded", pending=pending, fallback_mode=mode)

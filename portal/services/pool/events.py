@@ -77,6 +77,9 @@ class PoolEventKind(StrEnum):
     TEMPLATE_VERSION = "template_version"
     # a create refused by the per-user creation limit (pool.quota); detail: limit, retry_after_s
     THROTTLED = "throttled"
+    # pool assignment (the kill switch) or refills switched on or off (pool.switches);
+    # detail: switch, enabled, previous, actor, actor_id, reason, environment
+    SWITCH = "switch"
 
 
 # Claims: the pool's demand, its hit rate and the assignment charts count these two.
@@ -87,6 +90,7 @@ LOG_LEVELS: dict[PoolEventKind, int] = {
     PoolEventKind.REPLENISH_FAILED: logging.ERROR,
     PoolEventKind.ALERT: logging.WARNING,
     PoolEventKind.TEMPLATE_VERSION: logging.WARNING,
+    PoolEventKind.SWITCH: logging.WARNING,
     PoolEventKind.SNAPSHOT: logging.DEBUG,
 }
 

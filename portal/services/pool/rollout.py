@@ -10,12 +10,12 @@ must never be handed out, and the pools must be rebuilt at the new version.
   that, from the moment the new version is visible, no stale campaign is `ready`, and a claim
   that read the old version a moment earlier finds nothing to take (its guarded UPDATE needs
   `pool_status = 'ready'`). Builds of the old version still running are retired too; their
-  final flip to `ready` is guarded (`replenish.build_pool_campaign`), so they cannot come back.
+  final flip to `ready` is guarded (`replenish.build_reserved`), so they cannot come back.
 * Rebuild gradually: while a rollout is in progress (old-version campaigns are still in the
-  database: stale or retired and not yet deleted), a build is admitted only while fewer than
+  database: stale or retired and not yet deleted), a build is reserved only while fewer than
   `rollout_max_building` pool builds are in flight, counted across all pools
-  (`admit_build`), so an edit does not turn into as many simultaneous builds as there are
-  workers. Refills stay serialized per pool as always.
+  (`replenish.reserve_build`, under the reservation lock below), so an edit does not turn
+  into as many simultaneous builds as there are workers.
 * Delete afterwards: the monitor queues the clean-up once every pool is back at its target,
   so the deletes do not compete with the rebuild; the rollout is over when the retired
   campaigns are gone.
@@ -32,11 +32,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import Campaign, utcnow
-from portal.services.infra.database import rowcount
 from portal.services.infra.queue import enqueue_cleanup
 from portal.services.pool.events import PoolEventKind, record_pool_event
 
-# Any constant shared by every process; "cpbuild" in ASCII.
+# The transaction advisory lock that serializes build reservations (PostgreSQL): any constant
+# shared by every process; "cpbuild" in ASCII.
 ADMISSION_LOCK_KEY = 0x63706275696C64
 # Pool states an old-version campaign can be in while a rollout is under way.
 OLD_STATES = ("ready", "building", "retired")
@@ -66,21 +66,23 @@ class RetiredCampaign:
     template_version: int | None
 
 
-def retire_superseded_build(session: Session, campaign_id: uuid.UUID) -> None:
+def retire_superseded_build(session: Session, campaign_ids: list[uuid.UUID]) -> None:
     """Retire a build that turned out to be of an old version (it started from a template
     read before the change, after the change had retired everything else); commit.
-    Left in `building`, it would hold a slot of the rollout's cap until reaped, then count
-    as a failed build."""
+    Left in `building`, its rows would hold a slot of the rollout's cap until reaped, then
+    count as a failed build."""
     now = utcnow()
-    row = session.execute(
+    rows = session.execute(
         sa.update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.pool_status == "building")
+        .where(Campaign.id.in_(campaign_ids), Campaign.pool_status == "building")
         .values(pool_status="retired", updated_at=now)
         .returning(Campaign.id, Campaign.pool_type, Campaign.user_id, Campaign.template_version)
         .execution_options(synchronize_session=False)
-    ).first()
-    if row is not None:
-        _record_retired(session, row, "superseded", session.scalar(current_version()), now)
+    ).all()
+    if rows:
+        current = session.scalar(current_version())
+        for row in rows:
+            _record_retired(session, row, "superseded", current, now)
     session.commit()
 
 
@@ -158,57 +160,25 @@ def rollout_in_progress(session: Session, version: int) -> bool:
     return session.scalar(stmt.limit(1)) is not None
 
 
-def builds_in_flight(session: Session, since: datetime) -> int:
-    """Pool campaigns in `building` started after `since` (older ones have a dead builder)."""
-    return session.execute(
-        sa.select(sa.func.count()).where(
-            Campaign.is_pool.is_(True),
-            Campaign.pool_status == "building",
-            Campaign.pool_created_at > since,
-        )
-    ).scalar_one()
-
-
-def _serialize_admissions(session: Session) -> None:
-    """Make admissions one at a time until the caller commits. SQLite already serializes
-    writers (the caller has written its `building` row); PostgreSQL needs a lock, and a
-    transaction-level advisory lock touches no row anybody else uses."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
-
-
-def admit_build(session: Session, version: int, limit: int, since: datetime) -> int:
-    """Admit the `building` row the caller has just flushed (not committed): return how many
-    builds are in flight with it, or raise BuildThrottled when a rollout is in progress and
-    that would exceed `limit`. The caller commits promptly (that ends the serialization) or
-    rolls back on BuildThrottled.
-
-    The count taken here, under the lock, is the exact number in flight the moment this
-    build starts; recorded on the build's event, its maximum over a rollout is the most
-    builds that ever ran at once."""
-    _serialize_admissions(session)
-    in_flight = builds_in_flight(session, since)
-    if in_flight > limit and rollout_in_progress(session, version):
-        raise BuildThrottled(in_flight - 1, limit)
-    return in_flight
-
-
-def mark_ready_if_current(session: Session, campaign_id: uuid.UUID) -> bool:
-    """Flip a pool campaign from `building` to `ready` (uncommitted, in the build's own
-    transaction) only if it was built from the current template version and nobody retired
-    it meanwhile. False means the build is superseded and must not be committed."""
+def mark_ready_if_current(session: Session, campaign_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Flip reserved pool campaigns from `building` to `ready` (uncommitted, in the build's own
+    transaction) if they were built from the current template version and nobody retired or
+    reaped them meanwhile; return the ids flipped. None flipped means the build is superseded
+    and must not be committed."""
     current = current_version().scalar_subquery()
-    flipped = session.execute(
-        sa.update(Campaign)
-        .where(
-            Campaign.id == campaign_id,
-            Campaign.pool_status == "building",
-            Campaign.template_version == current,
+    return list(
+        session.scalars(
+            sa.update(Campaign)
+            .where(
+                Campaign.id.in_(campaign_ids),
+                Campaign.pool_status == "building",
+                Campaign.template_version == current,
+            )
+            .values(pool_status="ready")
+            .returning(Campaign.id)
+            .execution_options(synchronize_session=False)
         )
-        .values(pool_status="ready")
-        .execution_options(synchronize_session=False)
     )
-    return rowcount(flipped) == 1
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Counts come from one GROUP BY over the partial pool index; assignment figures co
 from __future__ import annotations
 
 import statistics
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,7 @@ from portal.services.infra.percentiles import percentile
 from portal.services.pool.config import PoolConfig, load_pool_config
 from portal.services.pool.events import CLAIM_KINDS, PoolEventKind
 from portal.services.pool.replenish import consecutive_failures, pool_halted
+from portal.services.pool.switches import switch_states
 
 STATUSES = ("building", "ready", "failed", "retired")
 
@@ -82,6 +83,47 @@ def assignment_metrics(session: Session, window: timedelta) -> dict[str, Any]:
     }
 
 
+def build_timeline(
+    session: Session, since: datetime, pool_type: str | None = "master"
+) -> dict[str, Any]:
+    """Pool builds completed since `since`, from their `replenished` events: how many builds
+    and campaigns, and the most builds that were in flight at once (reservation to ready,
+    `detail.started_at` to the event's time). This is how "W workers keep W builds of one pool
+    in flight" is read back from what happened, not from what was planned."""
+    stmt = sa.select(PoolEvent.detail, PoolEvent.created_at).where(
+        PoolEvent.kind == "replenished", PoolEvent.created_at >= since
+    )
+    if pool_type is not None:
+        stmt = stmt.where(PoolEvent.pool_type == pool_type)
+    builds: dict[str, tuple[datetime, datetime, int]] = {}
+    campaigns = 0
+    for detail, finished in session.execute(stmt):
+        campaigns += 1
+        detail = detail or {}
+        started_raw = detail.get("started_at")
+        if not started_raw or not detail.get("build_id"):
+            continue
+        started = datetime.fromisoformat(started_raw)
+        if finished.tzinfo is None:
+            started = started.replace(tzinfo=None)
+        builds[detail["build_id"]] = (started, finished, int(detail.get("batch", 1)))
+    edges = sorted(
+        [(start, 1) for start, _, _ in builds.values()]
+        + [(end, -1) for _, end, _ in builds.values()]
+    )  # at equal times the end (-1) sorts first: touching builds do not overlap
+    in_flight = most = 0
+    for _, step in edges:
+        in_flight += step
+        most = max(most, in_flight)
+    sizes = [size for _, _, size in builds.values()]
+    return {
+        "builds": len(builds),
+        "campaigns": campaigns,
+        "max_in_flight": most,
+        "largest_batch": max(sizes) if sizes else 0,
+    }
+
+
 def pool_status(
     session: Session,
     settings: Settings,
@@ -136,5 +178,6 @@ def pool_status(
         "template_version": version,
         "config": config.as_dict(),
         "pools": pools,
+        "switches": switch_states(session, settings, config),
         "assignments": assignment_metrics(session, window) if with_assignments else None,
     }

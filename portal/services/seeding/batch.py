@@ -53,6 +53,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.schema import CreateTable
@@ -83,10 +84,13 @@ Progress = Callable[[str, int, int], None]
 
 METHOD = "batch"
 
+# One row per (template row, target campaign): seeding K campaigns at once is the same
+# statements with K map rows per template row, each naming the campaign its copy goes to.
 ID_MAP = sa.Table(
     "seed_id_map",
     sa.MetaData(),
     sa.Column("old_id", sa.Uuid(), primary_key=True),
+    sa.Column("target_id", sa.Uuid(), primary_key=True),
     sa.Column("new_id", sa.Uuid(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     prefixes=["TEMPORARY"],
@@ -95,7 +99,6 @@ ID_MAP = sa.Table(
 
 # Bound per run; the statements themselves are built once per process and cached.
 _TEMPLATE = sa.bindparam("template_id", type_=sa.Uuid())
-_TARGET = sa.bindparam("target_id", type_=sa.Uuid())
 _OWNER = sa.bindparam("owner_id", type_=sa.Uuid())
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 
@@ -231,6 +234,10 @@ def build_id_query(
 def build_insert(step: TableCopy) -> sa.Insert:
     """`INSERT INTO t (...) SELECT ... FROM t JOIN seed_id_map ...` for one table.
 
+    The map holds one row per (template row, target campaign), so the join on the row's own id
+    (or, for link tables, on the owning end) yields one copy per target, and every other map
+    join is on the same target: the copies of one campaign only ever point at each other.
+
     Content tables: every column comes from the source row except the ones replaced here; a
     nullable foreign key that is set must find its target in the map, otherwise the row is left
     out and the row count check fails the seed (a template pointing outside itself is refused,
@@ -242,29 +249,38 @@ def build_insert(step: TableCopy) -> sa.Insert:
     joined: sa.FromClause = src
     values: dict[str, sa.ColumnElement[Any]] = {}
     guards: list[sa.ColumnElement[bool]] = []
+    target: sa.ColumnElement[Any] | None = None
     if step.kind is not None:
         me = ID_MAP.alias("me")
         joined = joined.join(me, sa.and_(me.c.old_id == src.c.id, me.c.kind == step.kind))
         values["id"] = me.c.new_id
-    for index, (column, kind) in enumerate(step.remap.items()):
+        target = me.c.target_id
+    for column, kind in step.remap.items():
         ref = ID_MAP.alias(f"map_{column}")
         on = sa.and_(ref.c.old_id == src.c[column], ref.c.kind == kind)
-        if step.kind is None and index == 0:
+        if target is None:  # a link table's owning end: it decides the target
             joined = joined.join(ref, on)
+            target = ref.c.target_id
         else:
-            joined = joined.outerjoin(ref, on)
+            joined = joined.outerjoin(ref, sa.and_(on, ref.c.target_id == target))
             if step.kind is not None:
                 guards.append(sa.or_(src.c[column].is_(None), ref.c.new_id.is_not(None)))
         values[column] = ref.c.new_id
+    assert target is not None, f"{step.table_name}: no id and no owning end to copy by"
     if step.poly is not None:
         id_column, type_column = step.poly
         owner = ID_MAP.alias("owner")
         joined = joined.join(
-            owner, sa.and_(owner.c.old_id == src.c[id_column], owner.c.kind == src.c[type_column])
+            owner,
+            sa.and_(
+                owner.c.old_id == src.c[id_column],
+                owner.c.kind == src.c[type_column],
+                owner.c.target_id == target,
+            ),
         )
         values[id_column] = owner.c.new_id
     if step.has_campaign:
-        values["campaign_id"] = _TARGET
+        values["campaign_id"] = target
         guards.append(src.c.campaign_id == _TEMPLATE)
     if step.owned:
         values["user_id"] = _OWNER
@@ -306,10 +322,43 @@ def build_aggregated_id_query(ids: sa.CompoundSelect[Any]) -> sa.Select[Any]:
     ).group_by(rows.c.kind)
 
 
+_TARGETS = sa.bindparam("target_ids", type_=postgresql.ARRAY(sa.Uuid()))
+
+
+def build_server_map_fill(ids: sa.CompoundSelect[Any], with_campaign: bool) -> sa.Select[Any]:
+    """PostgreSQL: fill the id map in the database, in one statement, and count it by kind.
+
+    Every template row of `build_id_query` crossed with every target gets a new id from
+    `gen_random_uuid()` (version 4, like Python's), and with `with_campaign` the template
+    campaign maps to each target itself. Nothing travels but the target ids: at K campaigns
+    the map holds K x ~1,840 rows, and fetching the template ids, drawing K x 1,840 uuids in
+    Python and sending them back as text cost about as much as the copy of a campaign's
+    smallest tables (docs/performance.md, "Seeding K campaigns at once")."""
+    rows = ids.subquery("template_rows")
+    targets = sa.func.unnest(_TARGETS).table_valued("target_id").render_derived()
+    fresh = sa.select(
+        rows.c.id, targets.c.target_id, sa.func.gen_random_uuid(), rows.c.kind
+    ).select_from(rows.join(targets, sa.true()))
+    sources: list[sa.Select[Any]] = [fresh]
+    if with_campaign:
+        itself = sa.func.unnest(_TARGETS).table_valued("target_id").render_derived()
+        sources.append(
+            sa.select(_TEMPLATE, itself.c.target_id, itself.c.target_id, _kind_literal("Campaign"))
+        )
+    mapped = (
+        ID_MAP.insert()
+        .from_select(["old_id", "target_id", "new_id", "kind"], sa.union_all(*sources))
+        .returning(ID_MAP.c.kind)
+        .cte("mapped")
+    )
+    return sa.select(mapped.c.kind, sa.func.count()).group_by(mapped.c.kind)
+
+
 @dataclass(frozen=True)
 class _Statements:
     steps: tuple[TableCopy, ...]
     ids: sa.Select[Any]
+    map_fill: sa.Select[Any] | None  # the map filled in the database (PostgreSQL)
     inserts: tuple[sa.Insert, ...]  # one per step, run in turn (SQLite)
     combined: sa.Select[Any] | None  # all steps in one statement (PostgreSQL)
     create_map: str
@@ -328,6 +377,13 @@ def statements_for(tables: Sequence[str], with_campaign: bool, dialect: sa.Diale
         _STATEMENTS[key] = _Statements(
             steps=steps,
             ids=build_aggregated_id_query(build_id_query(tables, with_campaign, dialect.name)),
+            map_fill=(
+                build_server_map_fill(
+                    build_id_query(tables, with_campaign, dialect.name), with_campaign
+                )
+                if postgres
+                else None
+            ),
             inserts=() if postgres else tuple(build_insert(step) for step in steps),
             combined=build_combined_insert(steps) if postgres else None,
             create_map=str(CreateTable(ID_MAP, if_not_exists=True).compile(dialect=dialect)),
@@ -335,11 +391,15 @@ def statements_for(tables: Sequence[str], with_campaign: bool, dialect: sa.Diale
     return _STATEMENTS[key]
 
 
-_PG_FILL_MAP = sa.text(
-    "INSERT INTO seed_id_map (old_id, new_id, kind) "
-    "SELECT CAST(o AS uuid), CAST(n AS uuid), k FROM unnest("
-    "string_to_array(:olds, ','), string_to_array(:news, ','), string_to_array(:kinds, ',')"
-    ") AS pairs(o, n, k)"
+# One row per (template row, target): four parallel lists of K x n entries, unnested together.
+# (Sending the template ids once and indexing an array of new ids per row was quadratic: each
+# subscript of the array detoasted the whole array again.)
+PG_FILL_MAP = sa.text(
+    "INSERT INTO seed_id_map (old_id, target_id, new_id, kind) "
+    "SELECT CAST(o AS uuid), CAST(t AS uuid), CAST(n AS uuid), k FROM unnest("
+    "string_to_array(:olds, ','), string_to_array(:targets, ','), "
+    "string_to_array(:news, ','), string_to_array(:kinds, ',')"
+    ") AS pairs(o, t, n, k)"
 )
 
 
@@ -362,7 +422,7 @@ def copy_tables(
     session: Session,
     *,
     template_id: uuid.UUID,
-    target_id: uuid.UUID,
+    target_ids: Sequence[uuid.UUID],
     owner_id: uuid.UUID,
     now: datetime,
     tables: Sequence[str] = ALL_TABLES,
@@ -370,16 +430,23 @@ def copy_tables(
     progress: Progress | None = None,
     total_steps: int | None = None,
 ) -> dict[str, int]:
-    """Copy the template's rows of `tables` into the target campaign; no commit.
+    """Copy the template's rows of `tables` into each of the target campaigns; no commit.
 
-    Returns rows created per table. The seeder copies every table; `bench` also times a subset
+    The same statements serve one target or K: the id map holds a row per (template row,
+    target), so each INSERT ... SELECT writes K copies at once. Returns rows created per table
+    (all targets together). The seeder copies every table; `bench` also times a subset
     (schticks, weapons, attachments) against the row-at-a-time baseline of docs/performance.md.
-    `with_campaign` maps the template campaign itself to the target, so the campaign's own image
-    and positions are copied too. Raises SeedingError when the template references rows outside
-    itself (the caller rolls back)."""
+    `with_campaign` maps the template campaign itself to each target, so the campaign's own
+    image and positions are copied too. Raises SeedingError when the template references rows
+    outside itself (the caller rolls back)."""
     unknown = [name for name in tables if name not in PLAN_BY_NAME]
     if unknown:
         raise ValueError(f"unknown tables {unknown}; tables are {', '.join(ALL_TABLES)}")
+    targets = list(dict.fromkeys(target_ids))
+    if not targets or len(targets) != len(target_ids):
+        raise ValueError("copy_tables needs one or more distinct target campaigns")
+    if template_id in targets:
+        raise SeedingError("a campaign cannot be seeded from itself")
     connection = session.connection()
     ordered = [name for name in ALL_TABLES if name in tables]
     statements = statements_for(ordered, with_campaign, connection.dialect)
@@ -392,21 +459,23 @@ def copy_tables(
         if progress is not None:
             progress(step, done, total)
 
-    params = {"template_id": template_id, "target_id": target_id, "owner_id": owner_id, "now": now}
+    params = {"template_id": template_id, "owner_id": owner_id, "now": now}
     expected: Counter[str] = Counter()
-    kinds: list[str] = []
-    olds: list[str] = []
-    for kind, joined in session.execute(statements.ids, params):
-        ids = joined.split(",")
-        expected[kind] = len(ids)
-        kinds.extend([kind] * len(ids))
-        olds.extend(ids)
-    news = new_uuid4_hex(len(olds))
-    if with_campaign:
-        olds.append(str(template_id))
-        news.append(target_id.hex)
-        kinds.append("Campaign")
-    _fill_id_map(session, statements.create_map, olds, news, kinds)
+    if statements.map_fill is not None:  # PostgreSQL: the map is made in the database
+        connection.exec_driver_sql(statements.create_map)
+        for kind, count in session.execute(statements.map_fill, {**params, "target_ids": targets}):
+            expected[kind] = count
+    else:
+        kinds: list[str] = []
+        olds: list[str] = []
+        for kind, joined in session.execute(statements.ids, params):
+            ids = joined.split(",")
+            expected[kind] = len(ids) * len(targets)
+            kinds.extend([kind] * len(ids))
+            olds.extend(ids)
+        _fill_id_map(
+            session, statements.create_map, template_id, olds, kinds, targets, with_campaign
+        )
     step_done("id_map")
 
     if statements.combined is not None:
@@ -428,27 +497,51 @@ def copy_tables(
 
 
 def _fill_id_map(
-    session: Session, create_map: str, olds: list[str], news: list[str], kinds: list[str]
+    session: Session,
+    create_map: str,
+    template_id: uuid.UUID,
+    olds: list[str],
+    kinds: list[str],
+    targets: list[uuid.UUID],
+    with_campaign: bool,
 ) -> None:
-    """Make sure this connection has its map table, then write every old->new pair at once
-    (ids as text: PostgreSQL parses them server-side, SQLite gets UUIDs through the column type)."""
+    """Make sure this connection has its map table, then write every (old, target) -> new row
+    at once: a fresh uuid4 per template row and target, and, `with_campaign`, the template
+    campaign itself mapped to each target (ids as text: PostgreSQL parses them server-side,
+    SQLite gets UUIDs through the column type)."""
     connection = session.connection()
     connection.exec_driver_sql(create_map)
+    if with_campaign:
+        olds = [*olds, str(template_id)]
+        kinds = [*kinds, "Campaign"]
     if not olds:
         return
+    news: list[str] = []
+    for target in targets:
+        news += new_uuid4_hex(len(olds) - int(with_campaign))
+        if with_campaign:
+            news.append(target.hex)
     if connection.dialect.name == "postgresql":
+        olds_text, kinds_text = ",".join(olds), ",".join(kinds)
         session.execute(
-            _PG_FILL_MAP,
-            {"olds": ",".join(olds), "news": ",".join(news), "kinds": ",".join(kinds)},
+            PG_FILL_MAP,
+            {
+                "olds": ",".join([olds_text] * len(targets)),
+                "targets": ",".join(",".join([t.hex] * len(olds)) for t in targets),
+                "news": ",".join(news),
+                "kinds": ",".join([kinds_text] * len(targets)),
+            },
         )
         return
-    session.execute(
-        ID_MAP.insert(),
-        [
-            {"old_id": uuid.UUID(o), "new_id": uuid.UUID(n), "kind": k}
-            for o, n, k in zip(olds, news, kinds, strict=True)
-        ],
-    )
+    rows = []
+    for j, target in enumerate(targets):
+        offset = j * len(olds)
+        rows += [
+            {"old_id": uuid.UUID(o), "target_id": target, "new_id": uuid.UUID(news[offset + i]),
+             "kind": k}
+            for i, (o, k) in enumerate(zip(olds, kinds, strict=True))
+        ]  # fmt: skip
+    session.execute(ID_MAP.insert(), rows)
 
 
 def _run_insert(
@@ -474,10 +567,12 @@ def _check_count(step: TableCopy, count: int, expected: Counter[str]) -> None:
 
 
 class CampaignBatchSeeder:
-    """Fill an empty campaign with a set-based copy of a template; one transaction.
+    """Fill empty campaigns with a set-based copy of a template; one transaction.
 
     `CampaignBatchSeeder(session).seed(target, template, progress=...)` where `target` is an
-    empty shell (`create_campaign_shell`, flushed in this transaction or committed earlier).
+    empty shell (`create_campaign_shell`, flushed in this transaction or committed earlier);
+    `seed_many(targets, template)` fills K shells of one owner with the same statements in one
+    transaction (pool refills with a large deficit, docs/pool.md).
     """
 
     method = METHOD
@@ -493,33 +588,47 @@ class CampaignBatchSeeder:
         On any failure the transaction is rolled back (nothing of the copy remains; a shell
         created in the same transaction goes too) and the error is re-raised. A campaign that is
         already seeded is refused with SeedingError, also when another seeder got there first."""
+        return self.seed_many([target], template, progress)[0]
+
+    def seed_many(
+        self, targets: Sequence[Campaign], template: Campaign, progress: Progress | None = None
+    ) -> list[SeedResult]:
+        """Copy `template` into every campaign of `targets` (one owner), mark them all seeded
+        and commit together: all of them or none. Each result carries the whole transaction's
+        duration and its own campaign's rows."""
         session = self.session
         started = time.perf_counter()
         context: dict[str, Any] = {"method": METHOD}
         total_steps = len(ALL_TABLES) + 2
         try:
-            session.flush()  # pending changes to the shell (e.g. a pool status) go with the copy
-            target_id, owner_id, template_id = target.id, target.user_id, template.id
+            session.flush()  # pending changes to the shells (e.g. a pool status) go with the copy
+            target_ids = [target.id for target in targets]
+            owners = {target.user_id for target in targets}
+            template_id = template.id
             template_version = template.template_version
-            context.update(campaign_id=str(target_id), template_id=str(template_id))
+            context.update(
+                campaign_id=str(target_ids[0]) if target_ids else None,
+                campaigns=len(target_ids),
+                template_id=str(template_id),
+            )
             log.info("seeding.started", extra=context)
-            if target.seeded_at is not None:
-                raise SeedingError(f"campaign {target_id} is already seeded")
-            if target_id == template_id:
-                raise SeedingError("a campaign cannot be seeded from itself")
+            if len(owners) != 1:
+                raise SeedingError("campaigns seeded together must have one owner")
+            already = [target.id for target in targets if target.seeded_at is not None]
+            if already:
+                raise SeedingError(f"campaign {already[0]} is already seeded")
             now = utcnow()
             rows = copy_tables(
                 session,
                 template_id=template_id,
-                target_id=target_id,
-                owner_id=owner_id,
+                target_ids=target_ids,
+                owner_id=owners.pop(),
                 now=now,
                 progress=progress,
                 total_steps=total_steps,
             )
-            rows["image_blobs"] = 0
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            seeded = self._mark_seeded(target_id, now, duration_ms, template_version)
+            seeded = self._mark_seeded(target_ids, now, duration_ms, template_version)
             if progress is not None:
                 progress("campaign", total_steps, total_steps)
             session.commit()
@@ -530,23 +639,33 @@ class CampaignBatchSeeder:
                 extra={**context, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]},
             )
             raise
-        for key, value in seeded.items():
-            set_committed_value(target, key, value)
+        for target in targets:
+            for key, value in seeded.items():
+                set_committed_value(target, key, value)
+        per_campaign = {table: count // len(target_ids) for table, count in rows.items()}
+        per_campaign["image_blobs"] = 0
         log.info(
             "seeding.finished",
             extra={
                 **context,
                 "duration_ms": duration_ms,
                 "with_commit_ms": round((time.perf_counter() - started) * 1000, 1),
-                "rows": rows,
+                "rows": per_campaign,
             },
         )
-        return SeedResult(campaign_id=target_id, method=METHOD, duration_ms=duration_ms, rows=rows)
+        return [
+            SeedResult(campaign_id=cid, method=METHOD, duration_ms=duration_ms, rows=per_campaign)
+            for cid in target_ids
+        ]
 
     def _mark_seeded(
-        self, target_id: uuid.UUID, now: datetime, duration_ms: float, version: int | None
+        self,
+        target_ids: list[uuid.UUID],
+        now: datetime,
+        duration_ms: float,
+        version: int | None,
     ) -> dict[str, Any]:
-        """One guarded UPDATE: refuses (SeedingError) when the campaign was seeded meanwhile."""
+        """One guarded UPDATE: refuses (SeedingError) when a campaign was seeded meanwhile."""
         campaigns = table_of(Campaign)
         values = {
             "seeded_at": utcnow(),
@@ -558,10 +677,11 @@ class CampaignBatchSeeder:
         updated = rowcount(
             self.session.execute(
                 sa.update(campaigns)
-                .where(campaigns.c.id == target_id, campaigns.c.seeded_at.is_(None))
+                .where(campaigns.c.id.in_(target_ids), campaigns.c.seeded_at.is_(None))
                 .values(**values)
             )
         )
-        if updated != 1:
-            raise SeedingError(f"campaign {target_id} is missing or was seeded meanwhile")
+        if updated != len(target_ids):
+            missing = len(target_ids) - updated
+            raise SeedingError(f"{missing} of the campaigns are missing or were seeded meanwhile")
         return values

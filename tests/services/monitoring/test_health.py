@@ -111,6 +111,8 @@ def test_the_pool_degrades_when_empty_and_reports_its_level(template_app: Flask)
         "target": 2,
         "low_watermark": 2,
         "low": True,
+        "assignment": "on",
+        "refills": "running",
     }
 
     replenish_pool(db.session, get_redis(template_app), settings, "master")

@@ -339,23 +339,25 @@ def test_concurrent_replenish_triggers_never_exceed_the_target(template_app):
 def test_a_pool_whose_builds_keep_failing_stops_and_reports(template_app, monkeypatch):
     from portal.services.seeding import batch
 
-    def broken(self, target, template, **kwargs):
+    def broken(self, targets, template, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(batch.CampaignBatchSeeder, "seed", broken)
+    monkeypatch.setattr(batch.CampaignBatchSeeder, "seed_many", broken)
     set_pool_setting(db.session, "master_target", 5)
     set_pool_setting(db.session, "failure_budget", 3)
     db.session.commit()
 
     report = replenish_pool(db.session, get_redis(), settings_of(template_app), "master")
 
+    # A build seeds the whole deficit (5 <= K) in one transaction: three builds failed.
     assert report.failed == 3 and report.skipped == "halted" and not report.built
-    assert len(pool_campaigns("failed")) == 3
+    assert len(pool_campaigns("failed")) == 3 * 5
     assert not pool_campaigns("ready") and not pool_campaigns("building")
     failures = db.session.scalars(
         sa.select(PoolEvent).where(PoolEvent.kind == "replenish_failed")
     ).all()
     assert len(failures) == 3 and "disk full" in failures[0].detail["error"]
+    assert [len(f.detail["campaign_ids"]) for f in failures] == [5, 5, 5]
 
     # Halted: another trigger builds nothing ...
     again = replenish_pool(db.session, get_redis(), settings_of(template_app), "master")

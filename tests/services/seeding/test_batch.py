@@ -327,6 +327,107 @@ def test_new_uuid4_hex_are_version_4_and_distinct():
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
 
 
+# ---------------------------------------------------------------------------- K campaigns at once
+
+
+def shells(count: int, label: str) -> list[Campaign]:
+    """`count` committed shells of one owner, as a pool build reserves them."""
+    owner = make_user(db.session)
+    targets = [create_campaign_shell(db.session, owner, f"{label} {n}") for n in range(count)]
+    db.session.commit()
+    return targets
+
+
+def test_k_campaigns_in_one_transaction_each_verify_and_point_only_at_themselves(app):
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    add_deep_chain(session, template)
+    targets = shells(3, "Batch")
+    ids = [t.id for t in targets]
+    expected = content_counts(session, template.id)
+
+    results = CampaignBatchSeeder(session).seed_many(targets, template)
+
+    assert [r.campaign_id for r in results] == ids
+    assert len({r.duration_ms for r in results}) == 1  # one transaction
+    session.expire_all()
+    for target_id in ids:
+        campaign = session.get(Campaign, target_id)
+        assert campaign.seeded_at is not None and campaign.seeding_method == "batch"
+        assert content_counts(session, target_id) == expected
+        for category in ("Martial Arts", "Scroungetech"):
+            top = session.scalars(
+                sa.select(Schtick).filter_by(
+                    campaign_id=target_id, category=category, name="Step 5"
+                )
+            ).one()
+            assert {c for c, _, _ in chain_of(session, top)} == {target_id}
+        for character in session.scalars(sa.select(Character).filter_by(campaign_id=target_id)):
+            links = session.scalars(
+                sa.select(Schtick.campaign_id)
+                .join(CharacterSchtick, CharacterSchtick.schtick_id == Schtick.id)
+                .where(CharacterSchtick.character_id == character.id)
+            ).all()
+            assert links and set(links) == {target_id}
+        report = verify_campaign(session, target_id, template.id)
+        assert report.ok, report.differences[:5]
+    # Polymorphic owners stay within their campaign too.
+    for target_id in ids:
+        owned = {target_id} | {
+            record_id
+            for model in (Faction, Juncture, Schtick, Character, Vehicle)
+            for record_id in session.scalars(
+                sa.select(model.id).where(model.campaign_id == target_id)
+            )
+        }
+        positions = session.scalars(
+            sa.select(ImagePosition.positionable_id).where(ImagePosition.positionable_id.in_(owned))
+        ).all()
+        assert positions and set(positions) <= owned
+
+
+def test_k_campaigns_of_the_full_template_verify(template_app):
+    session = db.session
+    template = find_master_template(session)
+    before = table_counts(session)
+    targets = shells(3, "Full batch")
+
+    results = CampaignBatchSeeder(session).seed_many(targets, template)
+
+    assert all({k: r.rows[k] for k in FULL_SHAPE} == FULL_SHAPE for r in results)
+    after = table_counts(session)
+    assert after["image_attachments"] == before["image_attachments"] + 3 * 789
+    assert after["image_blobs"] == before["image_blobs"]
+    for target in targets:
+        report = verify_campaign(session, target.id)
+        assert report.ok, report.differences[:5]
+
+
+def test_a_failure_in_a_k_batch_leaves_none_of_its_campaigns_seeded(app):
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    targets = shells(4, "Doomed batch")
+    ids = [t.id for t in targets]
+    before = table_counts(session)
+
+    with failing_inserts("carries"), pytest.raises(sa_exc.DBAPIError, match="injected failure"):
+        CampaignBatchSeeder(session).seed_many(targets, template)
+
+    assert table_counts(session) == before
+    session.expire_all()
+    assert all(session.get(Campaign, i).seeded_at is None for i in ids)
+    # A campaign of the batch seeded by someone else refuses the whole batch.
+    CampaignBatchSeeder(session).seed(session.get(Campaign, ids[0]), template)
+    before = table_counts(session)
+    with pytest.raises(SeedingError, match="already seeded"):
+        CampaignBatchSeeder(session).seed_many([session.get(Campaign, i) for i in ids], template)
+    assert table_counts(session) == before
+    results = CampaignBatchSeeder(session).seed_many(
+        [session.get(Campaign, i) for i in ids[1:]], template
+    )
+    assert [r.campaign_id for r in results] == ids[1:]
+
+
 # ---------------------------------------------------------------------------- atomicity
 
 
