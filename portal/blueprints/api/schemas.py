@@ -380,6 +380,9 @@ class ListQuery(Lenient):
     per_page: WholeNumber = Field(
         default=PER_PAGE_DEFAULT,
         ge=1,
+        # The same bound as `page` (seven digits at most, as `_digits` reads them), declared so
+        # that the document says which values are a 400.
+        le=MAX_PAGE,
         description=f"Campaigns a page; more than {PER_PAGE_MAX} is taken as {PER_PAGE_MAX}.",
     )
     sort: str = Field(
