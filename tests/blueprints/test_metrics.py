@@ -117,9 +117,9 @@ def test_metrics_follow_builds_and_creates_and_carry_no_ids(
     assert delta("campaign_pool_claim_duration_seconds_count", pool="master") == 3
     assert delta("campaign_pool_time_in_pool_seconds_count", pool="master") == 3
     assert delta("campaign_pool_create_duration_seconds_count", source="seeded") == 1
-    # each create asked for a refill of the master pool, queued once (no worker runs here), and
-    # the fallback for one of the gamemaster's own pool
-    assert value(after, "campaign_pool_queue_jobs", queue="seeding", state="queued") == 2
+    # each create asked for a refill of the master pool, queued once (no worker runs here); user
+    # pools are off (user_target 0), so the fallback queues no refill of the gamemaster's own
+    assert value(after, "campaign_pool_queue_jobs", queue="seeding", state="queued") == 1
 
     for (name, labels), _ in after.items():
         assert name.startswith(("campaign_pool_", "process_", "python_")), name

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from portal.devtools.bench import BenchPlan, summarize
 from portal.extensions import db
 from portal.models import Campaign
+from tests.support.small_template import FULL_SHAPE
 
 TINY = [
     "bench",
@@ -116,8 +117,9 @@ def test_bench_prints_one_json_object_with_the_figures(app, runner):
             assert phases["map"]["execution_ms"] > 0
             copy = phases["copy"]
             assert copy["trigger_calls"] > 0 and copy["execution_ms"] > 0
-            assert copy["tables"]["schticks"]["rows"] == 643 * int(k)
-            assert copy["tables"]["image_attachments"]["rows"] == 789 * int(k)
+            assert copy["tables"]["schticks"]["rows"] == FULL_SHAPE["schticks"] * int(k)
+            images = FULL_SHAPE["image_attachments"]
+            assert copy["tables"]["image_attachments"]["rows"] == images * int(k)
     else:
         assert "batch_profile" not in figures
     # The progress bar and status lines went to stderr.

@@ -387,7 +387,11 @@ def build_reserved(session: Session, template: Campaign, reservation: Reservatio
         "in_flight": reservation.in_flight,
         "pool_in_flight": reservation.pool_in_flight,
     }
-    now = utcnow()
+    # When the campaigns became ready: the seeding transaction's time, not this later write
+    # (the slot was free from that commit on, and the events' timeline reads builds in flight
+    # from these times: docs/pool.md, "Refills").
+    ready_at = max((target.seeded_at for target in targets if target.seeded_at), default=None)
+    now = ready_at or utcnow()
     for result in results:
         record_pool_event(
             session,
