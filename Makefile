@@ -13,7 +13,7 @@ PORT   ?= 5000
 PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install assets browser prometheus run worker test lint format clean
+.PHONY: help install assets browser prometheus run worker test lint mutate format clean
 
 help:
 	@echo "make run     serve the portal on http://$(HOST):$(PORT) (SQLite + in-process queue by default;"
@@ -21,6 +21,7 @@ help:
 	@echo "make test    run the test suite (set TEST_DATABASE_URL / TEST_REDIS_URL for PostgreSQL + Redis)"
 	@echo "make worker  run an RQ worker against REDIS_URL (production-style deployments)"
 	@echo "make lint    ruff, import-linter (layers) and mypy"
+	@echo "make mutate  mutation testing of the critical modules (slow; GROUPS=\"claim input\" for some)"
 
 install: $(STAMP) $(ASSETS)
 
@@ -82,6 +83,11 @@ test: install browser prometheus
 
 # ruff (style and bugs), import-linter (the layers of docs/architecture.md) and mypy (strict on
 # portal/ and jobs/; the options are in pyproject.toml [tool.mypy]).
+# Mutation testing (docs/testing.md): not part of `make test` or CI, it takes tens of minutes.
+# PostgreSQL groups use TEST_DATABASE_URL (default: the local server).
+mutate: install
+	$(BIN)/python scripts/mutate.py $(GROUPS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

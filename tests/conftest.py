@@ -41,9 +41,10 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase
     dbs = TestDatabases(tmp_path_factory.mktemp("databases"))
     yield dbs
     dbs.drop_all()
-    import shutil
+    if not dbs.shared_run:  # a mutation run's goldens keep their image files here
+        import shutil
 
-    shutil.rmtree(TEST_INSTANCE, ignore_errors=True)
+        shutil.rmtree(TEST_INSTANCE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,9 @@ def redis_url() -> str:
     return os.environ.get("TEST_REDIS_URL", "").strip()
 
 
-TEST_INSTANCE = Path(os.environ.get("PYTEST_INSTANCE_DIR", "/tmp")) / f"cp-test-{os.getpid()}"
+TEST_INSTANCE = Path(os.environ.get("PYTEST_INSTANCE_DIR", "/tmp")) / (
+    f"cp-test-{os.environ.get('CAMPAIGN_POOL_TEST_GOLDENS') or os.getpid()}"
+)
 
 
 def make_app(database_url: str, redis_url: str = "", **overrides: Any) -> Flask:

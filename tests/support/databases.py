@@ -4,10 +4,16 @@ On PostgreSQL (TEST_DATABASE_URL) each test run creates its own databases on tha
 a "golden" database is built once per session (migrated, optionally filled by a builder such as
 the master template generator) and every test gets `CREATE DATABASE x TEMPLATE golden`, which
 copies it in a few tens of milliseconds. On SQLite the golden file is copied instead.
+
+Mutation runs (`make mutate`) start one short pytest session per mutant. There
+CAMPAIGN_POOL_TEST_GOLDENS names a run: golden databases are then kept under names derived from it
+and reused by every later session of that run, instead of being migrated and filled again each
+time (scripts/mutate.py drops them at the end of the run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -31,6 +37,7 @@ class TestDatabases:
         self.workdir = workdir
         self.run_id = uuid.uuid4().hex[:8]
         self.goldens: dict[str, str] = {}
+        self.shared_goldens: dict[str, str] = {}
         self.created: list[str] = []
 
     @property
@@ -62,10 +69,68 @@ class TestDatabases:
     def golden(self, key: str, build: Callable[[str], None]) -> str:
         """The URL of the golden database `key`, building it with `build(url)` the first time."""
         if key not in self.goldens:
+            if self.shared_run:  # kept apart from self.goldens: drop_all leaves them
+                self.shared_goldens.setdefault(key, self._shared_golden(key, build))
+                return self.shared_goldens[key]
             url = self.empty(f"golden_{key}")
             build(url)
             self.goldens[key] = url
         return self.goldens[key]
+
+    @property
+    def shared_run(self) -> str:
+        """The mutation run whose goldens outlive this session, or "" (the usual case)."""
+        return os.environ.get("CAMPAIGN_POOL_TEST_GOLDENS", "").strip()
+
+    def _shared_golden(self, key: str, build: Callable[[str], None]) -> str:
+        """A golden kept across sessions: built once under a temporary name, then renamed into
+        place, so that concurrent sessions never see a half-built one."""
+        final = f"cp_golden_{self.shared_run}_{key}"
+        if self.server_url:
+            engine = self._admin_engine()
+            with engine.connect() as conn:
+                exists = conn.scalar(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": final}
+                )
+            engine.dispose()
+            if not exists:
+                url = self.empty(f"golden_{key}")
+                build(url)
+                self.drop_connections(url)
+                engine = self._admin_engine()
+                old = make_url(url).database
+                # another session may have renamed its copy into place first
+                with engine.connect() as conn, contextlib.suppress(sa.exc.ProgrammingError):
+                    conn.execute(sa.text(f'ALTER DATABASE "{old}" RENAME TO "{final}"'))
+                engine.dispose()
+                self.drop(url)
+            return self._pg_url(final)
+        target = Path(self.shared_dir) / f"{final}.sqlite3"
+        if not target.exists():
+            url = self.empty(f"golden_{key}")
+            build(url)
+            with contextlib.suppress(FileExistsError):
+                os.link(make_url(url).database, target)
+            self.drop(url)
+        return f"sqlite:///{target}"
+
+    @property
+    def shared_dir(self) -> str:
+        """Where a shared run keeps SQLite goldens (beside the tests' instance folder)."""
+        return os.environ.get("PYTEST_INSTANCE_DIR", "/tmp")
+
+    def drop_connections(self, url: str) -> None:
+        """Ends other sessions on `url` (a rename needs the database to itself)."""
+        engine = self._admin_engine()
+        with engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": make_url(url).database},
+            )
+        engine.dispose()
 
     def clone(self, golden_url: str, label: str = "t") -> str:
         """A private copy of a golden database."""

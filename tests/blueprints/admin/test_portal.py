@@ -9,7 +9,6 @@ does with the pool, not about building it.
 from __future__ import annotations
 
 import html
-import importlib.util
 import re
 import uuid
 from collections.abc import Iterator
@@ -151,9 +150,9 @@ def test_non_admins_are_refused_everywhere(client: FlaskClient, auth: AuthAction
     token = csrf_token_from(client.get("/admin/").get_data(as_text=True))  # the 403 page
     response = client.post(
         "/admin/actions/resize",
-        data={"csrf_token": token, "resize-pool_type": "master", "resize-target": "9"},
+        data={"resize-csrf_token": token, "resize-pool_type": "master", "resize-target": "9"},
     )
-    assert response.status_code == 403
+    assert response.status_code == 403  # refused for the role: the form itself is valid
     assert db.session.get(PoolSetting, "master_target") is None
 
 
@@ -319,16 +318,17 @@ def test_campaign_list_filters_and_pages(pool, admin_client: FlaskClient) -> Non
 
 
 def test_forms_without_csrf_are_refused_and_change_nothing(pool, admin_client: FlaskClient) -> None:
-    for path, data in (
-        ("/admin/actions/resize", {"resize-pool_type": "master", "resize-target": "9"}),
-        ("/admin/actions/retire-stale", {"retire-confirm": "y"}),
-        ("/admin/actions/replenish", {"replenish-scope": "master"}),
+    for path, prefix, data in (
+        ("/admin/actions/resize", "resize", {"resize-pool_type": "master", "resize-target": "9"}),
+        ("/admin/actions/retire-stale", "retire", {"retire-confirm": "y"}),
+        ("/admin/actions/replenish", "replenish", {"replenish-scope": "master"}),
     ):
         response = admin_client.post(path, data=data)
         assert response.status_code == 400, path
         assert "security token" in response.get_data(as_text=True)
-        bad = admin_client.post(path, data={**data, "resize-csrf_token": "forged"})
+        bad = admin_client.post(path, data={**data, f"{prefix}-csrf_token": "forged"})
         assert bad.status_code == 400, path
+        assert "security token" in bad.get_data(as_text=True), path
     assert db.session.get(PoolSetting, "master_target") is None
     assert (
         db.session.scalar(sa.select(sa.func.count()).where(Campaign.pool_status == "retired")) == 0
@@ -436,9 +436,6 @@ def test_cleanup_needs_confirmation_and_reports_its_result(pool, admin_client: F
     body = response.get_json()
     assert body["action"] == "cleanup" and body["message"]
     assert actions_recorded()[-1]["action"] == "cleanup"
-    if importlib.util.find_spec("portal.services.pool.cleanup") is None:
-        assert body["ok"] is False  # installations without the clean-up service say so
-        return
     assert body["ok"] is True, body
     assert body["campaigns_deleted"] >= 1  # the failed build (and builds stuck past timeout)
     assert body["pool"]["pools"]["master"]["failed"] == 0

@@ -1,0 +1,266 @@
+"""`make mutate`: mutation testing of the critical modules, one mutmut run per group.
+
+The groups (modules, the tests that matter for them, the database) are declared in
+pyproject.toml under [tool.campaign-pool.mutation.<group>]. Each group runs in its own staging
+copy of the project (build/mutation/<group>/), whose pyproject.toml carries that group's
+`only_mutate` and test selection: mutmut reads one configuration per directory, and a narrow
+selection keeps its first pass (every selected test once, to learn which tests reach which
+function) short. A staging directory is kept between runs, so mutmut re-tests only what changed.
+
+Usage:
+    python scripts/mutate.py                  # every group
+    python scripts/mutate.py claim input      # some groups
+    python scripts/mutate.py --report         # only the report of the last runs
+
+The report counts, per module, the mutants killed (by a failing test or a timeout) and the
+survivors; survivors judged equivalent (no observable behaviour changes) are listed with their
+reason in scripts/mutation-equivalents/<group>.toml and left out of the score. Exit status 1 if a
+module scores below the bar (90 % of its non-equivalent mutants killed). docs/testing.md,
+"Mutation testing", says how to read the report and how to work on survivors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ROOT / "build" / "mutation"
+EQUIVALENTS = ROOT / "scripts" / "mutation-equivalents"  # <group>.toml each
+BAR = 0.90
+DEFAULT_PG = "postgresql://root@127.0.0.1:5432/test"
+# mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into what the score needs.
+KILLED = {1, 3, 36, 37, 24, -24, 152, 255}  # failed test, pytest error, timeout, type check
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+NOT_CHECKED = {None}
+
+
+@dataclass
+class Group:
+    name: str
+    modules: list[str]
+    tests: list[str]
+    database: str
+
+    @property
+    def stage(self) -> Path:
+        return STAGES / self.name
+
+
+@dataclass
+class ModuleScore:
+    module: str
+    killed: int = 0
+    survivors: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)
+    no_tests: list[str] = field(default_factory=list)
+    not_checked: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.killed
+            + len(self.survivors)
+            + len(self.equivalent)
+            + len(self.no_tests)
+            + self.not_checked
+            + self.other
+        )
+
+    @property
+    def score(self) -> float | None:
+        counted = self.killed + len(self.survivors) + len(self.no_tests)
+        return self.killed / counted if counted else None
+
+
+def load_groups() -> dict[str, Group]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    groups = config["tool"]["campaign-pool"]["mutation"]
+    return {
+        name: Group(name, spec["modules"], spec["tests"], spec.get("database", "sqlite"))
+        for name, spec in groups.items()
+    }
+
+
+def project_files() -> list[str]:
+    """Tracked files and new ones not ignored: what a commit would hold, tests being written
+    included."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    return [name for name in out.split("\0") if name and (ROOT / name).is_file()]
+
+
+def stage(group: Group) -> None:
+    """Bring the group's staging copy up to date (unchanged files keep their times, so mutmut
+    sees only real changes) and give it the group's mutmut configuration."""
+    target = group.stage
+    for name in project_files():
+        source, copy = ROOT / name, target / name
+        if copy.exists() and copy.read_bytes() == source.read_bytes():
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copy)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    selection = (
+        f"only_mutate = {json.dumps(group.modules)}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(group.tests)}\n"
+    )
+    staged = pyproject.replace("[tool.mutmut]\n", "[tool.mutmut]\n" + selection, 1)
+    staged_path = target / "pyproject.toml"
+    if not staged_path.exists() or staged_path.read_text() != staged:
+        staged_path.write_text(staged)
+
+
+def environment(group: Group, run: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"TEST_REDIS_URL", "DATABASE_URL"}}
+    # Mutants run in parallel, each in its own pytest session: a shared Redis would be flushed
+    # under another's feet, so every session gets fakeredis; databases are private per test.
+    env.pop("TEST_DATABASE_URL", None)
+    if group.database == "postgresql":
+        env["TEST_DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG
+    env["CAMPAIGN_POOL_TEST_GOLDENS"] = run
+    env["PYTEST_INSTANCE_DIR"] = str(group.stage / "instance")
+    return env
+
+
+def drop_shared_goldens(group: Group, run: str) -> None:
+    """The goldens a run kept across its sessions (tests/support/databases.py)."""
+    if group.database == "postgresql":
+        import sqlalchemy as sa
+        from sqlalchemy.engine import make_url
+
+        url = make_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG).set(database="postgres")
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            names = conn.scalars(
+                sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                {"p": f"cp_golden_{run}_%"},
+            ).all()
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+    shutil.rmtree(group.stage / "instance", ignore_errors=True)
+
+
+def run_group(group: Group, max_children: int) -> int:
+    print(f"== {group.name}: {', '.join(group.modules)} on {group.database}", flush=True)
+    stage(group)
+    (group.stage / "instance").mkdir(parents=True, exist_ok=True)
+    run = f"{group.name}_{uuid.uuid4().hex[:8]}"
+    mutmut = Path(sys.executable).parent / "mutmut"
+    log = group.stage / "mutmut.log"
+    try:
+        with log.open("w") as out:
+            done = subprocess.run(
+                [str(mutmut), "run", "--max-children", str(max_children)],
+                cwd=group.stage,
+                env=environment(group, run),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+    finally:
+        drop_shared_goldens(group, run)
+    if done.returncode:
+        print(f"   mutmut exited with {done.returncode}: see {log}", flush=True)
+    return done.returncode
+
+
+def load_equivalents() -> dict[str, str]:
+    """Mutant name -> why it changes nothing observable, from every group's file
+    (one table per module: `["portal/services/pool/claim.py"]`, then `"mutant name" = "why"`)."""
+    found: dict[str, str] = {}
+    for path in sorted(EQUIVALENTS.glob("*.toml")):
+        for module in tomllib.loads(path.read_text()).values():
+            found.update(module)
+    return found
+
+
+def scores(group: Group, equivalents: dict[str, str]) -> list[ModuleScore]:
+    result = []
+    for module in group.modules:
+        score = ModuleScore(module)
+        meta = group.stage / "mutants" / f"{module}.meta"
+        if meta.exists():
+            exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+            for name, code in sorted(exit_codes.items()):
+                if code in KILLED:
+                    score.killed += 1
+                elif name in equivalents:
+                    score.equivalent.append(name)
+                elif code in SURVIVED:
+                    score.survivors.append(name)
+                elif code in NO_TESTS:
+                    score.no_tests.append(name)
+                elif code in NOT_CHECKED:
+                    score.not_checked += 1
+                else:
+                    score.other += 1
+        result.append(score)
+    return result
+
+
+def report(groups: list[Group]) -> bool:
+    """Prints the table (Markdown, for docs/testing.md) and the survivors; True if all pass."""
+    equivalents = load_equivalents()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    print(f"\nMutation score per module (commit {commit}; bar {BAR:.0%} of non-equivalent mutants)")
+    print("\n| group | module | mutants | killed | survived | no tests | equivalent | score |")
+    print("|---|---|---|---|---|---|---|---|")
+    ok = True
+    details = []
+    for group in groups:
+        for s in scores(group, equivalents):
+            value = "not run" if s.score is None else f"{s.score:.1%}"
+            if s.score is None or s.score < BAR or s.not_checked:
+                ok = False
+            print(
+                f"| {group.name} | {s.module} | {s.total} | {s.killed} | {len(s.survivors)} | "
+                f"{len(s.no_tests)} | {len(s.equivalent)} | {value} |"
+            )
+            details += [f"survived  {name}" for name in s.survivors]
+            details += [f"no tests  {name}" for name in s.no_tests]
+            if s.not_checked:
+                details.append(f"not checked: {s.not_checked} mutants of {s.module}")
+    if details:
+        print("\nNot killed (inspect with `mutmut show NAME` inside build/mutation/<group>/):")
+        print("\n".join(details))
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help="groups to run (default: all)")
+    parser.add_argument("--report", action="store_true", help="only print the last report")
+    parser.add_argument(
+        "--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once"
+    )
+    args = parser.parse_args(argv)
+    known = load_groups()
+    unknown = [name for name in args.groups if name not in known]
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; groups: {', '.join(known)}")
+    groups = [known[name] for name in args.groups] if args.groups else list(known.values())
+    if not args.report:
+        for group in groups:
+            run_group(group, args.max_children)
+    return 0 if report(groups) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
