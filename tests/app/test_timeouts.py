@@ -53,6 +53,7 @@ def test_end_to_end_tests_get_the_longer_timeout(tmp_path: Path) -> None:
             "--collect-only",
             "-q",
             "tests/e2e",
+            "tests/devtools",
             "tests/app/test_smoke.py",
         ],
         capture_output=True,
@@ -66,7 +67,11 @@ def test_end_to_end_tests_get_the_longer_timeout(tmp_path: Path) -> None:
         for line in result.stdout.splitlines()
         if line.startswith("TIMEOUT ")
     )
-    e2e = {node: mark for node, mark in marks.items() if node.startswith("tests/e2e/")}
+    e2e = {
+        node: mark
+        for node, mark in marks.items()
+        if node.startswith(("tests/e2e/", "tests/devtools/"))
+    }
     assert len(e2e) >= 10, result.stdout + result.stderr
     assert all(float(mark) >= END_TO_END_TIMEOUT_S for mark in e2e.values()), e2e
     others = [mark for node, mark in marks.items() if node.startswith("tests/app/")]
