@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from portal.devtools.http_client import Client, Reply
@@ -28,6 +28,39 @@ class Phase:
     usage: dict[str, float | None] = field(default_factory=dict)
 
 
+def run_closed_loop(
+    clients: Sequence[Client], work: Callable[[int, Client], None]
+) -> tuple[float, float]:
+    """Run `work(index, client)` on a thread per client, each client's keep-alive connection
+    opened first and all released together (a barrier), so no client's connect is timed.
+    Returns when the last one ends: (the `time.monotonic()` of the release, wall seconds)."""
+    ready = threading.Barrier(len(clients) + 1)
+
+    def run(index: int) -> None:
+        client = clients[index]
+        with contextlib.suppress(OSError):
+            client.connect()
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            return
+        work(index, client)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(clients))]
+    try:
+        for thread in threads:
+            thread.start()
+        ready.wait(timeout=60)
+        started = time.monotonic()
+        for thread in threads:
+            thread.join()
+        return started, time.monotonic() - started
+    finally:
+        ready.abort()
+        for client in clients:
+            client.close()
+
+
 def run_burst(
     port: int,
     tokens: Sequence[str],
@@ -41,35 +74,15 @@ def run_burst(
     each, named `"HTTP bench {label} {user}-{n}"`."""
     clients = [Client(port, i, token, timeout_s) for i, token in enumerate(tokens)]
     results: list[list[Reply]] = [[] for _ in clients]
-    ready = threading.Barrier(len(clients) + 1)
     tick_lock = threading.Lock()
 
-    def work(index: int) -> None:
-        client = clients[index]
-        with contextlib.suppress(OSError):
-            client.connect()
-        try:
-            ready.wait()
-        except threading.BrokenBarrierError:
-            return
+    def work(index: int, client: Client) -> None:
         for request in range(per_client):
             results[index].append(client.create(f"HTTP bench {label} {index}-{request}"))
             with tick_lock:
                 tick("burst")
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(clients))]
-    try:
-        for thread in threads:
-            thread.start()
-        ready.wait(timeout=60)
-        started = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        wall_s = time.perf_counter() - started
-    finally:
-        ready.abort()
-        for client in clients:
-            client.close()
+    _, wall_s = run_closed_loop(clients, work)
     return Phase([reply for replies in results for reply in replies], wall_s)
 
 

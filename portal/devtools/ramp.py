@@ -54,12 +54,14 @@ from sqlalchemy.orm import Session
 from portal.devtools.assignment_check import check_assignments
 from portal.devtools.bench_http import redis_guard
 from portal.devtools.http_client import POOL_SOURCES, Client, Reply
+from portal.devtools.load import run_closed_loop
 from portal.devtools.prepare import ApiUser, create_gamemasters
 from portal.devtools.processes import gunicorn_server, rq_worker
 from portal.devtools.scratch import (
     NOISY_LOGGERS,
     Tick,
     build_scratch_app,
+    postgres_database,
     quiet_loggers,
     scratch_database,
 )
@@ -276,22 +278,8 @@ def _prepare(url: str, secret_key: str, plan: RampPlan, workdir: Path) -> list[A
 def _copy(source_url: str, label: str) -> Iterator[str]:
     """A copy of the prepared database (`CREATE DATABASE ... TEMPLATE`), dropped afterwards."""
     url = make_url(source_url)
-    name = f"{url.database}_{label}"[:63]
-    admin = sa.create_engine(
-        url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"')
-        log.info("bench.database_created", extra={"database": name})
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log.info("bench.database_dropped", extra={"database": name})
-    finally:
-        admin.dispose()
+    with postgres_database(url, f"{url.database}_{label}"[:63], template=url.database) as copy:
+        yield copy
 
 
 # ---------------------------------------------------------------------------- the limit
@@ -464,36 +452,16 @@ def _step(
     every create kept with the moment it ended."""
     clients = [Client(port, i, u.token, plan.request_timeout_s) for i, u in enumerate(users)]
     results: list[list[Timed]] = [[] for _ in clients]
-    ready = threading.Barrier(len(clients) + 1)
     tick_lock = threading.Lock()
 
-    def work(index: int) -> None:
-        client = clients[index]
-        with contextlib.suppress(OSError):
-            client.connect()
-        try:
-            ready.wait()
-        except threading.BrokenBarrierError:
-            return
+    def work(index: int, client: Client) -> None:
         for n in range(plan.per_client):
             reply = client.create(f"Ramp {label} {index}-{n}")
             results[index].append(Timed(reply, time.monotonic()))
             with tick_lock:
                 tick(label)
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(clients))]
-    try:
-        for thread in threads:
-            thread.start()
-        ready.wait(timeout=60)
-        started = time.monotonic()
-        for thread in threads:
-            thread.join()
-        wall = time.monotonic() - started
-    finally:
-        ready.abort()
-        for client in clients:
-            client.close()
+    started, wall = run_closed_loop(clients, work)
     timed = [t for batch in results for t in batch]
     for t in timed:
         t.ended -= started

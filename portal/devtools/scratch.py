@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from portal import create_app
 from portal.extensions import db
@@ -63,13 +63,27 @@ def scratch_database(database_url: str, workdir: Path) -> Iterator[str]:
         yield f"sqlite:///{path}"
         return
     name = f"campaign_pool_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with postgres_database(url, name) as created:
+        yield created
+
+
+@contextlib.contextmanager
+def postgres_database(source: URL, name: str, template: str | None = None) -> Iterator[str]:
+    """Database `name` on `source`'s server (a copy of database `template` when given: `CREATE
+    DATABASE ... TEMPLATE`), dropped afterwards whatever happens. Yields its URL.
+
+    Created and dropped through the maintenance database `postgres`: a template must have no
+    other connection while it is copied."""
+    admin = sa.create_engine(
+        source.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+    copy_of = f' TEMPLATE "{template}"' if template else ""
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy_of}')
         log.info("bench.database_created", extra={"database": name})
         try:
-            yield url.set(database=name).render_as_string(hide_password=False)
+            yield source.set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

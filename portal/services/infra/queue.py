@@ -74,23 +74,16 @@ def refill_job_id(pool_type: str, user_id: uuid.UUID | None) -> str:
     return f"replenish-{pool_type}-{user_id or 'all'}"
 
 
-def enqueue_replenish(
-    redis_client: redis.Redis, pool_type: str = "master", user_id: uuid.UUID | None = None
-) -> str | None:
-    """Ask a worker to refill a pool; one queued refill per pool at a time (a unique job id).
-
-    Returns the job id, or None when a refill is already queued or Redis is unreachable (the
-    scheduled refill catches up; a request must never fail because the queue is down)."""
-    job_id = refill_job_id(pool_type, user_id)
-    queue = Queue("seeding", connection=redis_client)
-    started = time.perf_counter()
+def _enqueue_refill(queue: Queue, job_id: str, pool_type: str, user_id: uuid.UUID | None) -> bool:
+    """Queue one refill job under `job_id` unless a job of that id is queued or running.
+    True when queued now. Raises RedisError (the callers decide what an outage means)."""
+    # In a burst every claim asks for the refill that is already queued: one EXISTS answers
+    # that (the job hash lives while the job is queued or running, and result_ttl=0 removes
+    # it at the end), where building and refusing a unique job costs about a millisecond of
+    # CPU. `unique=True` below still settles the race.
+    if queue.connection.exists(Job.key_for(job_id)):
+        return False
     try:
-        # In a burst every claim asks for the refill that is already queued: one EXISTS
-        # answers that (the job hash lives while the job is queued or running, and
-        # result_ttl=0 removes it at the end), where building and refusing a unique job
-        # costs about a millisecond of CPU. `unique=True` below still settles the race.
-        if redis_client.exists(Job.key_for(job_id)):
-            return None
         queue.enqueue(
             JobPath.REPLENISH,
             pool_type,
@@ -104,7 +97,24 @@ def enqueue_replenish(
             failure_ttl=FAILED_JOB_BACKOFF_S,
         )
     except DuplicateJobError:
-        return None
+        return False
+    return True
+
+
+def enqueue_replenish(
+    redis_client: redis.Redis, pool_type: str = "master", user_id: uuid.UUID | None = None
+) -> str | None:
+    """Ask a worker to refill a pool; one queued refill per pool at a time (a unique job id).
+
+    Returns the job id, or None when a refill is already queued or Redis is unreachable (the
+    scheduled refill catches up; a request must never fail because the queue is down)."""
+    job_id = refill_job_id(pool_type, user_id)
+    started = time.perf_counter()
+    try:
+        if not _enqueue_refill(
+            Queue("seeding", connection=redis_client), job_id, pool_type, user_id
+        ):
+            return None
     except RedisError as exc:
         log.warning(
             "pool.replenish.enqueue_failed",
@@ -131,20 +141,8 @@ def enqueue_refill_helpers(
     for index in range(1, count + 1):
         job_id = f"{refill_job_id(pool_type, user_id)}-h{index}"
         try:
-            if redis_client.exists(Job.key_for(job_id)):
+            if not _enqueue_refill(queue, job_id, pool_type, user_id):
                 continue
-            queue.enqueue(
-                JobPath.REPLENISH,
-                pool_type,
-                str(user_id) if user_id else None,
-                job_id=job_id,
-                unique=True,
-                job_timeout=REFILL_JOB_TIMEOUT_S,
-                result_ttl=0,
-                failure_ttl=FAILED_JOB_BACKOFF_S,
-            )
-        except DuplicateJobError:
-            continue
         except RedisError as exc:
             log.warning(
                 "pool.replenish.helpers_failed",
