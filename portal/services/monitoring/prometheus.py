@@ -79,9 +79,10 @@ CLEANUP_REASONS = ("failed", "retired", "abandoned", "building")
 ALERT_CHANNELS = ("email", "slack")
 SEEDING_METHODS = ("batch", "traditional")
 
-# Bucket bounds in seconds. Claims take milliseconds (docs/performance.md: a median of about 5 ms), a create served
-# by the pool ~10 ms and one seeded in the request tens to hundreds; a pool build's seeding
-# ~35 ms on a quiet database and seconds on a busy one; a campaign waits minutes to days.
+# Bucket bounds in seconds. Claims take milliseconds (docs/performance.md: a median of about
+# 5 ms), a create served by the pool ~10 ms and one seeded in the request tens to hundreds; a
+# pool build's seeding ~35 ms on a quiet database and seconds on a busy one; a campaign waits
+# minutes to days.
 CLAIM_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 CREATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SEEDING_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
