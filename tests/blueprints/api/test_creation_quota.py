@@ -4,14 +4,21 @@ CAMPAIGN_CAP_PER_USER campaigns gets a 422; admins are exempt."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from portal.extensions import db
 from portal.models import Campaign, PoolEvent
+from portal.services.pool import quota as quota_module
+from portal.services.pool.quota import CreationQuota, QuotaExceeded, check_creation_quota
 from tests.conftest import app_on
 from tests.support.auth import AuthActions
 from tests.support.databases import TestDatabases
@@ -91,3 +98,86 @@ def test_the_default_limit_is_30_an_hour(template_app: Flask) -> None:
     settings = template_app.config["SETTINGS"]
     assert settings.campaign_create_limit == "30 per hour"
     assert settings.campaign_cap_per_user == 200
+
+
+# --- the quota at the service layer ---------------------------------------------------------
+
+
+@pytest.fixture
+def gm_user(app: Flask):
+    return AuthActions(app.test_client()).create_user("gm@example.com", admin=False)
+
+
+def memory_limiter() -> MovingWindowRateLimiter:
+    return MovingWindowRateLimiter(MemoryStorage())
+
+
+def own(user, count: int, *, pool: bool = False) -> None:
+    for i in range(count):
+        name = f"{'Pooled' if pool else 'Owned'} {i}"
+        db.session.add(Campaign(user_id=user.id, name=name, is_pool=pool))
+    db.session.commit()
+
+
+def refusal(limiter, user, quota: CreationQuota) -> QuotaExceeded:
+    with pytest.raises(QuotaExceeded) as caught:
+        check_creation_quota(db.session, limiter, user, quota)
+    return caught.value
+
+
+def test_the_cap_counts_only_the_users_own_campaigns(gm_user) -> None:
+    cap = CreationQuota(rate=None, cap=1)
+    check_creation_quota(db.session, None, gm_user, cap)  # owns none: may create the first
+    other = AuthActions(None).create_user("other@example.com", admin=False)
+    own(other, 3)
+    own(gm_user, 2, pool=True)  # waiting in a pool, not the user's to count
+    check_creation_quota(db.session, None, gm_user, cap)
+    own(gm_user, 1)
+    refused = refusal(None, gm_user, cap)
+    assert (refused.status, refused.retry_after) == (422, None)
+    assert (
+        refused.message
+        == str(refused)
+        == (
+            "this account owns 1 campaigns, the most one account may have (1); "
+            "delete one before creating another"
+        )
+    )
+
+
+def test_the_rate_refusal_says_when_to_retry_and_is_recorded(gm_user, monkeypatch) -> None:
+    limiter = memory_limiter()
+    quota = CreationQuota(rate="1 per hour", cap=0)
+    check_creation_quota(db.session, limiter, gm_user, quota)
+    refused = refusal(limiter, gm_user, quota)
+    assert refused.status == 429 and 3590 < refused.retry_after <= 3600
+    # Moments before the window frees a slot, the client is still told to wait a second.
+    almost = time.time() + 3600 - 0.5
+    monkeypatch.setattr(quota_module, "time", SimpleNamespace(time=lambda: almost))
+    refused = refusal(limiter, gm_user, quota)
+    assert (refused.status, refused.retry_after) == (429, 1)
+    assert (
+        refused.message
+        == str(refused)
+        == ("too many campaigns created: the limit is 1 per hour per account; try again in 1 s")
+    )
+    db.session.commit()
+    events = db.session.scalars(sa.select(PoolEvent).order_by(PoolEvent.created_at)).all()
+    assert [(e.kind, e.user_id) for e in events] == [("throttled", gm_user.id)] * 2
+    assert events[-1].detail == {"limit": "1 per hour", "retry_after_s": 1}
+
+
+def test_no_rate_or_no_limiter_means_no_rate_limit(gm_user) -> None:
+    limiter = memory_limiter()
+    for _ in range(3):
+        check_creation_quota(db.session, limiter, gm_user, CreationQuota(rate=None, cap=0))
+        check_creation_quota(db.session, None, gm_user, CreationQuota("1 per hour", cap=0))
+
+
+def test_the_creation_rate_is_its_own_budget(gm_user) -> None:
+    limiter = memory_limiter()
+    item = parse("1 per hour")
+    # Another counter of the same storage keyed by the user id alone is not this budget.
+    assert limiter.hit(item, str(gm_user.id))
+    check_creation_quota(db.session, limiter, gm_user, CreationQuota("1 per hour", cap=0))
+    assert refusal(limiter, gm_user, CreationQuota("1 per hour", cap=0)).status == 429

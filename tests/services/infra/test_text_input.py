@@ -22,6 +22,7 @@ def test_a_long_text_is_cut_at_the_last_word_that_fits() -> None:
     text = "one two three four five six seven eight"
     assert plain_text_excerpt(text, 20) == "one two three four…"
     assert plain_text_excerpt(f"<p>{text}</p>", 30) == "one two three four five six…"
+    assert plain_text_excerpt(text, 33) == "one two three four five six…"
 
 
 def test_a_long_word_is_cut_hard_rather_than_leave_a_short_excerpt() -> None:
