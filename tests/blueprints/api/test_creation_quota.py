@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 from limits import parse
 from limits.storage import MemoryStorage
+from limits.storage import memory as limits_memory
 from limits.strategies import MovingWindowRateLimiter
 
 from portal.extensions import db
@@ -165,6 +166,19 @@ def test_the_rate_refusal_says_when_to_retry_and_is_recorded(gm_user, monkeypatc
     events = db.session.scalars(sa.select(PoolEvent).order_by(PoolEvent.created_at)).all()
     assert [(e.kind, e.user_id) for e in events] == [("throttled", gm_user.id)] * 2
     assert events[-1].detail == {"limit": "1 per hour", "retry_after_s": 1}
+
+
+def test_the_wait_counts_from_the_oldest_create_in_the_window(gm_user, monkeypatch) -> None:
+    clock = SimpleNamespace(time=time.time)
+    monkeypatch.setattr(limits_memory, "time", clock)
+    monkeypatch.setattr(quota_module, "time", clock)
+    start = time.time()
+    limiter = memory_limiter()
+    quota = CreationQuota(rate="1 per hour", cap=0)
+    clock.time = lambda: start
+    check_creation_quota(db.session, limiter, gm_user, quota)
+    clock.time = lambda: start + 1800  # half an hour later
+    assert refusal(limiter, gm_user, quota).retry_after == 1800
 
 
 def test_no_rate_or_no_limiter_means_no_rate_limit(gm_user) -> None:

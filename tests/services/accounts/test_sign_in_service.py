@@ -54,6 +54,12 @@ def test_credentials_that_are_not_text_sign_nobody_in(gm, email, password) -> No
     assert authenticate(db.session, email, password) is None
 
 
+def test_the_first_unknown_address_a_process_sees_is_refused(app: Flask, monkeypatch) -> None:
+    monkeypatch.setattr(user_service, "_DUMMY_HASH", None)  # a freshly started worker
+    assert authenticate(db.session, "nobody@example.com", PASSWORD) is None
+    assert authenticate(db.session, "nobody@example.com", PASSWORD) is None
+
+
 def test_an_address_of_the_longest_allowed_length_signs_in(app: Flask) -> None:
     email = "a" * (EMAIL_MAX - len("@example.com")) + "@example.com"
     user = create_user(db.session, email, "Long", PASSWORD)
