@@ -190,3 +190,17 @@ def test_deactivating_ends_every_sign_in_and_says_why(app: Flask, caplog) -> Non
     set_active(db.session, user, 1)
     db.session.commit()
     assert user.active is True
+
+
+@pytest.mark.postgres
+def test_losing_a_race_keeps_the_callers_other_work_on_postgresql(app: Flask, monkeypatch) -> None:
+    create_user(db.session, "gm@example.com", "GM", PASSWORD)
+    db.session.commit()
+    first = create_user(db.session, "first@example.com", "First", PASSWORD)  # not committed
+    monkeypatch.setattr(user_service, "find_by_email", lambda session, email: None)
+    with pytest.raises(UserError, match="already taken"):
+        create_user(db.session, "gm@example.com", "Other", PASSWORD)
+    db.session.commit()  # the transaction is still usable: only the savepoint was undone
+    db.session.expire_all()
+    monkeypatch.undo()
+    assert find_by_email(db.session, "first@example.com") is first
