@@ -319,7 +319,7 @@ def test_monitor_command_prints_its_report(alert_app: Flask) -> None:
     db.session.commit()
     result = alert_app.test_cli_runner().invoke(args=["pool", "monitor"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["master"]["ready"] == 0
     assert [a["incident"] for a in report["alerts"]][:1] == ["pool_low:master"]
 
