@@ -280,9 +280,7 @@ def test_an_unreachable_webhook_is_reported_by_reason(
         slack_webhook_url=f"http://127.0.0.1:{dead_port}/services/T9/B9/hidden", timeout=5
     )
     with caplog.at_level(logging.INFO, logger="portal.alerts"):
-        assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {
-            "slack": "failed"
-        }
+        assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {"slack": "failed"}
     (record,) = [r for r in caplog.records if r.getMessage() == "alert.send_failed"]
     assert record.error.startswith("RuntimeError: webhook unreachable")
     assert "hidden" not in record.error
@@ -293,9 +291,7 @@ def test_a_malformed_webhook_url_is_masked_in_the_log(caplog: pytest.LogCaptureF
     secret = "hooks.example.com/services/T1/B1/leaky-secret"
     notifier = AlertNotifier(slack_webhook_url=secret, timeout=5)
     with caplog.at_level(logging.INFO, logger="portal.alerts"):
-        assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {
-            "slack": "failed"
-        }
+        assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {"slack": "failed"}
     (record,) = [r for r in caplog.records if r.getMessage() == "alert.send_failed"]
     assert record.channel == "slack" and record.incident == "x"
     assert "leaky-secret" not in record.error and "***" in record.error
