@@ -465,14 +465,14 @@ def test_the_summary_names_every_count_and_how_images_are_held(app):
 
 
 def test_a_campaign_seeded_without_a_template_version_is_not_a_difference(app):
-    template, target = seeded()
+    _template, target = seeded()
     target.template_version = None
     db.session.commit()
     assert verify_campaign(db.session, target.id).ok
 
 
 def test_copies_without_a_usable_file_reference_are_reported(app):
-    template, target = seeded("copy")
+    _template, target = seeded("copy")
     no_file = attachment_of(one(Weapon, target, name="Shotgun")).blob
     no_file.meta = {k: v for k, v in no_file.meta.items() if k != "fileId"}
     no_url = attachment_of(one(Vehicle, target, name="Taxi")).blob
@@ -489,7 +489,7 @@ def test_copies_without_a_usable_file_reference_are_reported(app):
 
 
 def test_a_file_the_store_cannot_fetch_is_reported(app):
-    template, target = seeded("copy")
+    _template, target = seeded("copy")
     store = get_image_store()
     blob = attachment_of(one(Weapon, target, name="Shotgun")).blob
     (Path(store.root) / blob.meta["fileId"]).unlink()
@@ -500,8 +500,8 @@ def test_a_file_the_store_cannot_fetch_is_reported(app):
 
 
 def test_a_bad_template_id_is_named_as_the_template(app):
-    template, target = seeded()
-    with pytest.raises(VerifyError, match="^template id 'nope' is not a UUID$"):
+    _template, target = seeded()
+    with pytest.raises(VerifyError, match=r"^template id 'nope' is not a UUID$"):
         verify_campaign(db.session, target.id, "nope")
     with pytest.raises(VerifyError, match=f"^no campaign with id {uuid.UUID(int=5)}$"):
         verify_campaign(db.session, f"  {uuid.UUID(int=5)}  ")
