@@ -5,6 +5,8 @@ and failures to send that are reported, never raised, and never leak the webhook
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from datetime import timedelta
 
 import pytest
@@ -491,3 +493,56 @@ def test_the_dashboard_shows_every_incident_not_cleared(app) -> None:
     assert shown[3]["message"] == "something odd" and shown[3]["pool_type"] is None
     # Only the latest rows are read.
     assert [a["incident"] for a in active_alerts(db.session, limit=1)] == ["a"]
+
+
+def test_an_incident_longer_than_the_cooldown_is_announced_when_it_reopens(
+    app, smtp_server: SmtpSink
+) -> None:
+    """The cooldown counts from the last opening sent, not from the last message: a recovery
+    after a long incident does not silence the next opening."""
+    notifier = notifier_for(smtp_server, None)
+    start = utcnow()
+    for minute, active in ((0, True), (35, False), (40, True)):
+        reconcile(
+            db.session,
+            [low(active)],
+            notifier,
+            now=start + timedelta(minutes=minute),
+            cooldown=timedelta(minutes=30),
+        )
+        db.session.commit()
+    assert [s.split(":")[0] for s in smtp_server.subjects()] == [
+        "[Campaign Pool] WARNING",
+        "[Campaign Pool] RECOVERED",
+        "[Campaign Pool] WARNING",
+    ]
+
+
+def test_a_server_that_never_answers_cannot_hold_the_monitor() -> None:
+    """A mail server or webhook that accepts the connection and then says nothing costs the
+    notifier its timeout, not the monitor pass."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are queued, never accepted: no greeting, no answer
+    port = silent.getsockname()[1]
+    notifier = AlertNotifier(
+        mail_server="127.0.0.1",
+        mail_port=port,
+        recipients=RECIPIENTS,
+        slack_webhook_url=f"http://127.0.0.1:{port}/services/T2/B2/quiet",
+        timeout=0.5,
+    )
+    outcome: dict[str, str] = {}
+    sender = threading.Thread(
+        target=lambda: outcome.update(
+            notifier.send(AlertMessage("x", "open", "warning", "t", "b"))
+        ),
+        daemon=True,
+    )
+    try:
+        sender.start()
+        sender.join(timeout=10)
+        assert not sender.is_alive(), "the notifier waited on a silent server"
+        assert outcome == {"email": "failed", "slack": "failed"}
+    finally:
+        silent.close()
