@@ -360,9 +360,20 @@ def _overrides_changed(template: Campaign, target: Campaign) -> None:
 
 FU_RELOAD = "('Fu', 'Lightning Reload')"
 FU_POSITION = f"image position (Schtick {FU_RELOAD}, 'card', x=10.5, y=-3.25, overrides="
-# Each damage and the whole report it gets; {template_owner}, {owner}, {template_juncture} and
-# {campaign_fu_reload} stand for ids.
+# Each damage and the whole report it gets; the names in braces stand for ids (see `ids` below).
+# A link pointing outside the campaign is reported once, as such, not again as a difference.
 EXACT: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
+    (
+        _character_schtick_outside,
+        [
+            "character_schticks: 4 in the campaign, 3 in the template",
+            "character 'Ugly Shing'.schtick points outside the campaign ({template_blast})",
+        ],
+    ),
+    (
+        _juncture_faction_outside,
+        ["juncture 'Contemporary'.faction points outside the campaign ({template_dragons})"],
+    ),
     (_template_version_behind, ["template_version: 2 (template: 1)"]),
     (_image_renamed, ["Weapon 'Shotgun': image named 'portrait' (template: 'image')"]),
     (
@@ -444,6 +455,8 @@ def test_damage_is_reported_in_full(app, damage, expected):
         "owner": target.user_id,
         "template_juncture": one(Juncture, template, name="Contemporary").id,
         "campaign_fu_reload": one(Schtick, target, category="Fu", name="Lightning Reload").id,
+        "template_blast": one(Schtick, template, category="Sorcery", name="Blast").id,
+        "template_dragons": one(Juncture, template, name="Contemporary").faction_id,
     }
     report = verify_campaign(db.session, target.id)
     assert report.differences == [line.format(**ids) for line in expected]
@@ -464,11 +477,35 @@ def test_the_summary_names_every_count_and_how_images_are_held(app):
     assert bare.summary() == "3 weapons" and bare.ok
 
 
-def test_a_campaign_seeded_without_a_template_version_is_not_a_difference(app):
-    _template, target = seeded()
+def test_a_template_version_missing_on_either_side_is_not_a_difference(app):
+    template, target = seeded()
     target.template_version = None
     db.session.commit()
     assert verify_campaign(db.session, target.id).ok
+    target.template_version, template.template_version = 1, None
+    db.session.commit()
+    assert verify_campaign(db.session, target.id).ok
+
+
+def test_json_values_compare_by_content_not_key_order(app):
+    _template, target = seeded()
+    one(Character, target, name="Johnny Tso").action_values = {
+        "Defense": 14,
+        "Type": "PC",
+        "Guns": 15,
+    }
+    db.session.commit()
+    assert verify_campaign(db.session, target.id).ok
+
+
+def test_a_broken_template_checked_against_itself_reports_each_problem_once(app):
+    template, target = seeded()
+    _template_broken(template, target)
+    db.session.commit()
+    foreign = one(Schtick, target, category="Fu", name="Lightning Reload").id
+    assert verify_campaign(db.session, template.id).differences == [
+        f"schtick ('Fu', 'Eagle Eye').prerequisite points outside the campaign ({foreign})"
+    ]
 
 
 def test_copies_without_a_usable_file_reference_are_reported(app):
