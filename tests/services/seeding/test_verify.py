@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import (
+    RECORD_TYPES,
     Campaign,
     Carry,
     Character,
@@ -350,6 +351,12 @@ def _template_broken(template: Campaign, target: Campaign) -> None:
     one(Schtick, template, category="Fu", name="Eagle Eye").prerequisite_id = foreign.id
 
 
+def _faction_outside_and_summary_changed(template: Campaign, target: Campaign) -> None:
+    johnny = one(Character, target, name="Johnny Tso")
+    johnny.faction_id = one(Character, template, name="Johnny Tso").faction_id
+    johnny.summary = "Detective"
+
+
 def _overrides_changed(template: Campaign, target: Campaign) -> None:
     schtick = one(Schtick, target, category="Fu", name="Lightning Reload")
     position = db.session.scalars(
@@ -373,6 +380,13 @@ EXACT: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
     (
         _juncture_faction_outside,
         ["juncture 'Contemporary'.faction points outside the campaign ({template_dragons})"],
+    ),
+    (
+        _faction_outside_and_summary_changed,
+        [
+            "character 'Johnny Tso'.faction points outside the campaign ({template_dragons})",
+            "character 'Johnny Tso'.summary: 'Detective' (template: 'Cop')",
+        ],
     ),
     (_template_version_behind, ["template_version: 2 (template: 1)"]),
     (_image_renamed, ["Weapon 'Shotgun': image named 'portrait' (template: 'image')"]),
@@ -514,10 +528,12 @@ def test_copies_without_a_usable_file_reference_are_reported(app):
     no_file.meta = {k: v for k, v in no_file.meta.items() if k != "fileId"}
     no_url = attachment_of(one(Vehicle, target, name="Taxi")).blob
     no_url.meta = {k: v for k, v in no_url.meta.items() if k != "url"}
+    attachment_of(one(Juncture, target, name="Ancient")).blob.meta = None
     db.session.commit()
 
     report = verify_campaign(db.session, target.id)
     assert report.differences == [
+        "Juncture 'Ancient': image 'image' has a blob with no file reference",
         "Vehicle 'Taxi': image 'image' has a blob with no file reference",
         "Weapon 'Shotgun': image 'image' has a blob with no file reference",
     ]
@@ -525,15 +541,49 @@ def test_copies_without_a_usable_file_reference_are_reported(app):
     assert report.counts["image_attachments"]["shared"] == 0
 
 
-def test_a_file_the_store_cannot_fetch_is_reported(app):
+def test_every_file_is_checked_even_after_one_cannot_be_fetched(app):
     _template, target = seeded("copy")
     store = get_image_store()
-    blob = attachment_of(one(Weapon, target, name="Shotgun")).blob
-    (Path(store.root) / blob.meta["fileId"]).unlink()
+    blobs = sorted(
+        db.session.scalars(
+            sa.select(ImageBlob).where(ImageBlob.id.in_(sa.select(ImageAttachment.blob_id)))
+        ),
+        key=lambda b: b.key,
+    )
+    copies = [b for b in blobs if b.meta["fileId"] and b.id in _blob_ids_of(target)]
+    missing, *replaced = copies
+    (Path(store.root) / missing.meta["fileId"]).unlink()
+    for blob in replaced:
+        (Path(store.root) / blob.meta["fileId"]).write_bytes(b"not the picture")
     report = verify_campaign(db.session, target.id, store=store)
-    (line,) = report.differences
-    assert line.startswith(f"image file {blob.key!r}: cannot be fetched (")
+    first, *others = report.differences
+    assert first.startswith(f"image file {missing.key!r}: cannot be fetched (")
+    assert others == [
+        f"image file {blob.key!r}: content does not match its checksum" for blob in replaced
+    ]
+    assert len(others) == 16
     assert verify_campaign(db.session, target.id).ok  # the database alone cannot see it
+
+
+def _blob_ids_of(campaign: Campaign) -> set[uuid.UUID]:
+    ids = set()
+    for type_name, model in RECORD_TYPES.items():
+        owned = (
+            [campaign.id]
+            if model is Campaign
+            else [
+                r.id
+                for r in db.session.scalars(sa.select(model).filter_by(campaign_id=campaign.id))
+            ]
+        )
+        ids |= set(
+            db.session.scalars(
+                sa.select(ImageAttachment.blob_id).where(
+                    ImageAttachment.record_type == type_name, ImageAttachment.record_id.in_(owned)
+                )
+            )
+        )
+    return ids
 
 
 def test_a_bad_template_id_is_named_as_the_template(app):
