@@ -77,6 +77,14 @@ def test_email_and_slack_carry_the_alert(smtp_server: SmtpSink, slack_webhook: W
     assert slack_webhook.paths == ["/services/T000/B000/secret-token-xyz"]
 
 
+def test_alert_mail_has_a_default_sender(smtp_server: SmtpSink) -> None:
+    notifier = AlertNotifier(
+        mail_server="127.0.0.1", mail_port=smtp_server.port, recipients=["a@b.c"]
+    )
+    assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {"email": "sent"}
+    assert smtp_server.messages[0]["From"] == "campaign-pool@localhost"
+
+
 def test_unconfigured_channels_are_skipped() -> None:
     message = AlertMessage("x", "open", "warning", "t", "b")
     assert AlertNotifier(mail_server="127.0.0.1", recipients=()).send(message) == {}
@@ -296,8 +304,7 @@ def test_a_malformed_webhook_url_is_masked_in_the_log(caplog: pytest.LogCaptureF
         assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {"slack": "failed"}
     (record,) = [r for r in caplog.records if r.getMessage() == "alert.send_failed"]
     assert record.channel == "slack" and record.incident == "x"
-    assert "leaky-secret" not in record.error and "***" in record.error
-    assert record.error.startswith("ValueError: ")
+    assert record.error == "ValueError: unknown url type: '***'"
 
 
 # --- incident state ---------------------------------------------------------------------------
@@ -366,6 +373,8 @@ def test_an_escalation_keeps_the_incident_and_says_it_escalated(
     assert escalation["incident_id"] == opening["incident_id"]
     assert escalation["opened_at"] == opening["opened_at"] == start.isoformat()
     assert f"Opened at: {start.isoformat()}" in smtp_server.messages[-1].get_content()
+    (incident,) = open_incidents(db.session)
+    assert incident["since"] == (start + timedelta(minutes=1)).isoformat()
     assert slack_webhook.texts()[-1].startswith(":rotating_light: *[Campaign Pool] CRITICAL")
 
 
@@ -376,6 +385,25 @@ def test_only_a_rise_in_severity_escalates(app, smtp_server: SmtpSink) -> None:
         db.session.commit()
     assert [s.split(":")[0] for s in smtp_server.subjects()] == [
         "[Campaign Pool] INFO",
+        "[Campaign Pool] WARNING",
+    ]
+
+
+def test_a_severity_the_monitor_does_not_know_ranks_as_a_warning(
+    app, smtp_server: SmtpSink
+) -> None:
+    notifier = notifier_for(smtp_server, None)
+    for severity in ("urgent", "warning", "critical"):
+        reconcile(db.session, [low(True, severity)], notifier)
+        db.session.commit()
+    other = "workers_missing"
+    for severity in ("warning", "urgent"):
+        condition = Condition(other, True, "workers missing", "No worker.", severity)
+        reconcile(db.session, [condition], notifier)
+        db.session.commit()
+    assert [s.split(":")[0] for s in smtp_server.subjects()] == [
+        "[Campaign Pool] URGENT",
+        "[Campaign Pool] CRITICAL",
         "[Campaign Pool] WARNING",
     ]
 
