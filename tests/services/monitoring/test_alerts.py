@@ -456,17 +456,24 @@ def test_the_latest_row_of_an_incident_wins_even_within_one_instant(
 def test_open_incidents_lists_the_open_ones_newest_first(app) -> None:
     start = utcnow()
     notifier = AlertNotifier()
-    reconcile(db.session, [low(True)], notifier, now=start)
+    oldest = Condition("disk_full", True, "disk full", "The disk is full.", "critical")
     other = Condition("workers_missing", True, "workers missing", "No worker.", "critical")
+    reconcile(db.session, [oldest], notifier, now=start - timedelta(minutes=1))
+    reconcile(db.session, [low(True)], notifier, now=start)
     reconcile(db.session, [other], notifier, now=start + timedelta(minutes=1))
+    reconcile(db.session, [low(False)], notifier, now=start + timedelta(minutes=2))
     db.session.commit()
 
     incidents = open_incidents(db.session)
-    assert [i["incident"] for i in incidents] == ["workers_missing", "pool_low:master"]
-    assert incidents[1]["since"] == start.isoformat()
+    assert [i["incident"] for i in incidents] == ["workers_missing", "disk_full"]
+    assert incidents[1]["since"] == (start - timedelta(minutes=1)).isoformat()
     assert incidents[1]["delivery"] == {}  # no channel configured
-    ids = db.session.scalars(sa.select(PoolEvent.id).order_by(PoolEvent.id.desc())).all()
-    assert [i["event_id"] for i in incidents] == ids
+    ids = db.session.scalars(
+        sa.select(PoolEvent.id)
+        .where(PoolEvent.detail["state"].as_string() == "open")
+        .order_by(PoolEvent.id.desc())
+    ).all()
+    assert [i["event_id"] for i in incidents] == [ids[0], ids[2]]
 
 
 # --- the dashboard's view ---------------------------------------------------------------------
@@ -497,6 +504,7 @@ def test_the_dashboard_shows_every_incident_not_cleared(app) -> None:
     bare = add_alert_row({"summary": "something odd"}, 2)
     legacy = add_alert_row(None, 3)
     add_alert_row({"incident": "f", "state": "escalated", "message": ""}, 4)
+    add_alert_row({"incident": "g", "state": "open"}, -30)  # older than every repeat
     db.session.commit()
 
     shown = active_alerts(db.session)
@@ -506,6 +514,7 @@ def test_the_dashboard_shows_every_incident_not_cleared(app) -> None:
         "f",
         f"event-{legacy.id}",
         f"event-{bare.id}",
+        "g",
     ]
     assert shown[0] == {
         "incident": "a",
