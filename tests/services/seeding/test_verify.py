@@ -596,6 +596,28 @@ def test_a_bad_template_id_is_named_as_the_template(app):
     assert verify_campaign(db.session, f" {target.id}\n").ok
 
 
+def test_the_template_s_own_ownership_is_not_checked(app):
+    """Template characters may belong to anyone: only a campaign's are checked against its
+    owner, so a faithful copy and the template itself still pass."""
+    template, target = seeded()
+    one(Character, template, name="Johnny Tso").user_id = make_user(db.session, "editor").id
+    db.session.commit()
+    assert verify_campaign(db.session, target.id).ok
+    assert verify_campaign(db.session, template.id).ok
+    assert [r.ok for r in verify_campaigns(db.session, [target.id, template.id])] == [True, True]
+
+
+def test_verifying_many_campaigns_names_a_bad_id_and_checks_files(app):
+    _template, target = seeded("copy")
+    with pytest.raises(VerifyError, match=r"^campaign id 'nope' is not a UUID$"):
+        verify_campaigns(db.session, [target.id, "nope"])
+    store = get_image_store()
+    blob = attachment_of(one(Weapon, target, name="Shotgun")).blob
+    (Path(store.root) / blob.meta["fileId"]).write_bytes(b"not the picture")
+    (report,) = verify_campaigns(db.session, [target.id], store=store)
+    assert report.differences == [f"image file {blob.key!r}: content does not match its checksum"]
+
+
 def test_verifying_many_campaigns_checks_owners_and_copies(app):
     template, good = seeded("copy")
     one(Character, good, name="Ugly Shing").user_id = template.user_id
@@ -624,6 +646,19 @@ def test_long_and_structured_values_are_described_readably():
         "differs at offset 100 (length 101, the template's 100): "
         "…[abcdefghijabcdefghij!] (end) (template: …[abcdefghijabcdefghij] (end))"
     )
+    # A window starting past the first character says so; one reaching the end says that.
+    assert describe_difference(text[:21] + "X" + text[22:], text) == (
+        "differs at offset 21 (length 100, the template's 100): "
+        "…[bcdefghijabcdefghijaXcdefghijabcdefghijabcdefghijabcdefghija]… "
+        "(template: …[bcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghija]…)"
+    )
+    assert describe_difference(text[:60] + "X" + text[61:], text).endswith(
+        "(template: …[abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij] (end))"
+    )
+    assert describe_difference("", text) == (
+        "differs at offset 0 (length 0, the template's 100): [] (end) "
+        "(template: [abcdefghijabcdefghijabcdefghijabcdefghij]…)"
+    )
     # Up to 60 plain characters each, values are shown whole.
     short, other = text[:60], text[:59] + "Z"
     assert describe_difference(short, other) == f"{short!r} (template: {other!r})"
@@ -641,8 +676,8 @@ def test_long_and_structured_values_are_described_readably():
     assert describe_difference("y" * 100, 7) == repr("y" * 100)[:79] + "… (template: 7)"
     assert describe_difference("y" * 78, 7) == repr("y" * 78) + " (template: 7)"
     # Invisible characters are shown, and so is a literal middle dot.
-    assert visible("a·b c\r\n\t\x00\u200b\u2028\ue000é") == (
-        "a\\u00b7b·c\\r\\n\\t\\u0000\\u200b\\u2028\\ue000é"
+    assert visible("a·b c\r\n\t\x00\u200b\u2028\u2029\ue000é") == (
+        "a\\u00b7b·c\\r\\n\\t\\u0000\\u200b\\u2028\\u2029\\ue000é"
     )
     assert describe_difference("a\x00", "a") == (
         "differs at offset 1 (length 2, the template's 1): [a\\u0000] (end) (template: [a] (end))"
