@@ -357,6 +357,12 @@ def _faction_outside_and_summary_changed(template: Campaign, target: Campaign) -
     johnny.summary = "Detective"
 
 
+def _links_moved_inside(template: Campaign, target: Campaign) -> None:
+    johnny = one(Character, target, name="Johnny Tso")
+    johnny.faction_id = one(Vehicle, target, name="Taxi").faction_id
+    one(Vehicle, target, name="Taxi").juncture_id = one(Juncture, target, name="Ancient").id
+
+
 def _overrides_changed(template: Campaign, target: Campaign) -> None:
     schtick = one(Schtick, target, category="Fu", name="Lightning Reload")
     position = db.session.scalars(
@@ -445,6 +451,14 @@ EXACT: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
             "({campaign_fu_reload})",
             f"schtick ('Fu', 'Eagle Eye').prerequisite: {FU_RELOAD} "
             "(template: <outside the campaign>)",
+        ],
+    ),
+    (
+        _links_moved_inside,
+        [
+            "character 'Johnny Tso'.faction: differs at offset 4 (length 12, the template's 11): "
+            "[The·Ascended] (end) (template: [The·Dragons] (end))",
+            "vehicle 'Taxi'.juncture: 'Ancient' (template: 'Contemporary')",
         ],
     ),
     (
