@@ -267,7 +267,7 @@ def test_unknown_or_malformed_ids_and_missing_template(app):
     owner = make_user(db.session)
     lonely = create_campaign_shell(db.session, owner, "Lonely")
     db.session.commit()
-    with pytest.raises(VerifyError, match="no master template"):
+    with pytest.raises(VerifyError, match=r"^there is no master template to compare with$"):
         verify_campaign(db.session, lonely.id)
     template, _target = seeded()
     with pytest.raises(VerifyError, match="not a UUID"):
@@ -361,6 +361,38 @@ def _links_moved_inside(template: Campaign, target: Campaign) -> None:
     johnny = one(Character, target, name="Johnny Tso")
     johnny.faction_id = one(Vehicle, target, name="Taxi").faction_id
     one(Vehicle, target, name="Taxi").juncture_id = one(Juncture, target, name="Ancient").id
+
+
+def _position_duplicated(template: Campaign, target: Campaign) -> None:
+    taxi = one(Vehicle, target, name="Taxi")
+    db.session.add(
+        ImagePosition(
+            positionable_type="Vehicle",
+            positionable_id=taxi.id,
+            context="card",
+            x_position=1.0,
+            y_position=2.0,
+        )
+    )
+
+
+def _link_outside_then_one_missing(template: Campaign, target: Campaign) -> None:
+    johnny = one(Character, target, name="Johnny Tso")
+    foreign = one(Schtick, template, category="Sorcery", name="Blast")
+    db.session.add(CharacterSchtick(character_id=johnny.id, schtick_id=foreign.id))
+    shing = one(Character, target, name="Ugly Shing")
+    reload = one(Schtick, target, category="Fu", name="Lightning Reload")
+    db.session.delete(db.session.get(CharacterSchtick, (shing.id, reload.id)))
+
+
+def _record_added_with_image(template: Campaign, target: Campaign) -> None:
+    bazooka = Weapon(campaign_id=target.id, name="Bazooka", damage=20)
+    db.session.add(bazooka)
+    db.session.flush()
+    blob_id = attachment_of(one(Weapon, target, name="Shotgun")).blob_id
+    db.session.add(
+        ImageAttachment(name="image", record_type="Weapon", record_id=bazooka.id, blob_id=blob_id)
+    )
 
 
 def _overrides_changed(template: Campaign, target: Campaign) -> None:
@@ -462,6 +494,30 @@ EXACT: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
         ],
     ),
     (
+        _position_duplicated,
+        [
+            "image_positions: 5 in the campaign, 4 in the template",
+            "image position (Vehicle 'Taxi', 'card', x=1.0, y=2.0, overrides=null): "
+            "2 in the campaign, 1 in the template",
+        ],
+    ),
+    (
+        _link_outside_then_one_missing,
+        [
+            "character 'Johnny Tso'.schtick points outside the campaign ({template_blast})",
+            "link character 'Ugly Shing' -> schtick ('Fu', 'Lightning Reload'): missing",
+        ],
+    ),
+    (
+        _record_added_with_image,
+        [
+            "weapons: 4 in the campaign, 3 in the template",
+            "image_attachments: 18 in the campaign, 17 in the template",
+            "weapon 'Bazooka': not in the template",
+            "Weapon 'Bazooka': 1 image attachment(s) (template: 0)",
+        ],
+    ),
+    (
         _overrides_changed,
         [
             FU_POSITION + '{{"zoom": 1.2}}): missing',
@@ -488,6 +544,35 @@ def test_damage_is_reported_in_full(app, damage, expected):
     }
     report = verify_campaign(db.session, target.id)
     assert report.differences == [line.format(**ids) for line in expected]
+
+
+def test_a_wrong_image_file_is_named_by_both_checksums(app):
+    template, target = seeded()
+    _image_wrong_file(template, target)
+    db.session.commit()
+    ours = attachment_of(one(Weapon, target, name="Shotgun")).blob.checksum
+    theirs = attachment_of(one(Weapon, template, name="Shotgun")).blob.checksum
+    assert verify_campaign(db.session, target.id).differences == [
+        f"Weapon 'Shotgun': image 'image' points at the wrong file (checksum {ours[:12]}…, "
+        f"template: {theirs[:12]}…)"
+    ]
+
+
+def test_records_with_several_images_match_them_by_name(app):
+    template, target = seeded()
+    for campaign, order in ((template, ("image", "banner")), (target, ("banner", "image"))):
+        shotgun = one(Weapon, campaign, name="Shotgun")
+        blob_id = attachment_of(shotgun).blob_id
+        db.session.delete(attachment_of(shotgun))
+        db.session.flush()
+        for name in order:
+            db.session.add(
+                ImageAttachment(
+                    name=name, record_type="Weapon", record_id=shotgun.id, blob_id=blob_id
+                )
+            )
+    db.session.commit()
+    assert verify_campaign(db.session, target.id).ok
 
 
 def test_the_summary_names_every_count_and_how_images_are_held(app):
