@@ -50,6 +50,7 @@ class WebhookSink:
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.content_types: list[str] = []
         self.status = 200
         sink = self
 
@@ -58,6 +59,7 @@ class WebhookSink:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 sink.paths.append(self.path)
+                sink.content_types.append(self.headers.get("Content-Type", ""))
                 sink.posts.append(json.loads(body or b"{}"))
                 self.send_response(sink.status)
                 self.send_header("Content-Type", "text/plain")

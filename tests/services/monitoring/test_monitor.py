@@ -59,6 +59,7 @@ def alert_app(
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=str(smtp_server.port),
         ALERT_EMAILS="ops@example.com",
+        MAIL_DEFAULT_SENDER="pool-alerts@example.com",
         SLACK_WEBHOOK_URL=slack_webhook.url,
     )
 
@@ -111,6 +112,7 @@ def test_draining_below_the_watermark_alerts_once_and_refilling_recovers_once(
     assert second.alerts == []
     assert len(smtp_server.messages) == 1 and len(slack_webhook.posts) == 1
     assert "master pool low" in smtp_server.messages[0]["Subject"]
+    assert smtp_server.messages[0]["From"] == "pool-alerts@example.com"
     assert "1 ready campaign" in smtp_server.messages[0].get_content()
     assert "master pool low" in slack_webhook.posts[0]["text"]
     assert first.refill_needed and first.master["ready"] == 1
@@ -229,6 +231,10 @@ def test_a_dead_smtp_server_and_webhook_do_not_fail_the_job(
         logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
         assert "alert.send_failed" in logged
         assert "very-secret-path" not in logged
+        failures = [r for r in caplog.records if r.getMessage() == "alert.send_failed"]
+        assert {(r.incident, r.channel) for r in failures} == {
+            (incident, channel) for incident in alerts for channel in ("email", "slack")
+        }
 
 
 # --- the rest of a pass ---------------------------------------------------------------------
@@ -319,7 +325,7 @@ def test_monitor_command_prints_its_report(alert_app: Flask) -> None:
     db.session.commit()
     result = alert_app.test_cli_runner().invoke(args=["pool", "monitor"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["master"]["ready"] == 0
     assert [a["incident"] for a in report["alerts"]][:1] == ["pool_low:master"]
 
@@ -488,3 +494,4 @@ def test_notifier_comes_from_the_settings(alert_app: Flask, smtp_server: SmtpSin
     notifier = AlertNotifier.from_settings(settings_of(alert_app))
     assert notifier.channels == ["email", "slack"]
     assert notifier.mail_port == smtp_server.port and notifier.recipients == ("ops@example.com",)
+    assert notifier.sender == "pool-alerts@example.com"
