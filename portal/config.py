@@ -199,13 +199,19 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
-def _http_url(env: Mapping[str, str], name: str) -> str | None:
+def _http_url(env: Mapping[str, str], name: str, *, secret: bool = False) -> str | None:
+    """An http(s) URL without whitespace or control characters (an HTTP client would refuse
+    it at the first request, quoting it). A `secret` URL (one whose path is the credential, like
+    a Slack webhook) is never echoed in the error."""
     raw = _blank_to_none(env.get(name))
     if raw is None:
         return None
+    shown = "(not shown: it is a credential)" if secret else repr(raw)
     parsed = urlparse(raw)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+        raise ConfigError(f"{name} must be an http(s) URL, got {shown}")
+    if any(ch.isspace() or not ch.isprintable() for ch in raw):
+        raise ConfigError(f"{name} must not contain spaces or control characters, got {shown}")
     return raw.rstrip("/")
 
 
@@ -478,7 +484,7 @@ def load_settings(
         mail_port=_int(env, "MAIL_PORT", 25, minimum=1, maximum=65535),
         mail_default_sender=mail_sender,
         alert_emails=_emails(env, "ALERT_EMAILS"),
-        slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL"),
+        slack_webhook_url=_http_url(env, "SLACK_WEBHOOK_URL", secret=True),
         alert_cooldown_minutes=_int(env, "ALERT_COOLDOWN_MINUTES", 30, minimum=0, maximum=10080),
         api_token_ttl_days=_int(env, "API_TOKEN_TTL_DAYS", 365, minimum=0, maximum=36500),
         pool_build_timeout_s=_int(env, "POOL_BUILD_TIMEOUT", 600, minimum=1, maximum=86400),

@@ -97,6 +97,28 @@ def test_short_secret_key_is_not_echoed(tmp_path: Path) -> None:
     assert "hunter2" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/services/T0/B0/slack secret",
+        "https://hooks.example.com/services/T0/B0/slack\tsecret",
+        "hooks.example.com/services/T0/B0/slack-secret",
+    ],
+)
+def test_a_bad_webhook_url_is_refused_without_echoing_it(tmp_path: Path, url: str) -> None:
+    """The webhook's path is its credential: a refused value is named, never shown."""
+    with pytest.raises(ConfigError) as info:
+        settings(tmp_path, SLACK_WEBHOOK_URL=url)
+    assert "SLACK_WEBHOOK_URL" in str(info.value)
+    assert "secret" not in str(info.value) and "B0" not in str(info.value)
+
+
+def test_a_url_with_a_space_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(tmp_path, IMAGEKIT_BASE_URL="http://localhost:9000/a b")
+    assert "IMAGEKIT_BASE_URL must not contain spaces" in str(info.value)
+
+
 def test_good_values_are_typed(tmp_path: Path) -> None:
     s = settings(
         tmp_path,

@@ -15,6 +15,7 @@ same rows to show alerts (`active_alerts`).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import smtplib
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -169,10 +171,14 @@ class AlertNotifier:
 
     def _describe(self, exc: BaseException) -> str:
         """An error text safe to log: the webhook URL (a credential) is masked out."""
-        text = f"{type(exc).__name__}: {exc}"[:300]
+        text = f"{type(exc).__name__}: {exc}"
         if self.slack_webhook_url:
+            # The whole URL, and its path on its own: an HTTP client quotes either.
             text = text.replace(self.slack_webhook_url, "***")
-        return text
+            path = urlsplit(self.slack_webhook_url).path
+            if len(path) > 1:
+                text = text.replace(path, "***")
+        return text[:300]
 
     def _send_email(self, message: AlertMessage) -> None:
         email = EmailMessage()
@@ -204,6 +210,9 @@ class AlertNotifier:
             raise RuntimeError(f"webhook answered HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
             raise RuntimeError(f"webhook unreachable: {exc.reason}") from None
+        except http.client.InvalidURL:
+            # Its message quotes the URL's path, which is the credential.
+            raise RuntimeError("webhook URL refused by the HTTP client") from None
         if not 200 <= status < 300:
             raise RuntimeError(f"webhook answered HTTP {status}")
 

@@ -307,6 +307,27 @@ def test_a_malformed_webhook_url_is_masked_in_the_log(caplog: pytest.LogCaptureF
     assert record.error == "ValueError: unknown url type: '***'"
 
 
+def test_a_webhook_url_the_http_client_refuses_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A space in the path passes the URL parser but not the HTTP client, whose error quotes
+    the path: the path is the credential, so the log carries neither it nor the URL."""
+    notifier = AlertNotifier(
+        slack_webhook_url="http://127.0.0.1:9/services/T1/B1/leaky secret", timeout=5
+    )
+    with caplog.at_level(logging.INFO, logger="portal.alerts"):
+        assert notifier.send(AlertMessage("x", "open", "warning", "t", "b")) == {"slack": "failed"}
+    (record,) = [r for r in caplog.records if r.getMessage() == "alert.send_failed"]
+    assert "leaky" not in record.error and "B1" not in record.error
+    assert record.error == "RuntimeError: webhook URL refused by the HTTP client"
+
+
+def test_an_error_quoting_only_the_webhook_path_is_masked() -> None:
+    notifier = AlertNotifier(slack_webhook_url="https://hooks.example.com/services/T1/B1/s3cr3t")
+    text = notifier._describe(ValueError("bad path '/services/T1/B1/s3cr3t'"))
+    assert text == "ValueError: bad path '***'"
+
+
 # --- incident state ---------------------------------------------------------------------------
 
 
