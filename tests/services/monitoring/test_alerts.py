@@ -322,10 +322,24 @@ def test_a_webhook_url_the_http_client_refuses_is_not_logged(
     assert record.error == "RuntimeError: webhook URL refused by the HTTP client"
 
 
-def test_an_error_quoting_only_the_webhook_path_is_masked() -> None:
-    notifier = AlertNotifier(slack_webhook_url="https://hooks.example.com/services/T1/B1/s3cr3t")
-    text = notifier._describe(ValueError("bad path '/services/T1/B1/s3cr3t'"))
-    assert text == "ValueError: bad path '***'"
+@pytest.mark.parametrize(
+    ("url", "error", "logged"),
+    [
+        (
+            "https://hooks.example.com/services/T1/B1/s3cr3t",
+            "bad '/services/T1/B1/s3cr3t'",
+            "bad '***'",
+        ),
+        ("https://hooks.example.com/k", "bad '/k'", "bad '***'"),
+        # A bare "/" path is no secret: masking it would garble every error text.
+        ("https://hooks.example.com/", "no route to a/b", "no route to a/b"),
+    ],
+)
+def test_an_error_quoting_only_the_webhook_path_is_masked(
+    url: str, error: str, logged: str
+) -> None:
+    notifier = AlertNotifier(slack_webhook_url=url)
+    assert notifier._describe(ValueError(error)) == f"ValueError: {logged}"
 
 
 # --- incident state ---------------------------------------------------------------------------
