@@ -284,8 +284,12 @@ def test_user_pool_is_used_before_the_master_pool(template_app):
     first = CampaignPoolService(db.session).assign_pool_campaign(gm, "First", None)
     second = CampaignPoolService(db.session).assign_pool_campaign(gm, "Second", None)
 
-    assert (first.campaign_id, first.source) == (own_id, "user_pool")
-    assert (second.campaign_id, second.source) == (master_ids[0], "master_pool")
+    assert (first.campaign_id, first.pool_type, first.source) == (own_id, "user", "user_pool")
+    assert (second.campaign_id, second.pool_type, second.source) == (
+        master_ids[0],
+        "master",
+        "master_pool",
+    )
 
 
 def test_find_available_pool_is_what_a_claim_would_pick(template_app):
@@ -427,7 +431,8 @@ def test_name_clash_is_refused_and_the_pool_is_untouched(template_app):
     service.assign_pool_campaign(gm, "Taken", None)
     ready_before = {c.id for c in pool_campaigns()}
 
-    with pytest.raises(NameTakenError):
+    # The same words as the seeded path's refusal and the API's `errors.name`.
+    with pytest.raises(NameTakenError, match=r"^has already been taken$"):
         service.assign_pool_campaign(gm, "Taken", None)
 
     db.session.expire_all()
