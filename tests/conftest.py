@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from portal import create_app
+from portal.services.pool.claim import forget_prebuilt_statements
 from tests.support.auth import AuthActions
 from tests.support.databases import TestDatabases
 
@@ -111,6 +112,7 @@ def app_on(
     """A fresh copy of `golden_url`, an app on it (inside an app context), dropped afterwards."""
     url = databases.clone(golden_url)
     flush_redis(redis_url)
+    forget_prebuilt_statements()  # each app builds its own claim statements
     app = make_app(url, redis_url, **overrides)
     with app.app_context():
         yield app

@@ -294,6 +294,12 @@ def claim_statements(dialect: str, include_user_pool: bool) -> tuple[sa.Executab
     return (claim, *_child_updates(sa.bindparam("p_campaign", type_=sa.Uuid()), dialect))
 
 
+def forget_prebuilt_statements() -> None:
+    """Drop the prebuilt claim statements: the next claim builds them again. For a process that
+    starts over with other tables or models (the tests give every application a fresh start)."""
+    claim_statements.cache_clear()
+
+
 def _child_updates(
     campaign_id: sa.BindParameter[uuid.UUID] | sa.ScalarSelect[uuid.UUID], dialect: str
 ) -> list[sa.Update]:

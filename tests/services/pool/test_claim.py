@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -35,6 +37,46 @@ from portal.services.pool.config import PoolConfigError, load_pool_config, set_p
 from portal.services.pool.creation import create_campaign
 from portal.services.pool.replenish import pool_level, replenish_pool
 from portal.services.seeding.verify import verify_campaign
+from tests.conftest import app_on, build_template_database
+from tests.support.databases import TestDatabases
+
+
+@pytest.fixture(scope="session")
+def embedded_databases(
+    databases: TestDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestDatabases]:
+    """SQLite databases whatever TEST_DATABASE_URL says: the claim has a path of its own there
+    (no data-modifying CTEs, so the child resets are separate statements)."""
+    if databases.backend == "sqlite":
+        yield databases
+        return
+    embedded = TestDatabases(tmp_path_factory.mktemp("embedded"))
+    embedded.server_url = None
+    yield embedded
+    embedded.drop_all()
+
+
+@pytest.fixture
+def embedded_rich_app(databases: TestDatabases, embedded_databases: TestDatabases):
+    """The rich template on SQLite; skipped when the suite runs there anyway (then
+    `rich_template_app` is the same)."""
+    if databases.backend == "sqlite":
+        pytest.skip("the suite runs on SQLite already")
+    golden = embedded_databases.golden(
+        "rich_template", lambda url: build_template_database(url, "rich")
+    )
+    yield from app_on(embedded_databases, golden, "")
+
+
+# The claim on the configured database and on SQLite: its statements differ per dialect.
+ON_EITHER_DATABASE = pytest.mark.parametrize(
+    "claim_app", ["rich_template_app", "embedded_rich_app"], indirect=True
+)
+
+
+@pytest.fixture
+def claim_app(request: pytest.FixtureRequest):
+    return request.getfixturevalue(request.param)
 
 
 def make_user(email: str, *, gamemaster: bool = True):
@@ -94,9 +136,10 @@ def test_replenish_builds_ready_campaigns_that_verify(template_app):
     assert db.session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "replenished")) == 2
 
 
-def test_assignment_renames_transfers_and_refreshes_every_child(rich_template_app):
+@ON_EITHER_DATABASE
+def test_assignment_renames_transfers_and_refreshes_every_child(claim_app):
     """On the rich shape: image positions (and carries, vehicles) must be reset too."""
-    (pool_id,) = fill(rich_template_app, count=1)
+    (pool_id,) = fill(claim_app, count=1)
     # Age the pool campaign and its children so "fresh" timestamps are distinguishable.
     old = utcnow() - timedelta(days=3)
     for model in (Campaign, *CONTENT_MODELS.values()):
@@ -166,10 +209,32 @@ def test_assignment_renames_transfers_and_refreshes_every_child(rich_template_ap
     # point at their blobs, now under records the user owns.
     attached = sa.select(sa.func.count()).where(ImageAttachment.record_id.in_(char_ids))
     assert db.session.scalar(attached) == 39  # every character but the Mook has a picture
+    assert (assignment.pool_created_at, assignment.activated_at) == (old, campaign.activated_at)
     event = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "assigned")).one()
     assert event.campaign_id == pool_id and event.user_id == gm.id
-    assert event.duration_ms is not None and event.detail["pool_age_s"] > 3 * 86400 - 60
+    assert event.pool_type == "master" and event.created_at == campaign.activated_at
+    assert event.duration_ms is not None and event.duration_ms == assignment.duration_ms
+    template = find_master_template(db.session)
+    assert event.detail == {
+        "pool_age_s": pytest.approx((campaign.activated_at - old).total_seconds(), abs=1e-3),
+        "template_version": template.template_version,
+    }
     assert verify_campaign(db.session, pool_id).ok
+    # Nothing outside the claimed campaign changed: the template's records keep their owner
+    # and their timestamps, and so do their image positions.
+    assert set(
+        db.session.scalars(sa.select(Character.user_id).where(Character.campaign_id == template.id))
+    ) == {template.user_id}
+    for model in CONTENT_MODELS.values():
+        touched = db.session.scalar(
+            sa.select(sa.func.count()).where(
+                model.campaign_id == template.id, model.updated_at >= before
+            )
+        )
+        assert touched == 0, model.__tablename__
+    template_positions = campaign_positions(template.id)
+    assert template_positions
+    assert [p.positionable_type for p in template_positions if p.updated_at >= before] == []
 
 
 @pytest.mark.postgres
@@ -219,8 +284,12 @@ def test_user_pool_is_used_before_the_master_pool(template_app):
     first = CampaignPoolService(db.session).assign_pool_campaign(gm, "First", None)
     second = CampaignPoolService(db.session).assign_pool_campaign(gm, "Second", None)
 
-    assert (first.campaign_id, first.source) == (own_id, "user_pool")
-    assert (second.campaign_id, second.source) == (master_ids[0], "master_pool")
+    assert (first.campaign_id, first.pool_type, first.source) == (own_id, "user", "user_pool")
+    assert (second.campaign_id, second.pool_type, second.source) == (
+        master_ids[0],
+        "master",
+        "master_pool",
+    )
 
 
 def test_find_available_pool_is_what_a_claim_would_pick(template_app):
@@ -240,6 +309,7 @@ def test_someone_elses_user_pool_is_never_handed_out(template_app):
     owner = make_user("owner@example.com")
     other = make_user("other@example.com")
     fill(template_app, "user", 1, user=owner)
+    assert CampaignPoolService(db.session).find_available_pool(other) is None
     assert CampaignPoolService(db.session).assign_pool_campaign(other, "Mine", None) is None
 
 
@@ -250,8 +320,108 @@ def test_campaigns_of_an_old_template_version_are_not_handed_out(template_app):
     db.session.commit()
     gm = make_user("gm@example.com")
 
+    assert CampaignPoolService(db.session).find_available_pool(gm) is None
     assert CampaignPoolService(db.session).assign_pool_campaign(gm, "New", None) is None
     assert db.session.get(Campaign, pool_id).pool_status == "ready"
+
+
+def test_a_former_gamemaster_no_longer_draws_on_their_user_pool(template_app):
+    """Only gamemasters are served from their own user pool: once the role is gone, what is
+    left in it is neither offered nor claimed, and the master pool serves them."""
+    gm = make_user("gm@example.com")
+    (master_id,) = fill(template_app, "master", 1)
+    fill(template_app, "user", 1, user=gm)
+    gm.gamemaster = False
+    db.session.commit()
+    service = CampaignPoolService(db.session)
+
+    assert service.find_available_pool(gm).id == master_id
+    assert service.assign_pool_campaign(gm, "Mine", None).campaign_id == master_id
+
+
+def test_the_longest_waiting_campaign_goes_first_then_the_smallest_id(template_app):
+    """First in, first out by pool_created_at; campaigns that entered the pool at the same
+    moment (one refill builds several) go by id, so what the pool offers is what it claims."""
+    built = sorted(fill(template_app, count=3))
+    player = make_user("player@example.com", gamemaster=False)
+    entered = utcnow() - timedelta(hours=1)
+    # The largest id waited longest; the other two tie. Written largest id first, so that the
+    # rows' physical order is not the order the pool must follow.
+    for campaign_id, at in zip(
+        reversed(built), (entered - timedelta(hours=1), entered, entered), strict=True
+    ):
+        db.session.execute(
+            sa.update(Campaign).where(Campaign.id == campaign_id).values(pool_created_at=at)
+        )
+        db.session.commit()
+    service = CampaignPoolService(db.session)
+
+    order = []
+    for i in range(3):
+        offered = service.find_available_pool(player).id
+        assignment = service.assign_pool_campaign(player, f"Game {i}", None)
+        assert assignment.campaign_id == offered
+        order.append(offered)
+
+    assert order == [built[2], built[0], built[1]]
+    assert service.find_available_pool(player) is None
+
+
+def test_a_pool_campaign_without_a_pool_date_is_still_handed_out(template_app):
+    """Campaigns pooled before the pool recorded when (pool_created_at NULL) are served like
+    any other; their wait is unknown, not made up."""
+    (pool_id,) = fill(template_app, count=1)
+    db.session.execute(
+        sa.update(Campaign).where(Campaign.id == pool_id).values(pool_created_at=None)
+    )
+    db.session.commit()
+    gm = make_user("gm@example.com")
+
+    assignment = CampaignPoolService(db.session).assign_pool_campaign(gm, "Old timer", None)
+
+    assert assignment.campaign_id == pool_id and assignment.pool_created_at is None
+    event = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "assigned")).one()
+    assert event.detail["pool_age_s"] is None
+
+
+def test_the_claim_times_itself_in_milliseconds(template_app, monkeypatch):
+    """The assignment and its event carry the claim's wall time in milliseconds, to the
+    microsecond (the latency charts and the p95 alert read it)."""
+    from portal.services.pool import claim
+
+    fill(template_app, count=1)
+    gm = make_user("gm@example.com")
+    ticks = iter([5.0, 5.0123456])
+    monkeypatch.setattr(claim, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+    assignment = CampaignPoolService(db.session).assign_pool_campaign(gm, "Timed", None)
+
+    assert assignment.duration_ms == 12.346
+    event = db.session.scalars(sa.select(PoolEvent).where(PoolEvent.kind == "assigned")).one()
+    assert event.duration_ms == 12.346
+
+
+@pytest.mark.postgres
+def test_a_claim_on_postgresql_is_one_statement_then_its_event(template_app):
+    """On PostgreSQL the claim, every child reset and the content counts are one round trip;
+    the pool event is the second (docs/performance.md: the claim's latency budget)."""
+    fill(template_app, count=1)
+    gm = make_user("gm@example.com")
+    assert gm.id and gm.gamemaster  # loaded now, not by the claim
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assignment = CampaignPoolService(db.session).assign_pool_campaign(gm, "Quick", None)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+    assert assignment is not None and assignment.counts["schticks"] > 0
+    assert len(statements) == 2, statements
+    assert "pool_events" in statements[1]
 
 
 def test_name_clash_is_refused_and_the_pool_is_untouched(template_app):
@@ -261,7 +431,8 @@ def test_name_clash_is_refused_and_the_pool_is_untouched(template_app):
     service.assign_pool_campaign(gm, "Taken", None)
     ready_before = {c.id for c in pool_campaigns()}
 
-    with pytest.raises(NameTakenError):
+    # The same words as the seeded path's refusal and the API's `errors.name`.
+    with pytest.raises(NameTakenError, match=r"^has already been taken$"):
         service.assign_pool_campaign(gm, "Taken", None)
 
     db.session.expire_all()
