@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from flask import current_app, jsonify, request
@@ -161,6 +162,7 @@ def create() -> ResponseReturnValue:
     fields, upload = _campaign_input()
     image = _verified_image(upload)
     user = current_api_user()
+    owner_view = user_view(user)  # now: the creation's commit expires `user`
     started = time.perf_counter()
     enforce_creation_quota(user)
     try:
@@ -180,8 +182,9 @@ def create() -> ResponseReturnValue:
     if image is not None:
         campaign = db_session().get_one(Campaign, created.campaign_id)
         _attach(campaign, image)
+        created = replace(created, images=None)  # read before the upload: read them again
     body = created_campaign_json(
-        db_session(), created, owner=user, store=_store(), redis_client=get_redis()
+        db_session(), created, owner_view=owner_view, store=_store(), redis_client=get_redis()
     )
     return jsonify(body), 201
 

@@ -159,9 +159,11 @@ class CampaignPoolService:
         return claimed, content_counts(self.session, claimed.id, with_images=True)
 
     def assign_pool_campaign(
-        self, user: User, name: str, description: str | None = None
+        self, user: User, name: str, description: str | None = None, *, commit: bool = True
     ) -> Assignment | None:
         """Claim a ready campaign for `user`, rename it and make it theirs, in one transaction.
+        With `commit=False` the caller commits, after reading what else it needs in the same
+        transaction (the API's create reads the campaign's image so: no second connection).
 
         Returns None when no pool has a ready campaign of the current template version (the
         caller falls back to seeding). Raises NameTakenError, leaving the pool untouched, when
@@ -201,7 +203,8 @@ class CampaignPoolService:
             detail={"pool_age_s": pool_age_s, "template_version": version},
             created_at=now,
         )
-        session.commit()  # the claim and its event, together
+        if commit:
+            session.commit()  # the claim and its event, together
         return Assignment(
             campaign_id=campaign_id,
             pool_type=pool_type,

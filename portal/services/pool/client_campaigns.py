@@ -109,14 +109,18 @@ class ViewContext:
     stages: dict[str, str]
 
 
-def view_context(
-    session: Session,
-    campaigns: Sequence[Any],
-    store: ImageStore,
-    redis_client: redis.Redis | None,
-) -> ViewContext:
-    ids = [c.id for c in campaigns]
-    image_urls: dict[uuid.UUID, str] = {}
+@dataclass(frozen=True)
+class CampaignImages:
+    """What the JSON shows of some campaigns' own images: the newest image's blob metadata per
+    campaign (the store turns it into a URL) and the image positions."""
+
+    metas: dict[uuid.UUID, dict[str, Any]]
+    positions: dict[uuid.UUID, list[dict[str, Any]]]
+
+
+def read_campaign_images(session: Session, ids: Sequence[uuid.UUID]) -> CampaignImages:
+    """The campaigns' own images and image positions, in two queries for all of them."""
+    metas: dict[uuid.UUID, dict[str, Any]] = {}
     positions: dict[uuid.UUID, list[dict[str, Any]]] = {}
     if ids:
         rows = session.execute(
@@ -126,10 +130,19 @@ def view_context(
             .order_by(ImageAttachment.created_at.desc(), ImageAttachment.id)
         ).all()
         for record_id, meta in rows:
-            if record_id not in image_urls and meta:
-                image_urls[record_id] = store.url(meta)
-        for position in session.scalars(
-            sa.select(ImagePosition)
+            if record_id not in metas and meta:
+                metas[record_id] = meta
+        # Columns, not ORM entities: this runs on every create, and loading entities into
+        # the session costs more CPU than the query (docs/performance.md).
+        for position in session.execute(
+            sa.select(
+                ImagePosition.positionable_id,
+                ImagePosition.id,
+                ImagePosition.context,
+                ImagePosition.x_position,
+                ImagePosition.y_position,
+                ImagePosition.style_overrides,
+            )
             .where(
                 ImagePosition.positionable_type == "Campaign",
                 ImagePosition.positionable_id.in_(ids),
@@ -145,6 +158,22 @@ def view_context(
                     "style_overrides": position.style_overrides or {},
                 }
             )
+    return CampaignImages(metas, positions)
+
+
+def view_context(
+    session: Session,
+    campaigns: Sequence[Any],
+    store: ImageStore,
+    redis_client: redis.Redis | None,
+    images: CampaignImages | None = None,
+) -> ViewContext:
+    """What the campaigns' JSON needs beyond their rows; `images` when the caller read them
+    already (see `read_campaign_images`)."""
+    if images is None:
+        images = read_campaign_images(session, [c.id for c in campaigns])
+    image_urls = {record_id: store.url(meta) for record_id, meta in images.metas.items()}
+    positions = images.positions
     unseeded = [c.id for c in campaigns if c.seeded_at is None]
     stages = seeding_stages(redis_client, unseeded) if redis_client is not None else {}
     return ViewContext(image_urls, positions, stages)
@@ -152,14 +181,15 @@ def view_context(
 
 def campaign_view(
     campaign: Any,
-    owner: User,
+    owner_view: dict[str, Any],
     counts: dict[str, int],
     context: ViewContext,
     source: str | None = None,
 ) -> dict[str, Any]:
     """One campaign in the servers' shape. `campaign` is a Campaign or a claim's row with the
-    same attributes. `seeding_status` is `complete` once seeded; before that (a campaign
-    seeded by a job) the stage the job reported, or null while it waits for a worker."""
+    same attributes; `owner_view` is its owner's `user_view`. `seeding_status` is `complete`
+    once seeded; before that (a campaign seeded by a job) the stage the job reported, or null
+    while it waits for a worker."""
     seeded = campaign.seeded_at is not None
     stage = COMPLETE if seeded else context.stages.get(str(campaign.id))
     body: dict[str, Any] = {
@@ -168,7 +198,7 @@ def campaign_view(
         "description": campaign.description,
         "user_id": str(campaign.user_id),
         "gamemaster_id": str(campaign.user_id),
-        "gamemaster": user_view(owner),
+        "gamemaster": owner_view,
         "users": [],
         "user_ids": [],
         "players": [],
@@ -201,19 +231,21 @@ def campaign_json(
     *,
     store: ImageStore,
     redis_client: redis.Redis | None,
-    owner: User | None = None,
+    owner_view: dict[str, Any] | None = None,
     counts: dict[str, int] | None = None,
     source: str | None = None,
+    images: CampaignImages | None = None,
 ) -> dict[str, Any]:
     """The JSON of one campaign, querying whatever was not handed in."""
-    if owner is None:
+    if owner_view is None:
         owner = session.get(User, campaign.user_id)
         assert owner is not None  # campaigns.user_id is a foreign key
+        owner_view = user_view(owner)
     if counts is None:
         columns = content_count_columns(campaign.id, with_images=True)
         counts = dict(session.execute(sa.select(*columns)).one()._mapping)
-    context = view_context(session, [campaign], store, redis_client)
-    return campaign_view(campaign, owner, counts, context, source)
+    context = view_context(session, [campaign], store, redis_client, images)
+    return campaign_view(campaign, owner_view, counts, context, source)
 
 
 def _visible_to(user: User) -> sa.ColumnElement[bool]:
@@ -284,9 +316,9 @@ def list_campaigns(
     ).all()
     campaigns = [row[0] for row in rows]
     context = view_context(session, campaigns, store, redis_client)
-    owners = {user.id: user}
+    owners = {user.id: user_view(user)}
     for owner_id in {c.user_id for c in campaigns} - set(owners):
-        owners[owner_id] = session.get(User, owner_id)  # type: ignore[assignment]
+        owners[owner_id] = user_view(session.get_one(User, owner_id))
     views = [
         campaign_view(
             row[0],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,11 @@ from portal.services.images.store import ImageStore
 from portal.services.infra.channels import COMPLETE, publish_seeding
 from portal.services.infra.queue import enqueue_replenish, enqueue_seeding
 from portal.services.pool.claim import CampaignPoolService, ClaimedCampaign, NameTakenError
-from portal.services.pool.client_campaigns import campaign_json
+from portal.services.pool.client_campaigns import (
+    CampaignImages,
+    campaign_json,
+    read_campaign_images,
+)
 from portal.services.pool.config import load_pool_config
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.switches import assignment_on
@@ -49,6 +54,7 @@ class CreatedCampaign:
     # them, so the response needs no second read (see `created_campaign_json`).
     snapshot: ClaimedCampaign | None = None
     counts: dict[str, int] | None = None
+    images: CampaignImages | None = None  # read in the claim's transaction
     # For the metrics (portal.services.monitoring.prometheus): how long the claim took and how
     # long the campaign had waited in its pool (pool-served), or the fallback's mode (seeded).
     claim_ms: float | None = None
@@ -69,11 +75,15 @@ def create_campaign(
     user_id, gamemaster = user.id, user.gamemaster  # read before a commit expires `user`
     # POOL_ASSIGNMENT=off skips the claim; the runtime switch is checked inside the claim.
     assignment = (
-        CampaignPoolService(session).assign_pool_campaign(user, name, description)
+        CampaignPoolService(session).assign_pool_campaign(user, name, description, commit=False)
         if settings.pool_assignment
         else None
     )
     if assignment is not None:
+        # The answer shows the campaign's image: read it before the claim commits, since a read
+        # after the commit would take a second connection from the pool (docs/performance.md).
+        images = read_campaign_images(session, [assignment.campaign_id])
+        session.commit()  # the claim and its event, together
         refill_owner = user_id if assignment.pool_type == "user" else None
         publish_seeding(redis_client, assignment.campaign_id, user_id, COMPLETE)
         enqueue_replenish(redis_client, assignment.pool_type, refill_owner)
@@ -84,6 +94,7 @@ def create_campaign(
             pending=False,
             snapshot=assignment.campaign,
             counts=assignment.counts,
+            images=images,
             claim_ms=assignment.duration_ms,
             pool_age_s=(assignment.activated_at - waited).total_seconds() if waited else None,
         )
@@ -140,12 +151,13 @@ def created_campaign_json(
     session: Session,
     created: CreatedCampaign,
     *,
-    owner: User,
+    owner_view: dict[str, Any],
     store: ImageStore,
     redis_client: redis.Redis | None,
 ) -> dict[str, object]:
     """The API answer for a campaign just created: from the claim's snapshot when the pool
-    served it, else read back from the database."""
+    served it, else read back from the database. `owner_view` is the owner's `user_view`, taken
+    before the creation committed (after it, reading the user would cost a query)."""
     campaign: Campaign | ClaimedCampaign = (
         created.snapshot
         if created.snapshot is not None
@@ -156,7 +168,8 @@ def created_campaign_json(
         campaign,
         store=store,
         redis_client=redis_client,
-        owner=owner,
+        owner_view=owner_view,
         counts=created.counts,
+        images=created.images,
         source=created.source,
     )

@@ -19,6 +19,9 @@ from flask import Flask
 
 from portal.extensions import db
 from portal.models import Campaign, ImageAttachment
+from portal.services.infra.queue import get_redis
+from portal.services.pool.config import set_pool_setting
+from portal.services.pool.replenish import replenish_pool
 from portal.services.template.pictures import render_picture
 from tests.conftest import app_on
 from tests.support.chiwar_clients import WEB_DEFAULT_CAMPAIGN, Web, gamemaster
@@ -118,6 +121,48 @@ def test_create_with_an_image_then_list_sort_search_and_a_duplicate(web: Web) ->
     duplicate = web.form("POST", "/api/v2/campaigns", {"campaign": campaign_part(name="Bamboo")})
     assert duplicate.status_code == 422
     assert duplicate.get_json()["errors"]["name"] == ["has already been taken"]
+
+
+def fill_master_pool(app: Flask, size: int) -> None:
+    set_pool_setting(db.session, "master_target", size)
+    db.session.commit()
+    replenish_pool(db.session, get_redis(), app.config["SETTINGS"], "master")
+
+
+def test_a_pool_served_create_answers_with_the_campaigns_image_as_a_read_would(
+    web: Web, template_app: Flask
+) -> None:
+    """The create reads the campaign's image inside the claim's transaction; its answer must be
+    what reading the campaign afterwards shows."""
+    fill_master_pool(template_app, 1)
+    created = web.form("POST", "/api/v2/campaigns", {"campaign": campaign_part(name="Pooled")})
+    assert created.status_code == 201, created.get_json()
+    campaign = created.get_json()
+    assert campaign["source"] == "master_pool"
+    shown = web.get(f"/api/v2/campaigns/{campaign['id']}").get_json()
+    assert campaign["image_url"] and campaign["image_url"] == shown["image_url"]
+    assert campaign["image_positions"] == shown["image_positions"]
+    assert campaign["gamemaster"] == shown["gamemaster"]
+
+
+def test_a_pool_served_create_with_an_upload_answers_with_the_uploaded_image(
+    web: Web, template_app: Flask
+) -> None:
+    fill_master_pool(template_app, 1)
+    png = render_picture("banner", 5)
+    created = web.form(
+        "POST",
+        "/api/v2/campaigns",
+        {
+            "campaign": campaign_part(name="Pooled with a cover"),
+            "image": (io.BytesIO(png), "cover.png", "image/png"),
+        },
+    )
+    assert created.status_code == 201, created.get_json()
+    campaign = created.get_json()
+    assert campaign["source"] == "master_pool"
+    served = web.client.get(campaign["image_url"])
+    assert served.status_code == 200 and served.data == png
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_creates_nothing(web: Web) -> None:

@@ -440,6 +440,28 @@ def test_name_clash_is_refused_and_the_pool_is_untouched(template_app):
     assert db.session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "assigned")) == 1
 
 
+def test_a_claim_left_uncommitted_is_the_callers_to_keep_or_undo(template_app):
+    """`commit=False` leaves the claim and its event in the caller's transaction: a rollback
+    puts the campaign back in the pool and records nothing; a commit keeps both."""
+    gm = make_user("gm@example.com")
+    fill(template_app, count=2)
+    ready_before = {c.id for c in pool_campaigns()}
+    service = CampaignPoolService(db.session)
+
+    undone = service.assign_pool_campaign(gm, "Undone", None, commit=False)
+    assert undone is not None and undone.campaign_id in ready_before
+    db.session.rollback()
+    assert {c.id for c in pool_campaigns()} == ready_before
+    assert db.session.scalar(sa.select(sa.func.count()).where(PoolEvent.kind == "assigned")) == 0
+
+    kept = service.assign_pool_campaign(gm, "Kept", None, commit=False)
+    assert kept is not None
+    db.session.commit()
+    db.session.expire_all()
+    assert {c.id for c in pool_campaigns()} == ready_before - {kept.campaign_id}
+    assert db.session.get(Campaign, kept.campaign_id).name == "Kept"
+
+
 def test_empty_pool_falls_back_to_seeding_a_complete_campaign(template_app):
     gm = make_user("gm@example.com")
     created = create_campaign(
