@@ -28,6 +28,28 @@ TEST_SECRET = "test-secret-key-0123456789abcdef"
 TEST_HEALTH_TOKEN = "test-health-token-0123456789"
 
 
+# Password hashes in the test process: PBKDF2 at 1,000 rounds (~0.3 ms) instead of the
+# production scrypt (~100 ms per hash and per check), which hundreds of sign-ins and users would
+# otherwise pay for. The hash's checks are the same code either way; servers started as
+# processes (gunicorn, workers) and tests marked `production_password_hash` keep scrypt.
+TEST_PASSWORD_HASH = "pbkdf2:sha256:1000"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("production_password_hash"):
+        return
+    import werkzeug.security
+
+    from portal.services.accounts import users
+
+    def generate(password: str) -> str:
+        return werkzeug.security.generate_password_hash(password, method=TEST_PASSWORD_HASH)
+
+    monkeypatch.setattr(users, "generate_password_hash", generate)
+    monkeypatch.setattr(users, "_DUMMY_HASH", None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("TEST_DATABASE_URL"):
         return

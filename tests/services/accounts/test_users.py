@@ -89,6 +89,22 @@ def test_authenticate(app):
     assert authenticate(db.session, "gm@example.com", PASSWORD) is None
 
 
+@pytest.mark.production_password_hash
+def test_passwords_are_stored_with_scrypt_and_checked_against_it(app):
+    """The production hash (the rest of the suite uses a cheap one, see tests/conftest.py)."""
+    user = create_user(db.session, "gm@example.com", "GM", PASSWORD, gamemaster=True)
+    db.session.commit()
+    assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+    assert authenticate(db.session, "gm@example.com", PASSWORD) is user
+    assert authenticate(db.session, "gm@example.com", PASSWORD + "x") is None
+    assert authenticate(db.session, "nobody@example.com", PASSWORD) is None
+
+
+def test_the_tests_hash_passwords_cheaply(app):
+    user = create_user(db.session, "gm@example.com", "GM", PASSWORD)
+    assert user.password_hash.startswith("pbkdf2:sha256:1000$")
+
+
 # --- tokens -------------------------------------------------------------------------------
 
 
