@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import werkzeug.security
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from portal import create_app
+from portal.services.accounts import users
 from portal.services.pool.claim import forget_prebuilt_statements
 from tests.support.auth import AuthActions
 from tests.support.databases import TestDatabases
@@ -39,9 +41,6 @@ TEST_PASSWORD_HASH = "pbkdf2:sha256:1000"
 def cheap_password_hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker("production_password_hash"):
         return
-    import werkzeug.security
-
-    from portal.services.accounts import users
 
     def generate(password: str) -> str:
         return werkzeug.security.generate_password_hash(password, method=TEST_PASSWORD_HASH)

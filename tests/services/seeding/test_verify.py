@@ -43,6 +43,14 @@ def seeded(image_mode: str = "share") -> tuple[Campaign, Campaign]:
     return template, target
 
 
+def damaged(damage: Any) -> tuple[Campaign, Campaign]:
+    """(template, a seeded campaign) after `damage(template, campaign)`, committed."""
+    template, target = seeded()
+    damage(template, target)
+    db.session.commit()
+    return template, target
+
+
 def one(model: type, campaign: Campaign, **where: Any) -> Any:
     stmt = sa.select(model).filter_by(campaign_id=campaign.id, **where)
     return db.session.scalars(stmt).one()
@@ -224,9 +232,7 @@ DAMAGE: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
     ("damage", "expected"), DAMAGE, ids=[d[0].__name__.lstrip("_") for d in DAMAGE]
 )
 def test_damage_is_detected_and_named(app, damage, expected):
-    template, target = seeded()
-    damage(template, target)
-    db.session.commit()
+    _template, target = damaged(damage)
     report = verify_campaign(db.session, target.id)
     assert not report.ok
     for line in expected:
@@ -531,9 +537,7 @@ EXACT: list[tuple[Callable[[Campaign, Campaign], None], list[str]]] = [
     ("damage", "expected"), EXACT, ids=[d[0].__name__.lstrip("_") for d in EXACT]
 )
 def test_damage_is_reported_in_full(app, damage, expected):
-    template, target = seeded()
-    damage(template, target)
-    db.session.commit()
+    template, target = damaged(damage)
     ids = {
         "template_owner": template.user_id,
         "owner": target.user_id,
@@ -547,9 +551,7 @@ def test_damage_is_reported_in_full(app, damage, expected):
 
 
 def test_a_wrong_image_file_is_named_by_both_checksums(app):
-    template, target = seeded()
-    _image_wrong_file(template, target)
-    db.session.commit()
+    template, target = damaged(_image_wrong_file)
     ours = attachment_of(one(Weapon, target, name="Shotgun")).blob.checksum
     theirs = attachment_of(one(Weapon, template, name="Shotgun")).blob.checksum
     assert verify_campaign(db.session, target.id).differences == [
