@@ -50,6 +50,9 @@ class Group:
     modules: list[str]
     tests: list[str]
     database: str
+    # Another group whose mutants this one re-runs when that group left them alive (on the
+    # other database: a dialect-only branch is out of reach of the first group's run).
+    retries: str | None = None
 
     @property
     def stage(self) -> Path:
@@ -87,7 +90,13 @@ def load_groups() -> dict[str, Group]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     groups = config["tool"]["campaign-pool"]["mutation"]
     return {
-        name: Group(name, spec["modules"], spec["tests"], spec.get("database", "sqlite"))
+        name: Group(
+            name,
+            spec["modules"],
+            spec["tests"],
+            spec.get("database", "sqlite"),
+            spec.get("retry_survivors_of"),
+        )
         for name, spec in groups.items()
     }
 
@@ -156,8 +165,26 @@ def drop_shared_goldens(group: Group, run: str) -> None:
     shutil.rmtree(group.stage / "instance", ignore_errors=True)
 
 
-def run_group(group: Group, max_children: int) -> int:
+def left_alive(group: Group, known: dict[str, Group]) -> list[str]:
+    """The mutants of `group`'s modules that the group it retries did not kill."""
+    assert group.retries
+    first = known[group.retries]
+    return sorted(
+        name
+        for module in group.modules
+        for name, code in exit_codes(first, module).items()
+        if code not in KILLED
+    )
+
+
+def run_group(group: Group, max_children: int, known: dict[str, Group]) -> int:
     print(f"== {group.name}: {', '.join(group.modules)} on {group.database}", flush=True)
+    names: list[str] = []
+    if group.retries:
+        names = left_alive(group, known)
+        print(f"   re-running the {len(names)} mutants {group.retries} left alive", flush=True)
+        if not names:
+            return 0
     stage(group)
     (group.stage / "instance").mkdir(parents=True, exist_ok=True)
     run = f"{group.name}_{uuid.uuid4().hex[:8]}"
@@ -166,7 +193,7 @@ def run_group(group: Group, max_children: int) -> int:
     try:
         with log.open("w") as out:
             done = subprocess.run(
-                [str(mutmut), "run", "--max-children", str(max_children)],
+                [str(mutmut), "run", "--max-children", str(max_children), *names],
                 cwd=group.stage,
                 env=environment(group, run),
                 stdout=out,
@@ -189,31 +216,56 @@ def load_equivalents() -> dict[str, str]:
     return found
 
 
-def scores(group: Group, equivalents: dict[str, str]) -> list[ModuleScore]:
+def exit_codes(group: Group, module: str) -> dict[str, int | None]:
+    """mutmut's verdict per mutant of `module` in `group`'s last run ({} before any run)."""
+    meta = group.stage / "mutants" / f"{module}.meta"
+    if not meta.exists():
+        return {}
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return codes
+
+
+# Merging the runs of one module: the strongest verdict wins (killed on either database counts).
+RANK = [KILLED, SURVIVED, NO_TESTS]
+
+
+def strongest(codes: list[int | None]) -> int | None:
+    for verdicts in RANK:
+        for code in codes:
+            if code in verdicts:
+                return code
+    return codes[0] if codes else None
+
+
+def scores(group: Group, known: dict[str, Group], equivalents: dict[str, str]) -> list[ModuleScore]:
+    """The group's modules scored over its own run and every run that retried its mutants."""
+    retried_by = [g for g in known.values() if g.retries == group.name]
     result = []
     for module in group.modules:
         score = ModuleScore(module)
-        meta = group.stage / "mutants" / f"{module}.meta"
-        if meta.exists():
-            exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
-            for name, code in sorted(exit_codes.items()):
-                if code in KILLED:
-                    score.killed += 1
-                elif name in equivalents:
-                    score.equivalent.append(name)
-                elif code in SURVIVED:
-                    score.survivors.append(name)
-                elif code in NO_TESTS:
-                    score.no_tests.append(name)
-                elif code in NOT_CHECKED:
-                    score.not_checked += 1
-                else:
-                    score.other += 1
+        merged: dict[str, list[int | None]] = {}
+        for run in [group, *retried_by]:
+            for name, code in exit_codes(run, module).items():
+                merged.setdefault(name, []).append(code)
+        for name, codes in sorted(merged.items()):
+            code = strongest(codes)
+            if code in KILLED:
+                score.killed += 1
+            elif name in equivalents:
+                score.equivalent.append(name)
+            elif code in SURVIVED:
+                score.survivors.append(name)
+            elif code in NO_TESTS:
+                score.no_tests.append(name)
+            elif code in NOT_CHECKED:
+                score.not_checked += 1
+            else:
+                score.other += 1
         result.append(score)
     return result
 
 
-def report(groups: list[Group]) -> bool:
+def report(groups: list[Group], known: dict[str, Group]) -> bool:
     """Prints the table (Markdown, for docs/testing.md) and the survivors; True if all pass."""
     equivalents = load_equivalents()
     commit = subprocess.run(
@@ -225,12 +277,16 @@ def report(groups: list[Group]) -> bool:
     ok = True
     details = []
     for group in groups:
-        for s in scores(group, equivalents):
+        if group.retries:
+            continue  # scored with the group it retries
+        retried_by = [g.name for g in known.values() if g.retries == group.name]
+        label = " + ".join([group.name, *retried_by])
+        for s in scores(group, known, equivalents):
             value = "not run" if s.score is None else f"{s.score:.1%}"
             if s.score is None or s.score < BAR or s.not_checked:
                 ok = False
             print(
-                f"| {group.name} | {s.module} | {s.total} | {s.killed} | {len(s.survivors)} | "
+                f"| {label} | {s.module} | {s.total} | {s.killed} | {len(s.survivors)} | "
                 f"{len(s.no_tests)} | {len(s.equivalent)} | {value} |"
             )
             details += [f"survived  {name}" for name in s.survivors]
@@ -258,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     groups = [known[name] for name in args.groups] if args.groups else list(known.values())
     if not args.report:
         for group in groups:
-            run_group(group, args.max_children)
-    return 0 if report(groups) else 1
+            run_group(group, args.max_children, known)
+    # A retrying group is reported with the group it retries.
+    shown = dict.fromkeys(g.retries or g.name for g in groups)
+    return 0 if report([known[name] for name in shown], known) else 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from portal import create_app
 from portal.services.accounts import users
-from portal.services.pool.claim import forget_prebuilt_statements
+from portal.services.pool import claim
+from portal.services.seeding import batch
 from tests.support.auth import AuthActions
 from tests.support.databases import TestDatabases
 
@@ -133,7 +134,10 @@ def app_on(
     """A fresh copy of `golden_url`, an app on it (inside an app context), dropped afterwards."""
     url = databases.clone(golden_url)
     flush_redis(redis_url)
-    forget_prebuilt_statements()  # each app builds its own claim statements
+    # Each app builds its own claim and copy statements (a process may have built them for
+    # other code: mutation testing forks every mutant from one that has).
+    claim.forget_prebuilt_statements()
+    batch.forget_prebuilt_statements()
     app = make_app(url, redis_url, **overrides)
     with app.app_context():
         yield app

@@ -391,6 +391,12 @@ def statements_for(tables: Sequence[str], with_campaign: bool, dialect: sa.Diale
     return _STATEMENTS[key]
 
 
+def forget_prebuilt_statements() -> None:
+    """Drop the prebuilt copy statements: the next seed builds them again. For a process that
+    starts over with other tables or models (the tests give every application a fresh start)."""
+    _STATEMENTS.clear()
+
+
 # One row per (template row, target): four parallel lists of K x n entries, unnested together.
 # (Sending the template ids once and indexing an array of new ids per row was quadratic: each
 # subscript of the array detoasted the whole array again.)
