@@ -22,9 +22,11 @@ module scores below the bar (90 % of its non-equivalent mutants killed). docs/te
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -165,24 +167,37 @@ def drop_shared_goldens(group: Group, run: str) -> None:
     shutil.rmtree(group.stage / "instance", ignore_errors=True)
 
 
-def left_alive(group: Group, known: dict[str, Group]) -> list[str]:
-    """The mutants of `group`'s modules that the group it retries did not kill."""
-    assert group.retries
-    first = known[group.retries]
+def left_alive(runs: list[Group], modules: list[str]) -> list[str]:
+    """The mutants of `modules` that `runs` tested and none killed, and that are not judged
+    equivalent (not yet tested ones are left to the next full run)."""
+    equivalents = load_equivalents()
+    verdicts: dict[str, list[int | None]] = {}
+    for run in runs:
+        for module in modules:
+            for name, code in exit_codes(run, module).items():
+                verdicts.setdefault(name, []).append(code)
     return sorted(
         name
-        for module in group.modules
-        for name, code in exit_codes(first, module).items()
-        if code not in KILLED
+        for name, codes in verdicts.items()
+        if strongest(codes) not in KILLED | NOT_CHECKED and name not in equivalents
     )
 
 
-def run_group(group: Group, max_children: int, known: dict[str, Group]) -> int:
+def run_group(
+    group: Group, max_children: int, known: dict[str, Group], survivors_only: bool = False
+) -> int:
+    """One mutmut run of the group: every mutant not decided yet; with `survivors_only`, the
+    mutants still alive (after new tests: mutmut does not re-test what only tests changed); a
+    retrying group always runs what the group it retries left alive."""
     print(f"== {group.name}: {', '.join(group.modules)} on {group.database}", flush=True)
     names: list[str] = []
     if group.retries:
-        names = left_alive(group, known)
-        print(f"   re-running the {len(names)} mutants {group.retries} left alive", flush=True)
+        runs = [known[group.retries], group] if survivors_only else [known[group.retries]]
+        names = left_alive(runs, group.modules)
+    elif survivors_only:
+        names = left_alive([group], group.modules)
+    if group.retries or survivors_only:
+        print(f"   re-running {len(names)} mutants left alive", flush=True)
         if not names:
             return 0
     stage(group)
@@ -190,20 +205,39 @@ def run_group(group: Group, max_children: int, known: dict[str, Group]) -> int:
     run = f"{group.name}_{uuid.uuid4().hex[:8]}"
     mutmut = Path(sys.executable).parent / "mutmut"
     log = group.stage / "mutmut.log"
+    # mutmut and its mutant processes get a process group of their own: tests that start RQ
+    # workers in-process rename the process (setproctitle), so `pkill -f mutmut` misses them;
+    # stopping this script (Ctrl-C, SIGTERM) stops the whole group instead.
     try:
         with log.open("w") as out:
-            done = subprocess.run(
+            mutmut_run = subprocess.Popen(
                 [str(mutmut), "run", "--max-children", str(max_children), *names],
                 cwd=group.stage,
                 env=environment(group, run),
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+            try:
+                returncode = mutmut_run.wait()
+            except BaseException:
+                stop_process_group(mutmut_run)
+                raise
     finally:
         drop_shared_goldens(group, run)
-    if done.returncode:
-        print(f"   mutmut exited with {done.returncode}: see {log}", flush=True)
-    return done.returncode
+    if returncode:
+        print(f"   mutmut exited with {returncode}: see {log}", flush=True)
+    return returncode
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to mutmut's whole process group, SIGKILL to what is left after 10 s."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+            return
 
 
 def load_equivalents() -> dict[str, str]:
@@ -304,9 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", help="groups to run (default: all)")
     parser.add_argument("--report", action="store_true", help="only print the last report")
     parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="re-run only the mutants left alive (not killed, not equivalent): after new tests",
+    )
+    parser.add_argument(
         "--max-children", type=int, default=os.cpu_count() or 2, help="mutants run at once"
     )
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop mutmut's group on kill too
     known = load_groups()
     unknown = [name for name in args.groups if name not in known]
     if unknown:
@@ -314,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [known[name] for name in args.groups] if args.groups else list(known.values())
     if not args.report:
         for group in groups:
-            run_group(group, args.max_children, known)
+            run_group(group, args.max_children, known, args.survivors)
     # A retrying group is reported with the group it retries.
     shown = dict.fromkeys(g.retries or g.name for g in groups)
     return 0 if report([known[name] for name in shown], known) else 1
