@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ROOT / "build" / "mutation"
 EQUIVALENTS = ROOT / "scripts" / "mutation-equivalents"  # <group>.toml each
 BAR = 0.90
+MUTANT_TEST_TIMEOUT = 60  # seconds per test while a mutant is in place
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/test"
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into what the score needs.
 KILLED = {1, 3, 36, 37, 24, -24, 152, 255}  # failed test, pytest error, timeout, type check
@@ -143,6 +144,9 @@ def environment(group: Group, run: str) -> dict[str, str]:
     env.pop("TEST_DATABASE_URL", None)
     if group.database == "postgresql":
         env["TEST_DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG
+    # A mutant that makes a refill loop or wait forever hangs its test: fail it after a minute
+    # rather than the suite's 180 s (the slowest selected test takes under 10 s unloaded).
+    env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} -o timeout={MUTANT_TEST_TIMEOUT}"
     env["CAMPAIGN_POOL_TEST_GOLDENS"] = run
     env["PYTEST_INSTANCE_DIR"] = str(group.stage / "instance")
     return env
