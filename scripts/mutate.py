@@ -32,11 +32,16 @@ import sys
 import tomllib
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ROOT / "build" / "mutation"
 EQUIVALENTS = ROOT / "scripts" / "mutation-equivalents"  # <group>.toml each
+# The verdicts of the last run of each group, kept in the repository: a fresh clone reports them
+# and its first run goes on from them (mutmut re-tests the functions whose code changed since).
+VERDICTS = ROOT / "scripts" / "mutation-verdicts"  # <group>.json each
 BAR = 0.90
 MUTANT_TEST_TIMEOUT = 60  # seconds per test while a mutant is in place
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/test"
@@ -135,6 +140,65 @@ def stage(group: Group) -> None:
     staged_path = target / "pyproject.toml"
     if not staged_path.exists() or staged_path.read_text() != staged:
         staged_path.write_text(staged)
+    restore_verdicts(group)
+
+
+def meta_path(group: Group, module: str) -> Path:
+    return group.stage / "mutants" / f"{module}.meta"
+
+
+def saved_verdicts(group: Group) -> dict[str, Any]:
+    path = VERDICTS / f"{group.name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def restore_verdicts(group: Group) -> None:
+    """A staging copy without mutmut's results starts from the saved verdicts: mutmut keeps
+    those of functions whose code is unchanged (same hash) and re-tests the rest."""
+    for module, saved in saved_verdicts(group).get("modules", {}).items():
+        meta = meta_path(group, module)
+        if module not in group.modules or meta.exists():
+            continue
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(
+            json.dumps(
+                {
+                    "exit_code_by_key": saved["verdicts"],
+                    "hash_by_function_name": saved["functions"],
+                    "type_check_error_by_key": {},
+                    "durations_by_key": {},
+                    "estimated_durations_by_key": {},
+                }
+            )
+        )
+
+
+def save_verdicts(group: Group) -> None:
+    """Writes the group's decided verdicts and function hashes (from mutmut's results) to
+    scripts/mutation-verdicts/<group>.json, with the commit and date of the run."""
+    modules = {}
+    for module in group.modules:
+        meta = meta_path(group, module)
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        modules[module] = {
+            "functions": dict(sorted(data["hash_by_function_name"].items())),
+            "verdicts": {
+                k: v for k, v in sorted(data["exit_code_by_key"].items()) if v is not None
+            },
+        }
+    if not modules:
+        return
+    VERDICTS.mkdir(parents=True, exist_ok=True)
+    saved = {"commit": head_commit(), "date": date.today().isoformat(), "modules": modules}
+    (VERDICTS / f"{group.name}.json").write_text(json.dumps(saved, indent=1) + "\n")
+
+
+def head_commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def environment(group: Group, run: str) -> dict[str, str]:
@@ -229,6 +293,7 @@ def run_group(
                 raise
     finally:
         drop_shared_goldens(group, run)
+        save_verdicts(group)
     if returncode:
         print(f"   mutmut exited with {returncode}: see {log}", flush=True)
     return returncode
@@ -255,10 +320,12 @@ def load_equivalents() -> dict[str, str]:
 
 
 def exit_codes(group: Group, module: str) -> dict[str, int | None]:
-    """mutmut's verdict per mutant of `module` in `group`'s last run ({} before any run)."""
-    meta = group.stage / "mutants" / f"{module}.meta"
+    """mutmut's verdict per mutant of `module` in `group`'s last run: from the staging copy,
+    or, in a fresh clone, as saved in the repository ({} before any run)."""
+    meta = meta_path(group, module)
     if not meta.exists():
-        return {}
+        saved = saved_verdicts(group).get("modules", {}).get(module, {})
+        return dict(saved.get("verdicts", {}))
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     return codes
 
@@ -306,9 +373,7 @@ def scores(group: Group, known: dict[str, Group], equivalents: dict[str, str]) -
 def report(groups: list[Group], known: dict[str, Group]) -> bool:
     """Prints the table (Markdown, for docs/testing.md) and the survivors; True if all pass."""
     equivalents = load_equivalents()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     print(f"\nMutation score per module (commit {commit}; bar {BAR:.0%} of non-equivalent mutants)")
     print("\n| group | module | mutants | killed | survived | no tests | equivalent | score |")
     print("|---|---|---|---|---|---|---|---|")
