@@ -375,8 +375,11 @@ def report(groups: list[Group], known: dict[str, Group]) -> bool:
     equivalents = load_equivalents()
     commit = head_commit()
     print(f"\nMutation score per module (commit {commit}; bar {BAR:.0%} of non-equivalent mutants)")
-    print("\n| group | module | mutants | killed | survived | no tests | equivalent | score |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| group | module | mutants | killed | survived | no tests | equivalent | not run yet "
+        "| score |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     ok = True
     details = []
     for group in groups:
@@ -390,7 +393,7 @@ def report(groups: list[Group], known: dict[str, Group]) -> bool:
                 ok = False
             print(
                 f"| {label} | {s.module} | {s.total} | {s.killed} | {len(s.survivors)} | "
-                f"{len(s.no_tests)} | {len(s.equivalent)} | {value} |"
+                f"{len(s.no_tests)} | {len(s.equivalent)} | {s.not_checked} | {value} |"
             )
             details += [f"survived  {name}" for name in s.survivors]
             details += [f"no tests  {name}" for name in s.no_tests]
