@@ -4,8 +4,9 @@ The traditional seeder copies ~2,500 rows one ORM record at a time; this one sen
 statements whatever the size of the template:
 
 1. one SELECT fetches the ids of every template row to copy (ids only, all tables at once);
-2. Python draws one `uuid4` per source row and writes the old->new pairs into a temporary
-   id-map table in one statement (`unnest` of arrays on PostgreSQL, an executemany on SQLite);
+2. every source row gets a new `uuid4` per target campaign in a temporary id-map table: on
+   PostgreSQL in the same statement that selects the ids (`gen_random_uuid()`), on SQLite drawn
+   in Python and written with an executemany;
 3. one `INSERT ... SELECT` per table (`insert().from_select`) copies the rows, joining the map for
    the row's own id and for every foreign key: prerequisites (resolved in the same statement:
    both databases check immediate foreign keys at the end of the statement), junctures' and
@@ -397,18 +398,6 @@ def forget_prebuilt_statements() -> None:
     _STATEMENTS.clear()
 
 
-# One row per (template row, target): four parallel lists of K x n entries, unnested together.
-# (Sending the template ids once and indexing an array of new ids per row was quadratic: each
-# subscript of the array detoasted the whole array again.)
-PG_FILL_MAP = sa.text(
-    "INSERT INTO seed_id_map (old_id, target_id, new_id, kind) "
-    "SELECT CAST(o AS uuid), CAST(t AS uuid), CAST(n AS uuid), k FROM unnest("
-    "string_to_array(:olds, ','), string_to_array(:targets, ','), "
-    "string_to_array(:news, ','), string_to_array(:kinds, ',')"
-    ") AS pairs(o, t, n, k)"
-)
-
-
 def new_uuid4_hex(count: int) -> list[str]:
     """`count` random (version 4) UUIDs as 32-digit hex: what `uuid.uuid4().hex` returns, drawn
     from one `os.urandom` call instead of one per id (~1 ms instead of ~3 ms for the template)."""
@@ -511,10 +500,10 @@ def _fill_id_map(
     targets: list[uuid.UUID],
     with_campaign: bool,
 ) -> None:
-    """Make sure this connection has its map table, then write every (old, target) -> new row
-    at once: a fresh uuid4 per template row and target, and, `with_campaign`, the template
-    campaign itself mapped to each target (ids as text: PostgreSQL parses them server-side,
-    SQLite gets UUIDs through the column type)."""
+    """SQLite: make sure this connection has its map table, then write every (old, target) ->
+    new row at once: a fresh uuid4 per template row and target, and, `with_campaign`, the
+    template campaign itself mapped to each target. (PostgreSQL fills its map in the database:
+    `build_server_map_fill`.)"""
     connection = session.connection()
     connection.exec_driver_sql(create_map)
     if with_campaign:
@@ -527,18 +516,6 @@ def _fill_id_map(
         news += new_uuid4_hex(len(olds) - int(with_campaign))
         if with_campaign:
             news.append(target.hex)
-    if connection.dialect.name == "postgresql":
-        olds_text, kinds_text = ",".join(olds), ",".join(kinds)
-        session.execute(
-            PG_FILL_MAP,
-            {
-                "olds": ",".join([olds_text] * len(targets)),
-                "targets": ",".join(",".join([t.hex] * len(olds)) for t in targets),
-                "news": ",".join(news),
-                "kinds": ",".join([kinds_text] * len(targets)),
-            },
-        )
-        return
     rows = []
     for j, target in enumerate(targets):
         offset = j * len(olds)

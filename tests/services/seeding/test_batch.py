@@ -8,14 +8,18 @@ points outside itself, a campaign seeded by someone else meanwhile) rather than 
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,11 +35,19 @@ from portal.models import (
     Schtick,
     User,
     Vehicle,
+    Weapon,
+    utcnow,
 )
 from portal.services.campaigns.records import create_campaign_shell, find_master_template
 from portal.services.images.backend import get_image_store
+from portal.services.seeding import batch
 from portal.services.seeding.base import SeedingError
-from portal.services.seeding.batch import ALL_TABLES, CampaignBatchSeeder, new_uuid4_hex
+from portal.services.seeding.batch import (
+    ALL_TABLES,
+    CampaignBatchSeeder,
+    copy_tables,
+    new_uuid4_hex,
+)
 from portal.services.seeding.verify import verify_campaign
 from tests.support.small_template import (
     FULL_SHAPE,
@@ -293,7 +305,7 @@ def test_links_are_remapped_by_id_through_repeated_names_and_deep_chains(app):
         assert links and set(links) == {target.id}
     # Fresh timestamps, copied content (an inactive record stays inactive).
     copied = session.scalars(sa.select(Schtick).filter_by(campaign_id=target.id)).all()
-    assert len({s.created_at for s in copied}) == 1
+    assert {(s.created_at, s.updated_at) for s in copied} == {(copied[0].created_at,) * 2}
     original = session.scalars(sa.select(Schtick).filter_by(campaign_id=template.id)).first()
     assert copied[0].created_at > original.created_at
     blast = session.scalars(
@@ -319,12 +331,26 @@ def test_a_committed_shell_is_seeded_and_keeps_its_own_columns(app):
     assert verify_campaign(session, target.id, template.id).ok
 
 
-def test_new_uuid4_hex_are_version_4_and_distinct():
+def test_new_uuid4_hex_are_version_4_distinct_and_random_in_every_other_bit():
+    """What `uuid.uuid4().hex` gives, as many as asked: 32 hex digits, version 4, the RFC 4122
+    variant, and the 122 other bits random: across 2,000 ids each of them takes both values and
+    none is a copy of another (for a sound generator, a chance of 2**-2000 either way)."""
+    assert new_uuid4_hex(0) == [] and len(new_uuid4_hex(1)) == 1
     ids = new_uuid4_hex(2000)
-    assert len(set(ids)) == 2000
-    for value in ids[:200]:
+    assert len(ids) == 2000 and len(set(ids)) == 2000
+    for value in ids:
         parsed = uuid.UUID(hex=value)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+    fixed = {79, 78, 77, 76, 63, 62}  # the version digit and the variant's two high bits
+    numbers = [int(value, 16) for value in ids]
+    columns = {
+        bit: sum((number >> bit & 1) << n for n, number in enumerate(numbers))
+        for bit in range(128)
+        if bit not in fixed
+    }
+    assert len(columns) == 122
+    assert all(0 < column < (1 << len(ids)) - 1 for column in columns.values())
+    assert len(set(columns.values())) == 122
 
 
 # ---------------------------------------------------------------------------- K campaigns at once
@@ -350,6 +376,9 @@ def test_k_campaigns_in_one_transaction_each_verify_and_point_only_at_themselves
 
     assert [r.campaign_id for r in results] == ids
     assert len({r.duration_ms for r in results}) == 1  # one transaction
+    for result in results:  # each campaign's own rows, as whole numbers
+        assert result.rows == {**expected, "image_blobs": 0}
+        assert all(type(count) is int for count in result.rows.values())
     session.expire_all()
     for target_id in ids:
         campaign = session.get(Campaign, target_id)
@@ -431,6 +460,213 @@ def test_a_failure_in_a_k_batch_leaves_none_of_its_campaigns_seeded(app):
     assert [r.campaign_id for r in results] == ids[1:]
 
 
+def test_a_batch_of_several_owners_of_none_or_of_one_campaign_twice_is_refused(app):
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    mine, theirs = shells(1, "Mine")[0], shells(1, "Theirs")[0]
+    before = table_counts(session)
+
+    for targets in ([mine, theirs], []):
+        with pytest.raises(SeedingError, match=r"^campaigns seeded together must have one owner$"):
+            CampaignBatchSeeder(session).seed_many(targets, template)
+    with pytest.raises(
+        ValueError, match=r"^copy_tables needs one or more distinct target campaigns$"
+    ):
+        CampaignBatchSeeder(session).seed_many([mine, mine], template)
+
+    assert table_counts(session) == before
+    assert mine.seeded_at is None and theirs.seeded_at is None
+
+
+def test_a_batch_with_a_campaign_seeded_meanwhile_is_refused_whole(app):
+    """A refill raced another seeder on one of its campaigns: the guarded UPDATE marks the others
+    but not that one, so the whole batch rolls back and says how many were lost."""
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    targets = shells(3, "Raced batch")
+    ids = [t.id for t in targets]
+    with db.engine.begin() as other:
+        other.execute(
+            sa.update(Campaign.__table__)
+            .where(Campaign.__table__.c.id == ids[1])
+            .values(seeded_at=sa.func.current_timestamp(), seeding_method="traditional")
+        )
+    session.expire_all()
+    targets = [session.get(Campaign, i) for i in ids]
+    set_committed_value(targets[1], "seeded_at", None)  # our stale view: "not seeded yet"
+    before = table_counts(session)
+
+    with pytest.raises(
+        SeedingError, match=r"^1 of the campaigns are missing or were seeded meanwhile$"
+    ):
+        CampaignBatchSeeder(session).seed_many(targets, template)
+
+    assert table_counts(session) == before
+    session.expire_all()
+    assert [session.get(Campaign, i).seeding_method for i in ids] == [None, "traditional", None]
+
+
+def test_the_duration_is_the_copy_time_in_milliseconds_to_a_tenth(app, monkeypatch):
+    """Measured from the start to the end of the copy (the commit is not in it) and kept to a
+    tenth of a millisecond, in the result and on the campaign."""
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    target = new_target("Timed", commit_shell=True)
+    ticks = iter(range(100))  # every reading of the clock is 12.3456 ms after the one before
+    monkeypatch.setattr(
+        batch, "time", SimpleNamespace(perf_counter=lambda: 1000.0 + 0.0123456 * next(ticks))
+    )
+
+    result = CampaignBatchSeeder(session).seed(target, template)
+
+    assert result.duration_ms == 12.3
+    session.expire_all()
+    assert session.get(Campaign, target.id).seeding_duration_ms == 12.3
+
+
+def test_a_seed_logs_its_campaigns_and_template_and_a_failure_its_error(app, caplog):
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    template_id = str(template.id)
+    targets = shells(2, "Logged")
+    first = str(targets[0].id)
+
+    with caplog.at_level(logging.INFO, logger="portal.seeding"):
+        results = CampaignBatchSeeder(session).seed_many(targets, template)
+    started, finished = [r for r in caplog.records if r.name == "portal.seeding"]
+    assert [started.getMessage(), finished.getMessage()] == ["seeding.started", "seeding.finished"]
+    for record in (started, finished):
+        assert (record.method, record.campaign_id, record.campaigns, record.template_id) == (
+            "batch",
+            first,
+            2,
+            template_id,
+        )
+    assert finished.rows == results[0].rows and finished.duration_ms == results[0].duration_ms
+
+    def fail(step: str, done: int, total: int) -> None:
+        raise InjectedFailure(f"stopped at {step}")
+
+    caplog.clear()
+    target = new_target("Logged failure", commit_shell=True)
+    with caplog.at_level(logging.INFO, logger="portal.seeding"), pytest.raises(InjectedFailure):
+        CampaignBatchSeeder(session).seed(target, template, progress=fail)
+    _, failed = [r for r in caplog.records if r.name == "portal.seeding"]
+    assert (failed.getMessage(), failed.levelno) == ("seeding.failed", logging.ERROR)
+    assert (failed.method, failed.campaign_id, failed.campaigns, failed.template_id) == (
+        "batch",
+        str(target.id),
+        1,
+        template_id,
+    )
+    assert failed.error == "InjectedFailure: stopped at id_map"
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_seed_is_four_statements_whatever_the_number_of_campaigns(app):
+    """Create the id map (a no-op once the connection has it), fill it, copy every table, mark
+    the campaigns seeded: the round trips do not grow with the template or with K
+    (docs/performance.md)."""
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, _params, _context, _executemany) -> None:
+        sent.append(statement)
+
+    for count in (1, 3):
+        targets = shells(count, f"Counted {count}")
+        for campaign in (template, *targets):  # loaded now, not by the seeder
+            assert campaign.id and campaign.user_id
+        sent.clear()
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            CampaignBatchSeeder(session).seed_many(targets, template)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        assert len(sent) == 4, sent
+        assert sent[0].strip().startswith("CREATE TEMPORARY TABLE IF NOT EXISTS seed_id_map")
+        assert sent[-1].startswith("UPDATE campaigns"), sent[-1]
+
+
+# ---------------------------------------------------------------------------- copy_tables
+
+
+def test_a_subset_of_tables_is_copied_alone_even_after_whole_seeds(app):
+    """bench's baseline copies only some tables (`tables`, in any order) and not the campaign's
+    own image (`with_campaign=False`), in a process that has already seeded whole campaigns: only
+    those rows are copied, in dependency order, links among them remapped."""
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    CampaignBatchSeeder(session).seed(new_target("Whole"), template)
+    target = new_target("Baseline", commit_shell=True)
+    target_id = target.id
+    steps: list[tuple[str, int, int]] = []
+
+    rows = copy_tables(
+        session,
+        template_id=template.id,
+        target_ids=[target_id],
+        owner_id=target.user_id,
+        now=utcnow(),
+        tables=("image_attachments", "weapons", "schticks"),
+        with_campaign=False,
+        progress=lambda *step: steps.append(step),
+    )
+    session.commit()
+
+    # six schticks and three weapons, and the image of each (not the campaign's)
+    assert rows == {"schticks": 6, "weapons": 3, "image_attachments": 9}
+    assert list(rows) == ["schticks", "weapons", "image_attachments"]
+    assert steps == [("id_map", 1, 4), ("schticks", 2, 4), ("weapons", 3, 4),
+                     ("image_attachments", 4, 4)]  # fmt: skip
+    counts = content_counts(session, target_id)
+    assert counts == dict.fromkeys(counts, 0) | rows
+    copied = {
+        record_id
+        for model in (Schtick, Weapon)
+        for record_id in session.scalars(sa.select(model.id).filter_by(campaign_id=target_id))
+    }
+    owners = session.scalars(
+        sa.select(ImageAttachment.record_id).where(ImageAttachment.record_id.in_(copied))
+    ).all()
+    assert sorted(owners) == sorted(copied)
+    eagle_eye = session.scalars(
+        sa.select(Schtick).filter_by(campaign_id=target_id, name="Eagle Eye")
+    ).one()
+    assert session.get(Schtick, eagle_eye.prerequisite_id).campaign_id == target_id
+
+
+def test_copy_tables_refuses_unknown_tables_and_targets_it_cannot_copy_into(app):
+    session = db.session
+    template = build_small_template(session, get_image_store())
+    target = new_target("Refused", commit_shell=True)
+    before = table_counts(session)
+
+    def copy(target_ids: list[uuid.UUID], tables: tuple[str, ...] = ALL_TABLES) -> None:
+        copy_tables(
+            session,
+            template_id=template.id,
+            target_ids=target_ids,
+            owner_id=target.user_id,
+            now=utcnow(),
+            tables=tables,
+        )
+
+    unknown = f"unknown tables ['images', 'pictures']; tables are {', '.join(ALL_TABLES)}"
+    with pytest.raises(ValueError, match=f"^{re.escape(unknown)}$"):
+        copy([target.id], ("schticks", "images", "pictures"))
+    for target_ids in ([], [target.id, target.id]):
+        with pytest.raises(
+            ValueError, match=r"^copy_tables needs one or more distinct target campaigns$"
+        ):
+            copy(target_ids)
+    with pytest.raises(SeedingError, match=r"^a campaign cannot be seeded from itself$"):
+        copy([target.id, template.id])
+    session.rollback()
+    assert table_counts(session) == before
+
+
 # ---------------------------------------------------------------------------- atomicity
 
 
@@ -491,7 +727,7 @@ def test_an_already_seeded_campaign_is_refused(app):
     with pytest.raises(SeedingError, match="already seeded"):
         CampaignBatchSeeder(session).seed(target, template)
     assert table_counts(session) == before
-    with pytest.raises(SeedingError, match="from itself"):
+    with pytest.raises(SeedingError, match=r"^a campaign cannot be seeded from itself$"):
         CampaignBatchSeeder(session).seed(template, template)
 
 
@@ -532,8 +768,14 @@ def test_a_template_pointing_outside_itself_is_refused(app):
     session.commit()
     target = new_target("Victim", commit_shell=True)
     before = table_counts(session)
+    schticks = content_counts(session, template.id)["schticks"]
 
-    with pytest.raises(SeedingError, match="outside the template"):
+    refused = (
+        f"copied {schticks - 1} of the template's {schticks} schticks: some reference a record "
+        "outside the template (prerequisite, faction or juncture), or the template changed "
+        "while it was being copied"
+    )
+    with pytest.raises(SeedingError, match=f"^{re.escape(refused)}$"):
         CampaignBatchSeeder(session).seed(target, template)
     assert table_counts(session) == before
 
