@@ -414,7 +414,6 @@ def build_pool_campaign(
     owner_id: uuid.UUID,
     *,
     max_building: int | None = None,
-    stale_after: timedelta = BUILD_STALE_AFTER,
 ) -> Campaign:
     """Build one pool campaign whatever the pool's level (the bench fills a pool with it;
     refills use `reserve_build`). With `max_building`, a rollout's cap still applies
@@ -429,10 +428,12 @@ def build_pool_campaign(
         batch_limit=1,
         max_parallel=UNLIMITED,
         rollout_cap=max_building,
-        stale_after=stale_after,
     )
     if not isinstance(reservation, Reservation):
-        raise BuildThrottled(max_building or 0, max_building or 0)
+        # Neither the target nor the pool's parallel builds are limited: only a rollout's cap
+        # refuses, when at least `max_building` builds are in flight.
+        assert max_building is not None
+        raise BuildThrottled(max_building, max_building)
     [built] = build_reserved(session, template, reservation)
     campaign = session.get(Campaign, uuid.UUID(built))
     assert campaign is not None

@@ -1,0 +1,380 @@
+"""Refills on the small template (fast): one build whatever the level, the helpers a refill
+queues, which pools a failure run halts and for how long, and which pools a round of refills
+reaches (docs/pool.md, "Refills")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from rq import Queue
+
+from jobs.embedded import EmbeddedWorker
+from portal import settings_of
+from portal.extensions import db
+from portal.models import Campaign, PoolEvent, User, utcnow
+from portal.services.accounts.users import create_user
+from portal.services.campaigns.records import find_master_template
+from portal.services.images.backend import get_image_store
+from portal.services.infra.queue import get_redis
+from portal.services.pool.config import load_pool_config, set_pool_setting
+from portal.services.pool.events import PoolEventKind, record_pool_event
+from portal.services.pool.replenish import (
+    build_pool_campaign,
+    gamemasters_needing_pools,
+    replenish_all,
+    replenish_pool,
+)
+from portal.services.pool.rollout import BuildThrottled
+from portal.services.seeding.verify import verify_campaign
+from tests.conftest import app_on
+from tests.support.small_template import build_small_template
+
+
+@pytest.fixture
+def small_app(databases, migrated_golden: str, redis_url: str) -> Iterator[Flask]:
+    """The small master template (version 1): builds take a fraction of a second."""
+    for app in app_on(databases, migrated_golden, redis_url):
+        build_small_template(db.session, get_image_store())
+        yield app
+
+
+def configure(**values: int) -> None:
+    for key, value in values.items():
+        set_pool_setting(db.session, key, value)
+    db.session.commit()
+
+
+def gamemaster(label: str = "gm", *, active: bool = True, gm: bool = True) -> User:
+    user = create_user(
+        db.session, f"{label}-{uuid.uuid4().hex[:6]}@example.com", label, "password1", gamemaster=gm
+    )
+    user.active = active
+    db.session.commit()
+    return user
+
+
+def pool_campaign(
+    owner_id: uuid.UUID,
+    *,
+    pool_type: str = "master",
+    status: str = "building",
+    version: int | None = 1,
+    at: datetime | None = None,
+) -> uuid.UUID:
+    """A pool campaign row as a builder (or an older release) leaves it, without content."""
+    campaign = Campaign(
+        user_id=owner_id,
+        name=f"Pool {uuid.uuid4().hex[:8]}",
+        is_pool=True,
+        pool_type=pool_type,
+        pool_status=status,
+        pool_created_at=at or utcnow(),
+        pool_build_id=uuid.uuid4(),
+        template_version=version,
+    )
+    db.session.add(campaign)
+    db.session.commit()
+    return campaign.id
+
+
+def template_owner() -> uuid.UUID:
+    return find_master_template(db.session).user_id
+
+
+def events(kind: str) -> list[PoolEvent]:
+    return list(
+        db.session.scalars(
+            sa.select(PoolEvent).where(PoolEvent.kind == kind).order_by(PoolEvent.id)
+        )
+    )
+
+
+def pool_rows() -> list[tuple[str | None, str | None, uuid.UUID]]:
+    db.session.expire_all()
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            sa.select(Campaign.pool_type, Campaign.pool_status, Campaign.user_id)
+            .where(Campaign.is_pool.is_(True))
+            .order_by(Campaign.created_at)
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------- one build
+
+
+def test_one_build_of_a_user_pool_is_the_gamemasters_and_counts_only_that_pool(small_app):
+    gm, other = gamemaster("gm"), gamemaster("other")
+    pool_campaign(other.id, pool_type="user")  # another gamemaster's build in flight
+    template = find_master_template(db.session)
+
+    campaign = build_pool_campaign(db.session, template, "user", gm.id)
+
+    db.session.expire_all()
+    assert (campaign.pool_type, campaign.pool_status, campaign.user_id) == ("user", "ready", gm.id)
+    assert campaign.template_version == 1 and campaign.is_pool
+    report = verify_campaign(db.session, campaign.id)
+    assert report.ok, report.differences[:5]
+    (event,) = events("replenished")
+    assert (event.campaign_id, event.user_id, event.pool_type) == (campaign.id, gm.id, "user")
+    # Builds in flight of this gamemaster's pool, this one included: not the other's.
+    assert (event.detail["pool_in_flight"], event.detail["in_flight"]) == (1, 2)
+
+
+def test_one_build_during_a_rollout_stops_at_its_cap_and_writes_nothing(small_app):
+    owner = template_owner()
+    pool_campaign(owner, status="retired", version=0)  # not deleted yet: a rollout is on
+    pool_campaign(owner)
+    pool_campaign(owner)  # two builds in flight
+    template = find_master_template(db.session)
+    before = pool_rows()
+
+    with pytest.raises(BuildThrottled) as refused:
+        build_pool_campaign(db.session, template, "master", owner, max_building=2)
+
+    assert (refused.value.in_flight, refused.value.limit) == (2, 2)
+    assert pool_rows() == before
+    # Without a cap (the bench), the same build goes ahead.
+    built = build_pool_campaign(db.session, template, "master", owner)
+    assert (built.pool_type, built.pool_status, built.user_id) == ("master", "ready", owner)
+
+
+# ---------------------------------------------------------------------------- refills
+
+
+def test_a_refill_reports_its_pool_its_target_and_where_it_started(small_app):
+    configure(user_target=3)
+    gm = gamemaster()
+    template = find_master_template(db.session)
+    build_pool_campaign(db.session, template, "user", gm.id)  # one there already
+    steps: list[tuple[int, int]] = []
+
+    report = replenish_pool(
+        db.session,
+        get_redis(small_app),
+        settings_of(small_app),
+        "user",
+        gm.id,
+        progress=lambda done, total: steps.append((done, total)),
+    )
+
+    assert report.as_dict() | {"campaign_ids": None} == {
+        "pool_type": "user",
+        "user_id": str(gm.id),
+        "target": 3,
+        "level_before": 1,
+        "built": 2,
+        "builds": 1,  # the deficit is below K: one build
+        "campaign_ids": None,
+        "failed": 0,
+        "skipped": None,
+    }
+    assert steps == [(2, 2)]
+    assert pool_rows() == [("user", "ready", gm.id)] * 3
+
+
+def test_a_refill_of_an_unknown_pool_or_of_nobodys_user_pool_is_refused(small_app):
+    redis_client, settings = get_redis(small_app), settings_of(small_app)
+    with pytest.raises(ValueError, match="unknown pool type 'users'"):
+        replenish_pool(db.session, redis_client, settings, "users")
+    with pytest.raises(ValueError, match="a user pool needs a user_id"):
+        replenish_pool(db.session, redis_client, settings, "user")
+    assert pool_rows() == []
+
+
+def failed_builds(
+    count: int, ago: timedelta, user: User | None = None, *, kind: str = "replenish_failed"
+) -> None:
+    """`count` builds of a pool (a gamemaster's, or the master pool) that ended `ago`."""
+    for _ in range(count):
+        record_pool_event(
+            db.session,
+            PoolEventKind(kind),
+            user_id=user.id if user else None,
+            pool_type="user" if user else "master",
+            created_at=utcnow() - ago,
+        )
+    db.session.commit()
+
+
+def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
+    """A pool rests after `failure_budget` failed builds in a row, counted in the order they
+    happened, of that pool alone (one gamemaster's failures do not stop another's pool, nor
+    the master pool), for 15 minutes from its latest failure."""
+    configure(failure_budget=3, master_target=1, user_target=1)
+    recent, later, resting, rested, short = (gamemaster(n) for n in "abcde")
+    minute = timedelta(minutes=1)
+    failed_builds(2, timedelta(0), short)  # below the budget
+    failed_builds(3, minute, recent)
+    # A success after three failures (recorded after them: a build seeded before it finished).
+    failed_builds(1, 2 * minute, later, kind="replenished")
+    failed_builds(3, 3 * minute, later)
+    failed_builds(3, 14 * minute, resting)
+    failed_builds(3, 16 * minute, rested)
+    failed_builds(3, 20 * minute)  # the master pool's, long enough ago
+
+    outcome = {}
+    for name, user in [
+        ("short", short),
+        ("recent", recent),
+        ("later", later),
+        ("resting", resting),
+        ("rested", rested),
+        ("master", None),
+    ]:
+        report = replenish_pool(
+            db.session,
+            get_redis(small_app),
+            settings_of(small_app),
+            "user" if user else "master",
+            user.id if user else None,
+        )
+        outcome[name] = report.skipped or len(report.built)
+
+    assert outcome == {
+        "short": 1,
+        "recent": "halted",
+        "later": 1,
+        "resting": "halted",
+        "rested": 1,
+        "master": 1,
+    }
+
+
+def in_flight_elsewhere(count: int) -> None:
+    """`count` master builds running on other workers, during a rollout (an old-version
+    campaign retired and not yet deleted)."""
+    owner = template_owner()
+    pool_campaign(owner, status="retired", version=0)
+    for _ in range(count):
+        pool_campaign(owner)
+
+
+def test_a_round_of_refills_stops_where_a_rollout_is_throttled(small_app):
+    configure(master_target=3, user_target=1, rollout_max_building=2)
+    first, second = gamemaster("first"), gamemaster("second")
+    in_flight_elsewhere(2)  # the rollout's cap: the master pool still lacks one
+    redis_client, settings = get_redis(small_app), settings_of(small_app)
+
+    reports = replenish_all(db.session, redis_client, settings)
+    assert [(r.pool_type, r.skipped) for r in reports] == [("master", "throttled")]
+
+    configure(master_target=2)  # the builds in flight fill the master pool ...
+    reports = replenish_all(db.session, redis_client, settings)
+    # ... and the first gamemaster's refill is throttled: the others are not even tried.
+    assert [(r.pool_type, r.user_id, r.skipped) for r in reports] == [
+        ("master", None, None),
+        ("user", str(first.id), "throttled"),
+    ]
+    assert second.id not in {row[2] for row in pool_rows()}
+
+
+def test_a_paused_round_of_refills_tries_no_user_pool(small_app):
+    configure(master_target=1, user_target=1, refills_enabled=0)
+    gamemaster()
+    reports = replenish_all(db.session, get_redis(small_app), settings_of(small_app))
+    assert [(r.pool_type, r.skipped) for r in reports] == [("master", "paused")]
+
+
+def test_gamemasters_needing_pools_are_the_active_ones_short_of_their_own(small_app):
+    configure(user_target=1)
+    full, building, stale, short, failed = (gamemaster(n) for n in "abcde")
+    gamemaster("inactive", active=False)
+    gamemaster("player", gm=False)
+    pool_campaign(full.id, pool_type="user", status="ready")
+    pool_campaign(building.id, pool_type="user")
+    pool_campaign(stale.id, pool_type="user", status="ready", version=0)
+    pool_campaign(short.id, status="ready")  # a master pool campaign: not theirs to use
+    pool_campaign(failed.id, pool_type="user", status="failed")
+
+    def needing(**kwargs: object) -> list[uuid.UUID]:
+        config = load_pool_config(db.session, settings_of(small_app))
+        return gamemasters_needing_pools(db.session, config, 1, **kwargs)
+
+    assert needing() == [stale.id, short.id, failed.id]  # oldest account first
+    assert needing(user_ids=[failed.id, full.id]) == [failed.id]
+    configure(user_target=2)
+    assert needing() == [full.id, building.id, stale.id, short.id, failed.id]
+    configure(user_target=0)
+    assert needing() == []
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def seeding_workers(small_app: Flask) -> Iterator[Callable[[int], None]]:
+    """`seeding_workers(n)`: n workers registered on `seeding` (none running: the helpers a
+    refill queues stay in the queue to be read)."""
+    connection = get_redis(small_app)
+    registered: list[EmbeddedWorker] = []
+
+    def register(count: int) -> None:
+        while registered:
+            registered.pop().retire()
+        for index in range(count):
+            worker = EmbeddedWorker(
+                [Queue("seeding", connection=connection)],
+                connection=connection,
+                name=f"idle-{index}-{uuid.uuid4().hex[:6]}",
+            )
+            worker.register_birth()
+            registered.append(worker)
+
+    yield register
+    while registered:
+        registered.pop().retire()
+
+
+def test_a_refill_queues_a_helper_per_build_that_could_run_beside_it(small_app, seeding_workers):
+    """Helpers: as many as the builds of K still missing, at most the pool's parallel builds
+    beside this one, at most one per other worker."""
+    queue = Queue("seeding", connection=get_redis(small_app))
+    cases = [  # workers, max_parallel_builds, K, target -> helpers
+        (4, 10, 1, 3, 2),  # two campaigns missing beside this build's: two helpers
+        (4, 10, 2, 5, 2),  # three missing, two per build: two
+        (4, 2, 1, 3, 1),  # two builds of the pool at once: one
+        (2, 10, 1, 3, 1),  # one other worker: one
+        (1, 10, 1, 3, 0),  # nobody to help
+    ]
+    for workers, max_parallel, k, target, expected in cases:
+        seeding_workers(workers)
+        configure(max_parallel_builds=max_parallel, build_batch_size=k, user_target=target)
+        gm = gamemaster()
+        queue.empty()
+
+        report = replenish_pool(
+            db.session, get_redis(small_app), settings_of(small_app), "user", gm.id, fan_out=True
+        )
+
+        assert len(report.built) == target
+        helpers = [f"replenish-user-{gm.id}-h{i}" for i in range(1, expected + 1)]
+        assert sorted(queue.job_ids) == helpers, (workers, max_parallel, k, target)
+
+
+def test_a_round_of_refills_reports_progress_and_queues_helpers_for_every_pool(
+    small_app, seeding_workers
+):
+    seeding_workers(2)
+    configure(master_target=2, user_target=2, build_batch_size=1)
+    gm = gamemaster()
+    steps: list[tuple[int, int]] = []
+
+    reports = replenish_all(
+        db.session,
+        get_redis(small_app),
+        settings_of(small_app),
+        progress=lambda done, total: steps.append((done, total)),
+        fan_out=True,
+    )
+
+    assert [(r.pool_type, len(r.built)) for r in reports] == [("master", 2), ("user", 2)]
+    assert steps == [(1, 2), (2, 2), (1, 2), (2, 2)]
+    queue = Queue("seeding", connection=get_redis(small_app))
+    assert sorted(queue.job_ids) == ["replenish-master-all-h1", f"replenish-user-{gm.id}-h1"]
