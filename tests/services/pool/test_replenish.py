@@ -35,12 +35,22 @@ from tests.conftest import app_on
 from tests.support.small_template import build_small_template
 
 
+def small_template_app(databases, golden: str, redis_url: str, **overrides) -> Iterator[Flask]:
+    for app in app_on(databases, golden, redis_url, **overrides):
+        build_small_template(db.session, get_image_store())
+        yield app
+
+
 @pytest.fixture
 def small_app(databases, migrated_golden: str, redis_url: str) -> Iterator[Flask]:
     """The small master template (version 1): builds take a fraction of a second."""
-    for app in app_on(databases, migrated_golden, redis_url):
-        build_small_template(db.session, get_image_store())
-        yield app
+    yield from small_template_app(databases, migrated_golden, redis_url)
+
+
+@pytest.fixture
+def one_minute_builds_app(databases, migrated_golden: str, redis_url: str) -> Iterator[Flask]:
+    """The small template, with builds that may take a minute (POOL_BUILD_TIMEOUT=60)."""
+    yield from small_template_app(databases, migrated_golden, redis_url, POOL_BUILD_TIMEOUT="60")
 
 
 def configure(**values: int) -> None:
@@ -149,10 +159,13 @@ def test_one_build_during_a_rollout_stops_at_its_cap_and_writes_nothing(small_ap
 
 
 def test_a_refill_reports_its_pool_its_target_and_where_it_started(small_app):
-    configure(user_target=3)
-    gm = gamemaster()
+    configure(user_target=3, max_parallel_builds=1)
+    gm, other = gamemaster("gm"), gamemaster("other")
     template = find_master_template(db.session)
     build_pool_campaign(db.session, template, "user", gm.id)  # one there already
+    # Another gamemaster's pool: neither its campaigns nor its builds are this pool's.
+    build_pool_campaign(db.session, template, "user", other.id)
+    pool_campaign(other.id, pool_type="user")
     steps: list[tuple[int, int]] = []
 
     report = replenish_pool(
@@ -176,7 +189,7 @@ def test_a_refill_reports_its_pool_its_target_and_where_it_started(small_app):
         "skipped": None,
     }
     assert steps == [(2, 2)]
-    assert pool_rows() == [("user", "ready", gm.id)] * 3
+    assert pool_rows().count(("user", "ready", gm.id)) == 3
 
 
 def test_a_refill_of_an_unknown_pool_or_of_nobodys_user_pool_is_refused(small_app):
@@ -186,6 +199,61 @@ def test_a_refill_of_an_unknown_pool_or_of_nobodys_user_pool_is_refused(small_ap
     with pytest.raises(ValueError, match="a user pool needs a user_id"):
         replenish_pool(db.session, redis_client, settings, "user")
     assert pool_rows() == []
+
+
+def test_a_refill_without_a_current_master_template_builds_nothing(small_app):
+    configure(master_target=1, user_target=1)
+    gamemaster()
+    redis_client, settings = get_redis(small_app), settings_of(small_app)
+    master = find_master_template(db.session)
+    master.template_version = None  # written before versions existed
+    db.session.commit()
+    assert replenish_pool(db.session, redis_client, settings).skipped == "no_template"
+    master.is_master_template = False  # no master template at all
+    db.session.commit()
+    reports = replenish_all(db.session, redis_client, settings)
+    assert [(r.pool_type, r.skipped) for r in reports] == [("master", "no_template")]
+    assert pool_rows() == []
+
+
+def test_a_refill_stops_when_the_master_template_goes_away_between_builds(small_app):
+    configure(master_target=3, build_batch_size=1)
+
+    def unmark_master(done: int, total: int) -> None:
+        db.session.execute(sa.update(Campaign).values(is_master_template=False))
+        db.session.commit()
+
+    report = replenish_pool(
+        db.session, get_redis(small_app), settings_of(small_app), progress=unmark_master
+    )
+    assert (len(report.built), report.skipped, report.failed) == (1, None, 0)
+
+
+def test_a_refill_whose_builds_keep_being_superseded_gives_up_after_four(small_app, monkeypatch):
+    """The version changes under every build (as if edited again and again): the refill
+    retires each superseded build and stops after the fourth instead of looping."""
+    from portal.services.pool import replenish
+
+    monkeypatch.setattr(replenish, "mark_ready_if_current", lambda session, ids: [])
+    configure(master_target=1, build_batch_size=1)
+
+    report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+
+    assert (report.built, report.failed, report.skipped) == ([], 0, None)
+    assert pool_rows() == [("master", "retired", template_owner())] * 4
+
+
+def test_a_build_older_than_the_build_timeout_no_longer_holds_its_place(one_minute_builds_app):
+    configure(master_target=1, max_parallel_builds=1)
+    owner = template_owner()
+    dead = pool_campaign(owner, at=utcnow() - timedelta(minutes=2))  # its builder died
+
+    report = replenish_pool(
+        db.session, get_redis(one_minute_builds_app), settings_of(one_minute_builds_app)
+    )
+
+    assert (len(report.built), report.level_before, report.skipped) == (1, 0, None)
+    assert db.session.get(Campaign, dead).pool_status == "building"  # the reaper's to fail
 
 
 def failed_builds(
@@ -341,6 +409,7 @@ def test_a_refill_queues_a_helper_per_build_that_could_run_beside_it(small_app, 
         (4, 10, 2, 5, 2),  # three missing, two per build: two
         (4, 2, 1, 3, 1),  # two builds of the pool at once: one
         (2, 10, 1, 3, 1),  # one other worker: one
+        (4, 10, 1, 2, 1),  # one missing beside this build's: one
         (1, 10, 1, 3, 0),  # nobody to help
     ]
     for workers, max_parallel, k, target, expected in cases:
@@ -374,7 +443,10 @@ def test_a_round_of_refills_reports_progress_and_queues_helpers_for_every_pool(
         fan_out=True,
     )
 
-    assert [(r.pool_type, len(r.built)) for r in reports] == [("master", 2), ("user", 2)]
+    assert [(r.pool_type, len(r.built), r.builds) for r in reports] == [
+        ("master", 2, 2),
+        ("user", 2, 2),
+    ]
     assert steps == [(1, 2), (2, 2), (1, 2), (2, 2)]
     queue = Queue("seeding", connection=get_redis(small_app))
     assert sorted(queue.job_ids) == ["replenish-master-all-h1", f"replenish-user-{gm.id}-h1"]
