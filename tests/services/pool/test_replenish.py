@@ -25,9 +25,11 @@ from portal.services.pool.config import load_pool_config, set_pool_setting
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.replenish import (
     build_pool_campaign,
+    build_reserved,
     gamemasters_needing_pools,
     replenish_all,
     replenish_pool,
+    reserve_build,
 )
 from portal.services.pool.rollout import BuildThrottled
 from portal.services.seeding.verify import verify_campaign
@@ -254,6 +256,95 @@ def test_a_build_older_than_the_build_timeout_no_longer_holds_its_place(one_minu
 
     assert (len(report.built), report.level_before, report.skipped) == (1, 0, None)
     assert db.session.get(Campaign, dead).pool_status == "building"  # the reaper's to fail
+
+
+def test_a_build_records_when_its_campaigns_became_ready_and_what_it_took(small_app):
+    configure(master_target=2, build_batch_size=2)
+
+    report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+
+    built = [db.session.get(Campaign, uuid.UUID(i)) for i in report.built]
+    replenished = events("replenished")
+    assert sorted(e.campaign_id for e in replenished) == sorted(c.id for c in built)
+    for event in replenished:
+        campaign = db.session.get(Campaign, event.campaign_id)
+        assert event.created_at == campaign.seeded_at  # its seeding transaction's time
+        assert (event.user_id, event.pool_type) == (None, "master")
+        assert event.duration_ms > 0
+    detail = replenished[0].detail
+    assert replenished[1].detail == detail  # one build, one record of it
+    build = built[0]
+    assert detail | {"rows": None, "build_ms": None} == {
+        "method": "batch",
+        "rows": None,
+        "build_id": str(build.pool_build_id),
+        "batch": 2,
+        "started_at": build.pool_created_at.isoformat(),  # the reservation
+        "build_ms": None,
+        "in_flight": 1,
+        "pool_in_flight": 1,
+    }
+    assert detail["rows"] > 0
+    # The whole build: the flip to ready and the seeding, which alone took duration_ms.
+    assert replenished[0].duration_ms <= detail["build_ms"] < 60_000
+
+
+def test_a_failed_build_is_recorded_as_its_pools_and_fails_only_its_own_campaigns(
+    small_app, monkeypatch
+):
+    from portal.services.seeding import batch
+
+    error = "disk full " + "x" * 600
+
+    def broken(self, targets, template, **kwargs):
+        raise RuntimeError(error)
+
+    monkeypatch.setattr(batch.CampaignBatchSeeder, "seed_many", broken)
+    configure(user_target=1, build_batch_size=1, failure_budget=2)
+    gm, other = gamemaster("gm"), gamemaster("other")
+    elsewhere = pool_campaign(other.id, pool_type="user")  # another gamemaster's build
+
+    report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app), "user", gm.id)
+
+    assert (report.failed, report.skipped, report.built) == (2, "halted", [])
+    failures = events("replenish_failed")
+    assert len(failures) == 2
+    for failure in failures:
+        build = uuid.UUID(failure.detail["build_id"])
+        (campaign,) = db.session.scalars(sa.select(Campaign).where(Campaign.pool_build_id == build))
+        assert (campaign.pool_status, campaign.user_id) == ("failed", gm.id)
+        assert (failure.campaign_id, failure.user_id, failure.pool_type) == (
+            campaign.id,
+            gm.id,
+            "user",
+        )
+        assert failure.detail["campaign_ids"] == [str(campaign.id)]
+        assert failure.detail["error"] == f"RuntimeError: {error}"[:500]
+    assert db.session.get(Campaign, elsewhere).pool_status == "building"
+
+    # A campaign of the build retired meanwhile (a version change) stays retired.
+    template = find_master_template(db.session)
+    reservation = reserve_build(
+        db.session,
+        template,
+        "master",
+        template.user_id,
+        None,
+        target=2,
+        batch_limit=2,
+        max_parallel=10,
+        rollout_cap=None,
+    )
+    retired, failing = reservation.campaign_ids
+    db.session.execute(
+        sa.update(Campaign).where(Campaign.id == retired).values(pool_status="retired")
+    )
+    db.session.commit()
+    with pytest.raises(RuntimeError):
+        build_reserved(db.session, template, reservation)
+    db.session.expire_all()
+    assert db.session.get(Campaign, retired).pool_status == "retired"
+    assert db.session.get(Campaign, failing).pool_status == "failed"
 
 
 def failed_builds(
