@@ -310,7 +310,7 @@ def reserve_build(
             "build_id": str(build_id),
             "pool_type": pool_type,
             "campaigns": count,
-            "level": level,
+            "pool_level": level,
             "pool_in_flight": pool_in_flight + 1,
         },
     )

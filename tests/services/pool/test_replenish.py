@@ -4,6 +4,7 @@ reaches (docs/pool.md, "Refills")."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -541,3 +542,16 @@ def test_a_round_of_refills_reports_progress_and_queues_helpers_for_every_pool(
     assert steps == [(1, 2), (2, 2), (1, 2), (2, 2)]
     queue = Queue("seeding", connection=get_redis(small_app))
     assert sorted(queue.job_ids) == ["replenish-master-all-h1", f"replenish-user-{gm.id}-h1"]
+
+
+def test_the_reservation_log_line_keeps_its_level_and_says_the_pools(small_app, caplog):
+    """The pool's level is `pool_level`: an extra field named `level` would replace the log
+    level ("info") in the JSON line."""
+    from portal.logs import JsonFormatter
+
+    configure(master_target=1)
+    with caplog.at_level("INFO", logger="portal.pool"):
+        replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+    (record,) = [r for r in caplog.records if r.getMessage() == "pool.build.reserved"]
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["level"], line["pool_level"], line["campaigns"]) == ("info", 0, 1)
