@@ -152,6 +152,7 @@ def test_one_build_during_a_rollout_stops_at_its_cap_and_writes_nothing(small_ap
         build_pool_campaign(db.session, template, "master", owner, max_building=2)
 
     assert (refused.value.in_flight, refused.value.limit) == (2, 2)
+    assert str(refused.value) == "2 pool builds in flight, the rollout allows 2"
     assert pool_rows() == before
     # Without a cap (the bench), the same build goes ahead.
     built = build_pool_campaign(db.session, template, "master", owner)
