@@ -132,6 +132,7 @@ def test_one_build_of_a_user_pool_is_the_gamemasters_and_counts_only_that_pool(s
     db.session.expire_all()
     assert (campaign.pool_type, campaign.pool_status, campaign.user_id) == ("user", "ready", gm.id)
     assert campaign.template_version == 1 and campaign.is_pool
+    assert campaign.active and not campaign.is_master_template  # as its claimer will get it
     report = verify_campaign(db.session, campaign.id)
     assert report.ok, report.differences[:5]
     (event,) = events("replenished")
