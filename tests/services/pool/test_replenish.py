@@ -557,3 +557,54 @@ def test_the_reservation_log_line_keeps_its_level_and_says_the_pools(small_app, 
     (record,) = [r for r in caplog.records if r.getMessage() == "pool.build.reserved"]
     line = json.loads(JsonFormatter().format(record))
     assert (line["level"], line["pool_level"], line["campaigns"]) == ("info", 0, 1)
+
+
+@pytest.mark.postgres
+def test_a_reservation_waits_for_the_one_in_progress(small_app):
+    """Reservations take turns (the advisory lock): one that starts while another holds the
+    lock waits for its commit, so it counts what the other reserved."""
+    import threading
+    import time
+
+    from portal.services.pool.rollout import ADMISSION_LOCK_KEY
+
+    configure(master_target=1)
+    outcome: list[object] = []
+
+    def refill() -> None:
+        with small_app.app_context():
+            report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+            outcome.append(len(report.built))
+
+    with db.engine.connect() as other:
+        other.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
+        thread = threading.Thread(target=refill)
+        thread.start()
+        waiting, until = 0, time.monotonic() + 30
+        while not waiting and time.monotonic() < until:
+            with db.engine.connect() as look:  # a transaction sees one snapshot of the stats
+                waiting = look.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event = 'advisory'"
+                    )
+                )
+        assert waiting == 1 and not outcome  # the refill waits for the lock
+        # Meanwhile the other reservation takes the pool's only place.
+        other.execute(
+            sa.insert(Campaign).values(
+                id=uuid.uuid4(),
+                user_id=template_owner(),
+                name="Reserved by the other",
+                is_pool=True,
+                pool_type="master",
+                pool_status="building",
+                pool_created_at=utcnow(),
+                template_version=1,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        other.commit()
+    thread.join(60)
+    assert outcome == [0]  # it saw the other's reservation: the pool was full
