@@ -350,6 +350,35 @@ def test_a_failed_build_is_recorded_as_its_pools_and_fails_only_its_own_campaign
     assert db.session.get(Campaign, failing).pool_status == "failed"
 
 
+def test_a_campaign_reaped_while_its_build_ran_is_left_out_of_it(small_app):
+    """The build flips to ready only its campaigns still `building`: one the reaper failed
+    meanwhile (its builder looked dead) stays failed and is not seeded."""
+    template = find_master_template(db.session)
+    reservation = reserve_build(
+        db.session,
+        template,
+        "master",
+        template.user_id,
+        None,
+        target=2,
+        batch_limit=2,
+        max_parallel=10,
+        rollout_cap=None,
+    )
+    reaped, kept = reservation.campaign_ids
+    reap = sa.update(Campaign).where(Campaign.id == reaped).values(pool_status="failed")
+    db.session.execute(reap)
+    db.session.commit()
+
+    assert build_reserved(db.session, template, reservation) == [str(kept)]
+
+    db.session.expire_all()
+    assert db.session.get(Campaign, reaped).pool_status == "failed"
+    assert db.session.get(Campaign, reaped).seeded_at is None
+    assert db.session.get(Campaign, kept).pool_status == "ready"
+    assert [e.detail["batch"] for e in events("replenished")] == [1]
+
+
 def failed_builds(
     count: int, ago: timedelta, user: User | None = None, *, kind: str = "replenish_failed"
 ) -> None:
