@@ -585,11 +585,15 @@ def replenish_all(
             session, redis_client, settings, "master", progress=progress, fan_out=fan_out
         )
     ]
-    version = find_master_template(session)
-    if version is None or reports[0].skipped in ("throttled", "paused"):
+    # Without a template version no user pool can be built either; paused or throttled, the
+    # user pools would be refused the same way.
+    template = find_master_template(session)
+    if template is None or template.template_version is None:
+        return reports
+    if reports[0].skipped in ("throttled", "paused"):
         return reports
     config = load_pool_config(session, settings)
-    for user_id in gamemasters_needing_pools(session, config, version.template_version or 0):
+    for user_id in gamemasters_needing_pools(session, config, template.template_version):
         report = replenish_pool(
             session, redis_client, settings, "user", user_id, progress=progress, fan_out=fan_out
         )

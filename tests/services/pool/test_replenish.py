@@ -213,7 +213,8 @@ def test_a_refill_without_a_current_master_template_builds_nothing(small_app):
     master = find_master_template(db.session)
     master.template_version = None  # written before versions existed
     db.session.commit()
-    assert replenish_pool(db.session, redis_client, settings).skipped == "no_template"
+    reports = replenish_all(db.session, redis_client, settings)  # no user pool tried either
+    assert [(r.pool_type, r.skipped) for r in reports] == [("master", "no_template")]
     master.is_master_template = False  # no master template at all
     db.session.commit()
     reports = replenish_all(db.session, redis_client, settings)
@@ -573,6 +574,9 @@ def test_a_round_of_refills_reports_progress_and_queues_helpers_for_every_pool(
     assert steps == [(1, 2), (2, 2), (1, 2), (2, 2)]
     queue = Queue("seeding", connection=get_redis(small_app))
     assert sorted(queue.job_ids) == ["replenish-master-all-h1", f"replenish-user-{gm.id}-h1"]
+    # The next round finds every pool full: the gamemaster's is not even tried.
+    again = replenish_all(db.session, get_redis(small_app), settings_of(small_app))
+    assert [(r.pool_type, r.built) for r in again] == [("master", [])]
 
 
 def test_the_reservation_log_line_keeps_its_level_and_says_the_pools(small_app, caplog):
