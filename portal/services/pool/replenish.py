@@ -310,7 +310,7 @@ def reserve_build(
             "build_id": str(build_id),
             "pool_type": pool_type,
             "campaigns": count,
-            "level": level,
+            "pool_level": level,
             "pool_in_flight": pool_in_flight + 1,
         },
     )
@@ -414,7 +414,6 @@ def build_pool_campaign(
     owner_id: uuid.UUID,
     *,
     max_building: int | None = None,
-    stale_after: timedelta = BUILD_STALE_AFTER,
 ) -> Campaign:
     """Build one pool campaign whatever the pool's level (the bench fills a pool with it;
     refills use `reserve_build`). With `max_building`, a rollout's cap still applies
@@ -429,10 +428,12 @@ def build_pool_campaign(
         batch_limit=1,
         max_parallel=UNLIMITED,
         rollout_cap=max_building,
-        stale_after=stale_after,
     )
     if not isinstance(reservation, Reservation):
-        raise BuildThrottled(max_building or 0, max_building or 0)
+        # Neither the target nor the pool's parallel builds are limited: only a rollout's cap
+        # refuses, when at least `max_building` builds are in flight.
+        assert max_building is not None
+        raise BuildThrottled(max_building, max_building)
     [built] = build_reserved(session, template, reservation)
     campaign = session.get(Campaign, uuid.UUID(built))
     assert campaign is not None
@@ -584,11 +585,15 @@ def replenish_all(
             session, redis_client, settings, "master", progress=progress, fan_out=fan_out
         )
     ]
-    version = find_master_template(session)
-    if version is None or reports[0].skipped in ("throttled", "paused"):
+    # Without a template version no user pool can be built either; paused or throttled, the
+    # user pools would be refused the same way.
+    template = find_master_template(session)
+    if template is None or template.template_version is None:
+        return reports
+    if reports[0].skipped in ("throttled", "paused"):
         return reports
     config = load_pool_config(session, settings)
-    for user_id in gamemasters_needing_pools(session, config, version.template_version or 0):
+    for user_id in gamemasters_needing_pools(session, config, template.template_version):
         report = replenish_pool(
             session, redis_client, settings, "user", user_id, progress=progress, fan_out=fan_out
         )

@@ -198,7 +198,7 @@ def advance_rollout(
     version: int,
     *,
     pools_full: bool,
-    enqueue: bool = True,
+    enqueue: bool,
 ) -> RolloutStep:
     """The monitor's part of a rollout, every pass (commits).
 

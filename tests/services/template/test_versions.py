@@ -36,8 +36,13 @@ from portal.services.infra.queue import get_redis
 from portal.services.monitoring.monitor import run_monitor
 from portal.services.pool.claim import CampaignPoolService
 from portal.services.pool.config import PoolConfigError, set_pool_setting
-from portal.services.pool.replenish import build_pool_campaign, replenish_pool
-from portal.services.pool.rollout import BuildSuperseded, retire_old_versions
+from portal.services.pool.replenish import (
+    build_pool_campaign,
+    build_reserved,
+    replenish_pool,
+    reserve_build,
+)
+from portal.services.pool.rollout import BuildSuperseded, advance_rollout, retire_old_versions
 from portal.services.template import export_template, import_template
 from portal.services.template.errors import TemplateError
 from portal.services.template.fingerprint import template_fingerprint
@@ -276,6 +281,105 @@ def test_a_build_running_while_the_version_changes_is_never_ready(template_app):
     report = replenish_pool(db.session, get_redis(template_app), settings_of(template_app))
     assert len(report.built) == 1
     assert db.session.get(Campaign, uuid.UUID(report.built[0])).template_version == 2
+
+
+def reserve(pool_type: str, owner_id: uuid.UUID, count: int):
+    """The reservation of one build of `count` campaigns, as a refill makes it."""
+    reservation = reserve_build(
+        db.session,
+        master(),
+        pool_type,
+        owner_id,
+        owner_id if pool_type == "user" else None,
+        target=1000,
+        batch_limit=count,
+        max_parallel=10,
+        rollout_cap=None,
+    )
+    assert len(reservation.campaign_ids) == count
+    return reservation
+
+
+def retired_events() -> list[PoolEvent]:
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            sa.select(PoolEvent).where(PoolEvent.kind == "retired").order_by(PoolEvent.id)
+        )
+    )
+
+
+def test_a_superseded_build_retires_its_own_campaigns_and_says_why(small_app):
+    gm = gamemaster()
+    build = reserve("user", gm.id, 2)
+    elsewhere = reserve("master", master().user_id, 1)  # another builder's, still running
+    # The version changes by hand in SQL (no bump retired anything).
+    db.session.execute(
+        sa.update(Campaign).where(Campaign.is_master_template.is_(True)).values(template_version=2)
+    )
+    db.session.commit()
+
+    with pytest.raises(BuildSuperseded):
+        build_reserved(db.session, master(), build)
+
+    assert statuses(build.campaign_ids) == ["retired", "retired"]
+    assert statuses(elsewhere.campaign_ids) == ["building"]
+    for campaign_id in build.campaign_ids:
+        assert db.session.get(Campaign, campaign_id).updated_at > build.started_at
+    events = retired_events()
+    assert {e.campaign_id for e in events} == set(build.campaign_ids)
+    assert {(e.user_id, e.pool_type) for e in events} == {(gm.id, "user")}
+    assert [e.detail for e in events] == [
+        {"reason": "superseded", "template_version": 1, "current_version": 2}
+    ] * 2
+
+
+def test_a_build_the_version_change_retired_is_not_retired_twice(small_app):
+    build = reserve("master", master().user_id, 2)
+    bump_template_version(db.session)  # retires the build's campaigns as it runs
+
+    with pytest.raises(BuildSuperseded):
+        build_reserved(db.session, master(), build)
+
+    assert statuses(build.campaign_ids) == ["retired", "retired"]
+    assert [e.detail["reason"] for e in retired_events()] == ["template_version"] * 2
+
+
+def test_the_monitor_retires_what_a_version_change_missed_and_asks_for_the_cleanup(small_app):
+    redis_client = get_redis(small_app)
+    gm = gamemaster()
+    current = reserve("master", master().user_id, 1).campaign_ids[0]
+    step = advance_rollout(db.session, redis_client, 1, pools_full=True, enqueue=True)
+    assert step.as_dict() == {"retired": 0, "cleanup_job": None}  # no rollout: nothing to clean
+    # Stamped before an upgrade (no version), or of a version changed by hand in SQL.
+    unstamped = Campaign(
+        user_id=gm.id, name="Unstamped", is_pool=True, pool_type="user", pool_status="ready"
+    )
+    db.session.add(unstamped)
+    db.session.commit()
+    old = reserve("master", master().user_id, 2).campaign_ids[0]
+    db.session.execute(sa.update(Campaign).where(Campaign.id == old).values(template_version=0))
+    db.session.commit()
+
+    step = advance_rollout(db.session, redis_client, 1, pools_full=False, enqueue=True)
+
+    assert step.as_dict() == {"retired": 2, "cleanup_job": None}  # pools short: no clean-up yet
+    db.session.rollback()  # committed by the monitor's step
+    assert statuses([unstamped.id, old, current]) == ["retired", "retired", "building"]
+    details = {(e.campaign_id, e.user_id): e.detail for e in retired_events()}
+    assert details == {
+        (unstamped.id, gm.id): {
+            "reason": "template_version",
+            "template_version": None,
+            "current_version": 1,
+        },
+        (old, None): {"reason": "template_version", "template_version": 0, "current_version": 1},
+    }
+    # Pools full: the clean-up is queued, unless this pass may not queue jobs.
+    step = advance_rollout(db.session, redis_client, 1, pools_full=True, enqueue=False)
+    assert step.as_dict() == {"retired": 0, "cleanup_job": None}
+    step = advance_rollout(db.session, redis_client, 1, pools_full=True, enqueue=True)
+    assert step.as_dict() == {"retired": 0, "cleanup_job": "cleanup-now"}
 
 
 def wait_for_lock_wait(app: Flask, deadline_s: float = 30) -> None:
