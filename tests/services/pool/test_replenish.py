@@ -493,6 +493,9 @@ def test_gamemasters_needing_pools_are_the_active_ones_short_of_their_own(small_
     assert needing(user_ids=[failed.id, full.id]) == [failed.id]
     configure(user_target=2)
     assert needing() == [full.id, building.id, stale.id, short.id, failed.id]
+    failed.created_at = full.created_at - timedelta(days=1)  # an account older than all
+    db.session.commit()
+    assert needing() == [failed.id, full.id, building.id, stale.id, short.id]
     configure(user_target=0)
     assert needing() == []
 
