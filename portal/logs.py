@@ -35,10 +35,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        core = set(payload)
         for key, value in vars(record).items():
             if key in _STANDARD_ATTRS or key.startswith("_"):
                 continue
-            payload[key] = "***" if is_secret_key(key) else value
+            # An `extra` field named like a core one ("level", "event" ...) must not replace
+            # it: it is kept beside it, prefixed.
+            name = f"extra_{key}" if key in core else key
+            payload[name] = "***" if is_secret_key(key) else value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
