@@ -25,18 +25,25 @@ from portal.extensions import db
 from portal.models import (
     RECORD_TYPES,
     Campaign,
+    Carry,
     Character,
+    CharacterSchtick,
+    Faction,
     ImageAttachment,
     ImageBlob,
+    ImagePosition,
+    Juncture,
     Schtick,
     User,
+    Vehicle,
+    Weapon,
 )
 from portal.services.campaigns.records import create_campaign_shell, find_master_template
 from portal.services.images.backend import get_image_store
 from portal.services.images.store import checksum_of
 from portal.services.infra.retry import is_connection_lost, run_unit_of_work
 from portal.services.seeding.base import SeedingError
-from portal.services.seeding.traditional import TraditionalSeeder
+from portal.services.seeding.traditional import TraditionalSeeder, record_label
 from portal.services.seeding.verify import verify_campaign
 from portal.services.template import generate_template
 from tests.support.small_template import FULL_SHAPE, build_small_template, content_counts, make_user
@@ -46,11 +53,28 @@ def blob_count() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(ImageBlob))
 
 
-def new_target(name: str = "My Campaign") -> Campaign:
-    """A shell as the API makes one: the owner exists (committed), the shell is only flushed."""
+def new_target(name: str = "My Campaign", *, commit_shell: bool = False) -> Campaign:
+    """A shell as the API makes one (owner committed, shell only flushed), or as an async
+    request or a pool refill leaves it (shell committed, `seeded_at` NULL)."""
     owner = make_user(db.session)
     db.session.commit()
-    return create_campaign_shell(db.session, owner, name, "mine")
+    shell = create_campaign_shell(db.session, owner, name, "mine")
+    if commit_shell:
+        db.session.commit()
+    return shell
+
+
+def outsider(session: Any, model: type[Any], **values: Any) -> Any:
+    """A record of another campaign than the template."""
+    stranger = new_target("Stranger", commit_shell=True)
+    record = model(id=uuid.uuid4(), campaign_id=stranger.id, name="Outsider", **values)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def in_template(session: Any, template: Campaign, model: type[Any], name: str) -> Any:
+    return session.scalars(sa.select(model).filter_by(campaign_id=template.id, name=name)).one()
 
 
 @contextmanager
@@ -177,6 +201,57 @@ def test_links_are_remapped_by_id_not_by_name(app):
     assert content_counts(session, template.id) == content_counts(session, target.id)
 
 
+def test_the_result_counts_what_was_created_and_times_the_copy(app):
+    """What `campaigns seed` prints: the rows created per table and how long the copy took."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    started = time.perf_counter()
+    result = TraditionalSeeder(session, store).seed(target, template)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+
+    created = content_counts(session, target.id)
+    assert result.rows == created | {"image_blobs": 0}  # share mode: no new blobs
+    assert created == content_counts(session, template.id)
+    assert result.total_rows == sum(created.values()) == 2 + 2 + 6 + 3 + 2 + 3 + 3 + 1 + 4 + 17
+    # The copy is most of the call (the COMMIT and the logs are not in it).
+    assert elapsed_ms / 2 < result.duration_ms <= elapsed_ms
+    assert session.get(Campaign, target.id).seeding_duration_ms == result.duration_ms
+
+
+def test_image_positions_of_every_record_type_are_copied_and_only_the_templates(app):
+    """Positions point at their record by (type, id) with no campaign column: each type's are
+    found through the template's records, also after a type the template has none of (here no
+    vehicles), and never taken from another campaign seeded from the same template."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    taxi = in_template(session, template, Vehicle, "Taxi")
+    session.execute(sa.delete(ImagePosition).where(ImagePosition.positionable_id == taxi.id))
+    session.execute(sa.delete(ImageAttachment).where(ImageAttachment.record_id == taxi.id))
+    session.delete(taxi)
+    for model, name in ((Faction, "The Dragons"), (Juncture, "Ancient"), (Weapon, "Sword")):
+        session.add(
+            ImagePosition(
+                positionable_type=model.__name__,
+                positionable_id=in_template(session, template, model, name).id,
+                context="card",
+                x_position=3.0,
+                y_position=4.5,
+                style_overrides={"zoom": 2},
+            )
+        )
+    session.commit()
+    assert content_counts(session, template.id)["image_positions"] == 6
+
+    first, second = new_target("First"), new_target("Second")
+    results = [TraditionalSeeder(session, store).seed(t, template) for t in (first, second)]
+
+    for target, result in zip((first, second), results, strict=True):
+        assert result.rows["image_positions"] == 6
+        report = verify_campaign(session, target.id)
+        assert report.ok, report.differences[:10]
+
+
 def test_copy_mode_uploads_each_image_once_and_keeps_content(app):
     session, store = db.session, get_image_store()
     template = build_small_template(session, store)
@@ -235,10 +310,25 @@ def test_permanent_imagekit_failure_rolls_everything_back_and_names_the_record(
     finally:
         event.remove(db.engine, "after_cursor_execute", break_imagekit)
 
+    # The message names the template record (by category and name, and by id), its file, and
+    # what ImageKit said about the copy that failed.
     message = str(failure.value)
-    assert re.search(r"could not copy the image 'image' of Schtick \('\w+', '[^']+'\)", message)
-    assert "403" in message
+    named = re.fullmatch(
+        r"could not copy the image 'image' of Schtick \('(\w+)', '([^']+)'\) "
+        r"\(template record ([0-9a-f-]{36}), file '([^']+)'\): "
+        r"ImageKit copy for Schtick ([0-9a-f-]{36}) failed after \d+ attempt\(s\): .*403.*",
+        message,
+    )
+    assert named, message
+    category, name, template_record, key, copy_id = named.groups()
     session.rollback()
+    source = session.scalars(
+        sa.select(Schtick).filter_by(campaign_id=template.id, category=category, name=name)
+    ).one()
+    assert template_record == str(source.id) != copy_id
+    assert key == session.scalar(
+        sa.select(ImageBlob.key).join(ImageAttachment).where(ImageAttachment.record_id == source.id)
+    )
     assert session.get(Campaign, target_id) is None
     assert session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 1  # the template
     assert session.scalar(sa.select(sa.func.count()).select_from(Schtick)) == 6
@@ -257,10 +347,84 @@ def test_refuses_a_seeded_target_and_a_bad_mode(app):
     template = build_small_template(session, store)
     target = new_target()
     TraditionalSeeder(session, store).seed(target, template)
-    with pytest.raises(SeedingError, match="already seeded"):
+    with pytest.raises(SeedingError, match=rf"^campaign {target.id} is already seeded$"):
         TraditionalSeeder(session, store).seed(target, template)
-    with pytest.raises(ValueError, match="image_mode"):
+    with pytest.raises(SeedingError, match=r"^a campaign cannot be seeded from itself$"):
+        TraditionalSeeder(session, store).seed(template, template)
+    with pytest.raises(ValueError, match=r"^image_mode must be one of share, copy: 'link'$"):
         TraditionalSeeder(session, store, image_mode="link")
+
+
+# (what the broken template record is, how to break it): each points outside the template.
+BROKEN_LINKS = {
+    "Juncture 'Contemporary': its faction": lambda s, t: setattr(
+        in_template(s, t, Juncture, "Contemporary"), "faction_id", outsider(s, Faction).id
+    ),
+    "Schtick ('Sorcery', 'Blast'): its prerequisite": lambda s, t: setattr(
+        in_template(s, t, Schtick, "Blast"),
+        "prerequisite_id",
+        outsider(s, Schtick, category="Guns").id,
+    ),
+    "Character 'Johnny Tso': its faction": lambda s, t: setattr(
+        in_template(s, t, Character, "Johnny Tso"), "faction_id", outsider(s, Faction).id
+    ),
+    "Character 'Ugly Shing': its juncture": lambda s, t: setattr(
+        in_template(s, t, Character, "Ugly Shing"), "juncture_id", outsider(s, Juncture).id
+    ),
+    "Character 'Ugly Shing': its schtick": lambda s, t: s.add(
+        CharacterSchtick(
+            character_id=in_template(s, t, Character, "Ugly Shing").id,
+            schtick_id=outsider(s, Schtick, category="Fu").id,
+        )
+    ),
+    "Character 'Johnny Tso': its weapon": lambda s, t: s.add(
+        Carry(
+            character_id=in_template(s, t, Character, "Johnny Tso").id,
+            weapon_id=outsider(s, Weapon).id,
+        )
+    ),
+    "Vehicle 'Taxi': its faction": lambda s, t: setattr(
+        in_template(s, t, Vehicle, "Taxi"), "faction_id", outsider(s, Faction).id
+    ),
+    "Vehicle 'Taxi': its juncture": lambda s, t: setattr(
+        in_template(s, t, Vehicle, "Taxi"), "juncture_id", outsider(s, Juncture).id
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_LINKS))
+def test_a_template_pointing_outside_itself_is_refused_naming_the_record(app, broken):
+    """A copy never points at another campaign's record: the seed stops, says which template
+    record and which of its links are wrong, and leaves nothing behind."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    BROKEN_LINKS[broken](session, template)
+    session.commit()
+    target = new_target("Victim")
+    target_id = target.id
+    schticks_before = session.scalar(sa.select(sa.func.count()).select_from(Schtick))
+
+    with pytest.raises(SeedingError) as failure:
+        TraditionalSeeder(session, store).seed(target, template)
+
+    assert re.fullmatch(
+        rf"template {re.escape(broken)} \([0-9a-f-]{{36}}\) is not part of the template campaign",
+        str(failure.value),
+    )
+    session.rollback()
+    assert session.get(Campaign, target_id) is None
+    assert session.scalar(sa.select(sa.func.count()).select_from(Schtick)) == schticks_before
+
+
+def test_records_are_named_by_category_and_name_by_name_or_else_by_id():
+    """How errors and logs name a record: schtick names repeat across categories."""
+    assert record_label(Schtick(category="Guns", name="Lightning Reload")) == (
+        "('Guns', 'Lightning Reload')"
+    )
+    assert record_label(Faction(id=uuid.uuid4(), name="The Dragons")) == "'The Dragons'"
+    position = ImagePosition(id=uuid.uuid4(), positionable_type="Campaign")
+    assert record_label(position) == repr(str(position.id))
+    assert record_label(Carry(character_id=uuid.uuid4(), weapon_id=uuid.uuid4())) == "'?'"
 
 
 # ---------------------------------------------------------------------------- dropped connections
@@ -280,11 +444,22 @@ def assert_exactly_one_copy(session: Any, target_id: uuid.UUID, template: Campai
     assert report.ok, report.differences[:10]
 
 
-def test_dropped_connection_mid_seed_is_retried_without_duplicates(app, caplog):
-    """SQLite cannot lose its connection: simulate the driver error SQLAlchemy raises for it."""
+def drop_connection(statement: str, parameters: Any) -> sa_exc.OperationalError:
+    """What SQLAlchemy raises for a connection that died under a statement."""
+    return sa_exc.OperationalError(
+        statement, parameters, Exception("nil connection"), connection_invalidated=True
+    )
+
+
+@pytest.mark.parametrize("shell", ["flushed", "committed"])
+def test_dropped_connection_mid_seed_is_retried_without_duplicates(app, caplog, shell):
+    """SQLite cannot lose its connection: simulate the driver error SQLAlchemy raises for it.
+
+    A shell only flushed by the caller (the API) went with the lost transaction and is
+    re-created; one committed before seeding (an async request, a pool refill) is still there."""
     session, store = db.session, get_image_store()
     template = build_small_template(session, store)
-    target = new_target("Resilient")
+    target = new_target("Resilient", commit_shell=shell == "committed")
     target_id = target.id
     state = {"schticks": 0, "dropped": False}
 
@@ -293,9 +468,7 @@ def test_dropped_connection_mid_seed_is_retried_without_duplicates(app, caplog):
             state["schticks"] += 1
             if state["schticks"] == 4 and not state["dropped"]:
                 state["dropped"] = True
-                raise sa_exc.OperationalError(
-                    statement, parameters, Exception("nil connection"), connection_invalidated=True
-                )
+                raise drop_connection(statement, parameters)
 
     event.listen(db.engine, "before_cursor_execute", drop_once)
     try:
@@ -306,7 +479,8 @@ def test_dropped_connection_mid_seed_is_retried_without_duplicates(app, caplog):
 
     assert state["dropped"] and result.campaign_id == target_id
     events = [r.getMessage() for r in caplog.records if r.name == "portal.seeding"]
-    assert "unit_of_work.retry" in events and "seeding.shell_recreated" in events
+    assert "unit_of_work.retry" in events
+    assert ("seeding.shell_recreated" in events) == (shell == "flushed")
     retry = next(r for r in caplog.records if r.getMessage() == "unit_of_work.retry")
     assert retry.campaign_id == str(target_id)
     assert target.seeded_at is not None  # the caller's object is the seeded campaign
@@ -315,22 +489,34 @@ def test_dropped_connection_mid_seed_is_retried_without_duplicates(app, caplog):
     assert blob_count() == 17 + 17 - 1  # template blobs (one shared) + this campaign's copies
 
 
+def lose_the_first_commit(monkeypatch: pytest.MonkeyPatch, *, reached: bool) -> dict[str, bool]:
+    """The connection dies while the first COMMIT is in flight: after the server committed
+    (`reached`) or before (the transaction is lost with the connection)."""
+    dialect = db.engine.dialect
+    real_commit = dialect.do_commit
+    state = {"lost": False}
+
+    def commit(dbapi_connection: Any) -> None:
+        if state["lost"]:
+            real_commit(dbapi_connection)
+            return
+        state["lost"] = True
+        if reached:
+            real_commit(dbapi_connection)
+        else:
+            dbapi_connection.rollback()
+        raise dialect.loaded_dbapi.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dialect, "do_commit", commit)
+    return state
+
+
 def test_commit_that_reached_the_server_is_not_done_twice(app, monkeypatch, caplog):
     """The connection dies after COMMIT succeeded: the retry must notice, not copy again."""
     session, store = db.session, get_image_store()
     template = build_small_template(session, store)
     target = new_target()
-    dialect = db.engine.dialect
-    real_commit = dialect.do_commit
-    state = {"lost": False}
-
-    def commit_then_lose_the_answer(dbapi_connection: Any) -> None:
-        real_commit(dbapi_connection)
-        if not state["lost"]:
-            state["lost"] = True
-            raise dialect.loaded_dbapi.OperationalError("server closed the connection unexpectedly")
-
-    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    state = lose_the_first_commit(monkeypatch, reached=True)
     with caplog.at_level(logging.INFO, logger="portal.seeding"):
         result = TraditionalSeeder(session, store).seed(target, template)
     monkeypatch.undo()
@@ -339,6 +525,129 @@ def test_commit_that_reached_the_server_is_not_done_twice(app, monkeypatch, capl
     assert state["lost"] and result.rows["schticks"] == 6
     assert target.seeded_at is not None  # the caller's object is usable again
     assert_exactly_one_copy(session, target.id, template)
+    # ... and still the session's: what the caller changes on it next is saved to its row.
+    target.description = "<p>Renamed after seeding</p>"
+    session.commit()
+    with db.engine.connect() as other:
+        saved = other.scalar(sa.select(Campaign.description).where(Campaign.id == target.id))
+    assert saved == "<p>Renamed after seeding</p>"
+
+
+@pytest.mark.parametrize("reached", [True, False], ids=["commit_reached", "commit_lost"])
+def test_copy_mode_keeps_exactly_the_files_of_the_commit_that_counted(
+    imagekit_app, imagekit_server, monkeypatch, reached
+):
+    """Copy mode uploads a file per attachment. When the COMMIT's answer is lost, the files of
+    that attempt stay if the COMMIT reached the server (the campaign uses them) and are deleted
+    if it did not (the retry copies its own): nothing orphaned on ImageKit, nothing missing."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    calls_before = Counter(imagekit_server.calls)
+    state = lose_the_first_commit(monkeypatch, reached=reached)
+    result = TraditionalSeeder(session, store, image_mode="copy").seed(target, template)
+    monkeypatch.undo()
+
+    assert state["lost"] and result.rows["image_blobs"] == 17
+    assert_exactly_one_copy(session, target.id, template)
+    calls = Counter(imagekit_server.calls) - calls_before
+    assert calls["copy"] == (17 if reached else 34)
+    assert calls["delete"] == (0 if reached else 17)
+    used = set(session.scalars(sa.select(ImageBlob.meta["fileId"].as_string())))
+    assert set(imagekit_server.files) == used and len(used) == 16 + 17
+    assert verify_campaign(session, target.id, store=store).ok
+
+
+@pytest.mark.parametrize("reached", [True, False], ids=["commit_reached", "commit_lost"])
+def test_a_seed_that_gives_up_at_its_commit_keeps_only_the_files_in_use(
+    imagekit_app, imagekit_server, monkeypatch, reached
+):
+    """With no attempt left, a lost COMMIT answer is the seed's error; the files copied for that
+    attempt stay if the COMMIT had reached the server (the campaign exists and uses them) and
+    are deleted if it had not."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target()
+    target_id = target.id
+    template_files = set(imagekit_server.files)
+    lose_the_first_commit(monkeypatch, reached=reached)
+    with pytest.raises(sa_exc.OperationalError, match="server closed the connection"):
+        TraditionalSeeder(session, store, image_mode="copy", attempts=1).seed(target, template)
+    monkeypatch.undo()
+    session.rollback()
+
+    if reached:
+        assert session.get(Campaign, target_id).seeded_at is not None
+        assert verify_campaign(session, target_id, store=store).ok
+        used = set(session.scalars(sa.select(ImageBlob.meta["fileId"].as_string())))
+        assert set(imagekit_server.files) == used and len(used) == 16 + 17
+    else:
+        assert session.get(Campaign, target_id) is None
+        assert set(imagekit_server.files) == template_files
+
+
+def test_a_campaign_seeded_by_someone_else_during_the_retry_is_left_alone(app):
+    """Our attempt lost its connection, and another seeder seeded the (committed) shell before
+    our retry: the retry must not copy a second time over theirs, and must say why."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target("Raced", commit_shell=True)
+    target_id = target.id
+    state = {"dropped": False}
+
+    def seed_elsewhere_then_drop(_conn, _cursor, statement, parameters, _context, _many):
+        if state["dropped"] or not statement.lstrip().upper().startswith("INSERT INTO FACTIONS"):
+            return
+        state["dropped"] = True
+        with db.engine.begin() as other:
+            other.execute(
+                sa.update(Campaign.__table__)
+                .where(Campaign.__table__.c.id == target_id)
+                .values(seeded_at=sa.func.current_timestamp(), seeding_method="batch")
+            )
+        raise drop_connection(statement, parameters)
+
+    event.listen(db.engine, "before_cursor_execute", seed_elsewhere_then_drop)
+    try:
+        with pytest.raises(SeedingError) as failure:
+            TraditionalSeeder(session, store).seed(target, template)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seed_elsewhere_then_drop)
+
+    assert str(failure.value) == f"campaign {target_id} was seeded by someone else meanwhile"
+    session.rollback()
+    assert session.get(Campaign, target_id).seeding_method == "batch"
+    assert sum(content_counts(session, target_id).values()) == 0
+
+
+def test_a_connection_that_keeps_dropping_is_given_up_after_three_attempts(app, caplog):
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    target = new_target("Unlucky")
+    target_id = target.id
+    drops: list[str] = []
+
+    def drop_always(_conn, _cursor, statement, parameters, _context, _many):
+        if count_schtick_inserts(statement):
+            drops.append(statement)
+            raise drop_connection(statement, parameters)
+
+    event.listen(db.engine, "before_cursor_execute", drop_always)
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="portal.seeding"),
+            pytest.raises(sa_exc.OperationalError, match="nil connection"),
+        ):
+            TraditionalSeeder(session, store).seed(target, template)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", drop_always)
+
+    assert len(drops) == 3
+    gave_up = next(r for r in caplog.records if r.getMessage() == "unit_of_work.gave_up")
+    assert gave_up.attempt == 3
+    session.rollback()
+    assert session.get(Campaign, target_id) is None  # the flushed shell went with the attempts
+    assert session.scalar(sa.select(sa.func.count()).select_from(Schtick)) == 6
 
 
 @pytest.mark.postgres
