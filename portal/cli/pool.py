@@ -48,7 +48,10 @@ def replenish(wait: bool) -> None:
             bar.update(done - built)  # a build may bring several campaigns at once
             built = done
 
-        reports = replenish_all(db_session(), get_redis(), settings, progress=progress)
+        # The refill runs in this process and reports what it built: no helper workers share it
+        reports = replenish_all(
+            db_session(), get_redis(), settings, progress=progress, fan_out=False
+        )
     click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     if any(r.failed for r in reports):
         raise click.ClickException("some pool campaigns failed to build; see the log")

@@ -577,9 +577,10 @@ def replenish_all(
     settings: Settings,
     *,
     progress: Progress | None = None,
-    fan_out: bool = False,
+    fan_out: bool,
 ) -> list[ReplenishReport]:
-    """Refill the master pool, then every gamemaster's own pool that is short."""
+    """Refill the master pool, then every gamemaster's own pool that is short; with `fan_out`,
+    ask helper workers to share each pool's builds (the refill job does, a direct call says)."""
     reports = [
         replenish_pool(
             session, redis_client, settings, "master", progress=progress, fan_out=fan_out

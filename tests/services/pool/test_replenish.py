@@ -213,11 +213,12 @@ def test_a_refill_without_a_current_master_template_builds_nothing(small_app):
     master = find_master_template(db.session)
     master.template_version = None  # written before versions existed
     db.session.commit()
-    reports = replenish_all(db.session, redis_client, settings)  # no user pool tried either
+    # No user pool is tried either.
+    reports = replenish_all(db.session, redis_client, settings, fan_out=False)
     assert [(r.pool_type, r.skipped) for r in reports] == [("master", "no_template")]
     master.is_master_template = False  # no master template at all
     db.session.commit()
-    reports = replenish_all(db.session, redis_client, settings)
+    reports = replenish_all(db.session, redis_client, settings, fan_out=False)
     assert [(r.pool_type, r.skipped) for r in reports] == [("master", "no_template")]
     assert pool_rows() == []
 
@@ -454,11 +455,11 @@ def test_a_round_of_refills_stops_where_a_rollout_is_throttled(small_app):
     in_flight_elsewhere(2)  # the rollout's cap: the master pool still lacks one
     redis_client, settings = get_redis(small_app), settings_of(small_app)
 
-    reports = replenish_all(db.session, redis_client, settings)
+    reports = replenish_all(db.session, redis_client, settings, fan_out=False)
     assert [(r.pool_type, r.skipped) for r in reports] == [("master", "throttled")]
 
     configure(master_target=2)  # the builds in flight fill the master pool ...
-    reports = replenish_all(db.session, redis_client, settings)
+    reports = replenish_all(db.session, redis_client, settings, fan_out=False)
     # ... and the first gamemaster's refill is throttled: the others are not even tried.
     assert [(r.pool_type, r.user_id, r.skipped) for r in reports] == [
         ("master", None, None),
@@ -470,7 +471,7 @@ def test_a_round_of_refills_stops_where_a_rollout_is_throttled(small_app):
 def test_a_paused_round_of_refills_tries_no_user_pool(small_app):
     configure(master_target=1, user_target=1, refills_enabled=0)
     gamemaster()
-    reports = replenish_all(db.session, get_redis(small_app), settings_of(small_app))
+    reports = replenish_all(db.session, get_redis(small_app), settings_of(small_app), fan_out=False)
     assert [(r.pool_type, r.skipped) for r in reports] == [("master", "paused")]
 
 
@@ -578,7 +579,7 @@ def test_a_round_of_refills_reports_progress_and_queues_helpers_for_every_pool(
     queue = Queue("seeding", connection=get_redis(small_app))
     assert sorted(queue.job_ids) == ["replenish-master-all-h1", f"replenish-user-{gm.id}-h1"]
     # The next round finds every pool full: the gamemaster's is not even tried.
-    again = replenish_all(db.session, get_redis(small_app), settings_of(small_app))
+    again = replenish_all(db.session, get_redis(small_app), settings_of(small_app), fan_out=False)
     assert [(r.pool_type, r.built) for r in again] == [("master", [])]
 
 

@@ -284,6 +284,30 @@ def test_the_dashboard_and_the_pool_payload_show_the_rollout(app, client, auth):
     assert 'data-testid="rollout-progress" max="1" value="0.0"' in page
 
 
+def test_a_failed_build_of_an_old_version_is_not_a_rollout(app):
+    """An old version's build that failed (left for the clean-up) is not an old campaign still
+    to replace: with builds in flight elsewhere, the refill is not held to the rollout's cap."""
+    configure()
+    owner_id = find_master_template(db.session).user_id
+    db.session.add(
+        Campaign(
+            user_id=owner_id,
+            name="Failed long ago",
+            is_pool=True,
+            pool_type="master",
+            pool_status="failed",
+            pool_created_at=utcnow() - timedelta(hours=1),
+            template_version=version() - 1,
+        )
+    )
+    db.session.commit()
+    builds_in_flight_elsewhere(MAX_BUILDING, version(), utcnow())
+
+    report = replenish_pool(db.session, get_redis(app), settings_of(app), "master")
+
+    assert report.skipped is None and len(report.built) == TARGET
+
+
 @pytest.mark.postgres
 def test_concurrent_refills_during_a_rollout_keep_within_the_cap(app):
     """Six pools refilled at once by six workers after a version change: never more than
@@ -295,7 +319,7 @@ def test_concurrent_refills_during_a_rollout_keep_within_the_cap(app):
 
     configure(master_target=2, user_target=1)
     gms = [gamemaster() for _ in range(5)]
-    replenish_all(db.session, get_redis(app), settings_of(app))
+    replenish_all(db.session, get_redis(app), settings_of(app), fan_out=False)
     bump_template_version(db.session)  # everything retired: a rollout is in progress
     since = db.session.scalar(sa.select(sa.func.max(PoolEvent.id)))
     pools: list[tuple[str, uuid.UUID | None]] = [("master", None)] + [("user", g.id) for g in gms]
@@ -318,7 +342,9 @@ def test_concurrent_refills_during_a_rollout_keep_within_the_cap(app):
     for t in threads:
         t.join(300)
     assert not [r for r in reports if isinstance(r, BaseException)], reports
-    replenish_all(db.session, get_redis(app), settings_of(app))  # the schedule finishes
+    replenish_all(
+        db.session, get_redis(app), settings_of(app), fan_out=False
+    )  # the schedule finishes
 
     db.session.expire_all()
     rebuilt = [e for e in events("replenished") if e.id > since]

@@ -334,6 +334,25 @@ def test_a_superseded_build_retires_its_own_campaigns_and_says_why(small_app):
     ] * 2
 
 
+def test_a_version_change_stamps_what_it_retires_with_its_own_time(small_app):
+    """The retired campaigns' `updated_at` and their `retired` events carry the instant of the
+    version change, as its `template_version` event does: the pool's history reads as one step,
+    and the campaigns show when they stopped being handed out."""
+    old = fill(small_app, 2)
+    built_at = {i: db.session.get(Campaign, i).updated_at for i in old}
+
+    bump_template_version(db.session, actor="ops")
+
+    db.session.expire_all()
+    change_at = db.session.scalar(
+        sa.select(PoolEvent.created_at).where(PoolEvent.kind == "template_version")
+    )
+    for campaign_id in old:
+        campaign = db.session.get(Campaign, campaign_id)
+        assert campaign.updated_at == change_at and campaign.updated_at != built_at[campaign_id]
+    assert [e.created_at for e in retired_events()] == [change_at, change_at]
+
+
 def test_a_build_the_version_change_retired_is_not_retired_twice(small_app):
     build = reserve("master", master().user_id, 2)
     bump_template_version(db.session)  # retires the build's campaigns as it runs
