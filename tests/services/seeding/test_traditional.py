@@ -252,6 +252,33 @@ def test_image_positions_of_every_record_type_are_copied_and_only_the_templates(
         assert report.ok, report.differences[:10]
 
 
+@pytest.mark.parametrize("image_mode", ["share", "copy"])
+def test_attachment_names_are_copied_as_the_template_has_them(app, image_mode):
+    """Chi War names every attachment "image", but the name is the attachment's role: a
+    template attachment under another name keeps it in the copy, not the default."""
+    session, store = db.session, get_image_store()
+    template = build_small_template(session, store)
+    sword = in_template(session, template, Weapon, "Sword")
+    renamed = session.scalars(
+        sa.select(ImageAttachment).filter_by(record_type="Weapon", record_id=sword.id)
+    ).first()
+    assert renamed is not None, "the small template's Sword has an image"
+    renamed.name = "portrait"
+    session.commit()
+    target = new_target()
+    TraditionalSeeder(session, store, image_mode=image_mode).seed(target, template)
+
+    copy = in_template(session, target, Weapon, "Sword")
+    names = session.scalars(
+        sa.select(ImageAttachment.name).filter_by(record_type="Weapon", record_id=copy.id)
+    ).all()
+    template_names = session.scalars(
+        sa.select(ImageAttachment.name).filter_by(record_type="Weapon", record_id=sword.id)
+    ).all()
+    assert sorted(names) == sorted(template_names)
+    assert "portrait" in names
+
+
 def test_copy_mode_uploads_each_image_once_and_keeps_content(app):
     session, store = db.session, get_image_store()
     template = build_small_template(session, store)
