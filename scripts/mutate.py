@@ -174,8 +174,9 @@ def restore_verdicts(group: Group) -> None:
 
 
 def save_verdicts(group: Group) -> None:
-    """Writes the group's decided verdicts and function hashes (from mutmut's results) to
-    scripts/mutation-verdicts/<group>.json, with the commit and date of the run."""
+    """Writes the group's verdicts (null for a mutant not run yet) and function hashes, from
+    mutmut's results, to scripts/mutation-verdicts/<group>.json with the commit and date of
+    the run."""
     modules = {}
     for module in group.modules:
         meta = meta_path(group, module)
@@ -184,9 +185,8 @@ def save_verdicts(group: Group) -> None:
         data = json.loads(meta.read_text())
         modules[module] = {
             "functions": dict(sorted(data["hash_by_function_name"].items())),
-            "verdicts": {
-                k: v for k, v in sorted(data["exit_code_by_key"].items()) if v is not None
-            },
+            # Not yet run mutants too (null): a fresh clone's report counts them as not run.
+            "verdicts": dict(sorted(data["exit_code_by_key"].items())),
         }
     if not modules:
         return
