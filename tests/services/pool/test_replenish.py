@@ -199,9 +199,9 @@ def test_a_refill_reports_its_pool_its_target_and_where_it_started(small_app):
 
 def test_a_refill_of_an_unknown_pool_or_of_nobodys_user_pool_is_refused(small_app):
     redis_client, settings = get_redis(small_app), settings_of(small_app)
-    with pytest.raises(ValueError, match="unknown pool type 'users'"):
+    with pytest.raises(ValueError, match=r"^unknown pool type 'users'$"):
         replenish_pool(db.session, redis_client, settings, "users")
-    with pytest.raises(ValueError, match="a user pool needs a user_id"):
+    with pytest.raises(ValueError, match=r"^a user pool needs a user_id$"):
         replenish_pool(db.session, redis_client, settings, "user")
     assert pool_rows() == []
 
@@ -553,6 +553,20 @@ def test_a_refill_queues_a_helper_per_build_that_could_run_beside_it(small_app, 
         assert len(report.built) == target
         helpers = [f"replenish-user-{gm.id}-h{i}" for i in range(1, expected + 1)]
         assert sorted(queue.job_ids) == helpers, (workers, max_parallel, k, target)
+
+
+def test_a_direct_refill_builds_alone_even_with_idle_workers(small_app, seeding_workers):
+    """Only the refill job shares a pool's deficit with other workers; a direct call (the
+    CLI's `pool replenish`, a script) builds every campaign itself and queues no helper."""
+    seeding_workers(4)
+    configure(master_target=3, build_batch_size=1, max_parallel_builds=10)
+    queue = Queue("seeding", connection=get_redis(small_app))
+    queue.empty()
+
+    report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+
+    assert (len(report.built), report.builds) == (3, 3)
+    assert queue.job_ids == []
 
 
 def test_a_round_of_refills_reports_progress_and_queues_helpers_for_every_pool(

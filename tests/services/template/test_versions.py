@@ -431,7 +431,11 @@ def test_a_claim_during_an_uncommitted_bump_skips_the_campaigns_being_retired(te
             .where(Campaign.is_master_template.is_(True))
             .values(template_version=Campaign.template_version + 1)
         )
-        assert len(retire_old_versions(session, 2, reason="template_version")) == 2
+        retired = retire_old_versions(session, 2, reason="template_version")
+        # What it retired, as its callers count and report it (the versions retired).
+        assert sorted((r.id, r.pool_type, r.template_version) for r in retired) == sorted(
+            (campaign_id, "master", 1) for campaign_id in old
+        )
         # The claim reads version 1 and does not wait: the rows are locked, SKIP LOCKED.
         assert CampaignPoolService(db.session).assign_pool_campaign(user, "During") is None
         session.commit()
