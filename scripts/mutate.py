@@ -74,6 +74,9 @@ class ModuleScore:
     survivors: list[str] = field(default_factory=list)
     equivalent: list[str] = field(default_factory=list)
     no_tests: list[str] = field(default_factory=list)
+    # Listed as equivalent but killed: the entry names another mutant now (numbers shift when
+    # a function changes) and should be re-checked.
+    stale_equivalents: list[str] = field(default_factory=list)
     not_checked: int = 0
     other: int = 0
 
@@ -356,6 +359,8 @@ def scores(group: Group, known: dict[str, Group], equivalents: dict[str, str]) -
             code = strongest(codes)
             if code in KILLED:
                 score.killed += 1
+                if name in equivalents:
+                    score.stale_equivalents.append(name)
             elif name in equivalents:
                 score.equivalent.append(name)
             elif code in SURVIVED:
@@ -397,6 +402,7 @@ def report(groups: list[Group], known: dict[str, Group]) -> bool:
             )
             details += [f"survived  {name}" for name in s.survivors]
             details += [f"no tests  {name}" for name in s.no_tests]
+            details += [f"killed, yet listed as equivalent  {name}" for name in s.stale_equivalents]
             if s.not_checked:
                 details.append(f"not checked: {s.not_checked} mutants of {s.module}")
     if details:
