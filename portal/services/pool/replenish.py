@@ -462,6 +462,8 @@ def replenish_pool(
         raise ValueError(f"unknown pool type {pool_type!r}")
     if pool_type == "user" and user_id is None:
         raise ValueError("a user pool needs a user_id")
+    if pool_type == "master" and user_id is not None:
+        raise ValueError("the master pool has no user_id (its campaigns are the template owner's)")
     config: PoolConfig = load_pool_config(session, settings)
     target = effective_target(session, settings, pool_type, config=config).value
     report = ReplenishReport(pool_type, str(user_id) if user_id else None, target)
@@ -474,7 +476,7 @@ def replenish_pool(
         log.info("pool.replenish.skipped", extra={"pool_type": pool_type, "reason": "paused"})
         return report
     timeout = build_timeout(settings)
-    owner_id = user_id if pool_type == "user" and user_id else template.user_id
+    owner_id = user_id or template.user_id  # a user pool's gamemaster, else the template owner
     builders = seeding_workers(redis_client) if fan_out else 1
     report.level_before = pool_level(
         session, pool_type, template.template_version, user_id, stale_after=timeout

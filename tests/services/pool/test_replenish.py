@@ -203,6 +203,8 @@ def test_a_refill_of_an_unknown_pool_or_of_nobodys_user_pool_is_refused(small_ap
         replenish_pool(db.session, redis_client, settings, "users")
     with pytest.raises(ValueError, match=r"^a user pool needs a user_id$"):
         replenish_pool(db.session, redis_client, settings, "user")
+    with pytest.raises(ValueError, match=r"^the master pool has no user_id"):
+        replenish_pool(db.session, redis_client, settings, "master", gamemaster().id)
     assert pool_rows() == []
 
 
