@@ -401,9 +401,10 @@ def failed_builds(
 def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
     """A pool rests after `failure_budget` failed builds in a row, counted in the order they
     happened, of that pool alone (one gamemaster's failures do not stop another's pool, nor
-    the master pool), for 15 minutes from its latest failure."""
+    the master pool), for 15 minutes from its latest failure (not from the pool's latest event:
+    the claims a resting pool still serves do not prolong its rest)."""
     configure(failure_budget=3, master_target=1, user_target=1)
-    recent, later, resting, rested, short = (gamemaster(n) for n in "abcde")
+    recent, later, resting, rested, short, served = (gamemaster(n) for n in "abcdef")
     minute = timedelta(minutes=1)
     failed_builds(2, timedelta(0), short)  # below the budget
     failed_builds(3, minute, recent)
@@ -412,6 +413,8 @@ def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
     failed_builds(3, 3 * minute, later)
     failed_builds(3, 14 * minute, resting)
     failed_builds(3, 16 * minute, rested)
+    failed_builds(3, 16 * minute, served)
+    failed_builds(1, minute, served, kind="assigned")  # a claim from its pool since
     failed_builds(3, 20 * minute)  # the master pool's, long enough ago
 
     outcome = {}
@@ -421,6 +424,7 @@ def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
         ("later", later),
         ("resting", resting),
         ("rested", rested),
+        ("served", served),
         ("master", None),
     ]:
         report = replenish_pool(
@@ -438,6 +442,7 @@ def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
         "later": 1,
         "resting": "halted",
         "rested": 1,
+        "served": 1,
         "master": 1,
     }
 
