@@ -404,7 +404,7 @@ def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
     the master pool), for 15 minutes from its latest failure (not from the pool's latest event:
     the claims a resting pool still serves do not prolong its rest)."""
     configure(failure_budget=3, master_target=1, user_target=1)
-    recent, later, resting, rested, short, served = (gamemaster(n) for n in "abcdef")
+    recent, later, resting, rested, short, served, claimed = (gamemaster(n) for n in "abcdefg")
     minute = timedelta(minutes=1)
     failed_builds(2, timedelta(0), short)  # below the budget
     failed_builds(3, minute, recent)
@@ -415,17 +415,21 @@ def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
     failed_builds(3, 16 * minute, rested)
     failed_builds(3, 16 * minute, served)
     failed_builds(1, minute, served, kind="assigned")  # a claim from its pool since
-    failed_builds(3, 20 * minute)  # the master pool's, long enough ago
+    failed_builds(3, 2 * minute, claimed)
+    failed_builds(1, minute, claimed, kind="assigned")  # a claim is not a successful build
+    # The master pool's own failures are below the budget, whatever the gamemasters' are.
+    failed_builds(2, minute)
 
     outcome = {}
     for name, user in [
+        ("master", None),  # first: before any build's success ends the other pools' runs
         ("short", short),
         ("recent", recent),
         ("later", later),
         ("resting", resting),
         ("rested", rested),
         ("served", served),
-        ("master", None),
+        ("claimed", claimed),
     ]:
         report = replenish_pool(
             db.session,
@@ -443,6 +447,7 @@ def test_failures_halt_only_the_pool_that_failed_for_fifteen_minutes(small_app):
         "resting": "halted",
         "rested": 1,
         "served": 1,
+        "claimed": "halted",
         "master": 1,
     }
 
