@@ -259,8 +259,7 @@ def reserve_build(
     session.rollback()  # the counts below must come after the lock, in a transaction of their own
     try:
         _serialize_reservations(session)
-        now = utcnow()
-        since = now - stale_after
+        since = utcnow() - stale_after
         level = pool_level(session, pool_type, version, user_id, stale_after=stale_after)
         deficit = target - level
         if deficit <= 0:
@@ -275,6 +274,9 @@ def reserve_build(
         if throttled and rollout_in_progress(session, version):
             session.rollback()
             return THROTTLED
+        # The reservation's time is taken after its counts: a build that ended while they ran
+        # (its `replenished` event is stamped just before its commit) ends before this one starts.
+        now = utcnow()
         count = batch_size(deficit, batch_limit)
         build_id = uuid.uuid4()
         ids = [uuid.uuid4() for _ in range(count)]
