@@ -266,7 +266,9 @@ def run_group(
         runs = [known[group.retries], group] if survivors_only else [known[group.retries]]
         names = left_alive(runs, group.modules)
     elif survivors_only:
-        names = left_alive([group], group.modules)
+        # What a retrying group killed on its database is not alive: leave it out.
+        retried_by = [g for g in known.values() if g.retries == group.name]
+        names = left_alive([group, *retried_by], group.modules)
     if group.retries or survivors_only:
         print(f"   re-running {len(names)} mutants left alive", flush=True)
         if not names:
