@@ -22,11 +22,13 @@ from portal.services.accounts.users import create_user
 from portal.services.campaigns.records import find_master_template
 from portal.services.images.backend import get_image_store
 from portal.services.infra.queue import get_redis
+from portal.services.pool.cleanup import reap_after
 from portal.services.pool.config import load_pool_config, set_pool_setting
 from portal.services.pool.events import PoolEventKind, record_pool_event
 from portal.services.pool.replenish import (
     build_pool_campaign,
     build_reserved,
+    build_timeout,
     gamemasters_needing_pools,
     replenish_all,
     replenish_pool,
@@ -263,6 +265,20 @@ def test_a_build_older_than_the_build_timeout_no_longer_holds_its_place(one_minu
 
     assert (len(report.built), report.level_before, report.skipped) == (1, 0, None)
     assert db.session.get(Campaign, dead).pool_status == "building"  # the reaper's to fail
+
+
+def test_the_build_timeout_and_the_reap_delay_without_settings_are_the_documented_defaults(
+    one_minute_builds_app,
+):
+    """POOL_BUILD_TIMEOUT is 10 minutes unless set, and a stuck build is reaped half as long
+    again after it (at most 5 minutes more): 15 minutes by default, 90 s for 1-minute builds."""
+    assert build_timeout(None) == timedelta(minutes=10)
+    assert reap_after(None) == timedelta(minutes=15)
+    settings = settings_of(one_minute_builds_app)
+    assert (build_timeout(settings), reap_after(settings)) == (
+        timedelta(minutes=1),
+        timedelta(seconds=90),
+    )
 
 
 def test_a_build_records_when_its_campaigns_became_ready_and_what_it_took(small_app):

@@ -269,7 +269,7 @@ def test_a_build_running_while_the_version_changes_is_never_ready(template_app):
     with template_app.app_context():  # ... when another process bumps it
         bump_template_version(db.session)
 
-    with pytest.raises(BuildSuperseded):
+    with pytest.raises(BuildSuperseded, match=r"^build \S+ was made from an old template version$"):
         build_pool_campaign(db.session, template, "master", template.user_id, max_building=2)
 
     db.session.expire_all()
