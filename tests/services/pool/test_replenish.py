@@ -310,6 +310,10 @@ def test_a_build_records_when_its_campaigns_became_ready_and_what_it_took(small_
     assert detail["rows"] > 0
     # The whole build: the flip to ready and the seeding, which alone took duration_ms.
     assert replenished[0].duration_ms <= detail["build_ms"] < 60_000
+    # In milliseconds to a tenth, always a number with decimals for whoever reads the JSON.
+    assert isinstance(detail["build_ms"], float) and detail["build_ms"] == round(
+        detail["build_ms"], 1
+    )
 
 
 def test_a_failed_build_is_recorded_as_its_pools_and_fails_only_its_own_campaigns(
