@@ -281,6 +281,22 @@ def test_the_build_timeout_and_the_reap_delay_without_settings_are_the_documente
     )
 
 
+def test_a_pool_campaign_is_named_by_its_id_and_shows_the_templates_description(small_app):
+    """Until a claim names it, a pool campaign is "Pool campaign <first 12 hex digits of its
+    id>" (unique, and recognisable in the portal's campaign list) with the template's
+    description under it."""
+    configure(master_target=2, build_batch_size=2)
+
+    report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+
+    template = find_master_template(db.session)
+    assert template is not None and template.description
+    built = [db.session.get(Campaign, uuid.UUID(i)) for i in report.built]
+    assert [(c.name, c.description, c.active) for c in built] == [
+        (f"Pool campaign {c.id.hex[:12]}", template.description, True) for c in built
+    ]
+
+
 def test_a_build_records_when_its_campaigns_became_ready_and_what_it_took(small_app):
     configure(master_target=2, build_batch_size=2)
 
