@@ -267,6 +267,20 @@ def test_a_build_older_than_the_build_timeout_no_longer_holds_its_place(one_minu
     assert db.session.get(Campaign, dead).pool_status == "building"  # the reaper's to fail
 
 
+def test_campaigns_of_another_template_version_do_not_fill_the_pool(small_app):
+    """Ready or building campaigns of an old version that the version change did not retire
+    (stamped before an upgrade, a version changed by hand in SQL) are not counted: the refill
+    builds the target at the current version."""
+    configure(master_target=2)
+    owner = template_owner()
+    pool_campaign(owner, status="ready", version=0)
+    pool_campaign(owner, status="building", version=0)
+
+    report = replenish_pool(db.session, get_redis(small_app), settings_of(small_app))
+
+    assert (report.level_before, len(report.built)) == (0, 2)
+
+
 def test_the_build_timeout_and_the_reap_delay_without_settings_are_the_documented_defaults(
     one_minute_builds_app,
 ):
