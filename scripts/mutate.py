@@ -98,18 +98,27 @@ class ModuleScore:
 
 
 def load_groups() -> dict[str, Group]:
+    """The groups of pyproject.toml; a retrying group takes the modules and tests of the group
+    it retries unless it names its own (it differs by its database)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     groups = config["tool"]["campaign-pool"]["mutation"]
-    return {
-        name: Group(
+    loaded = {}
+    for name, spec in groups.items():
+        retries = spec.get("retry_survivors_of")
+        base = groups[retries] if retries else spec
+        loaded[name] = Group(
             name,
-            spec["modules"],
-            spec["tests"],
+            spec.get("modules", base["modules"]),
+            spec.get("tests", base["tests"]),
             spec.get("database", "sqlite"),
-            spec.get("retry_survivors_of"),
+            retries,
         )
-        for name, spec in groups.items()
-    }
+    return loaded
+
+
+def retrying_groups(group: Group, known: dict[str, Group]) -> list[Group]:
+    """The groups that re-run `group`'s survivors on another database."""
+    return [g for g in known.values() if g.retries == group.name]
 
 
 def project_files() -> list[str]:
@@ -267,8 +276,7 @@ def run_group(
         names = left_alive(runs, group.modules)
     elif survivors_only:
         # What a retrying group killed on its database is not alive: leave it out.
-        retried_by = [g for g in known.values() if g.retries == group.name]
-        names = left_alive([group, *retried_by], group.modules)
+        names = left_alive([group, *retrying_groups(group, known)], group.modules)
     if group.retries or survivors_only:
         print(f"   re-running {len(names)} mutants left alive", flush=True)
         if not names:
@@ -349,7 +357,7 @@ def strongest(codes: list[int | None]) -> int | None:
 
 def scores(group: Group, known: dict[str, Group], equivalents: dict[str, str]) -> list[ModuleScore]:
     """The group's modules scored over its own run and every run that retried its mutants."""
-    retried_by = [g for g in known.values() if g.retries == group.name]
+    retried_by = retrying_groups(group, known)
     result = []
     for module in group.modules:
         score = ModuleScore(module)
@@ -392,8 +400,7 @@ def report(groups: list[Group], known: dict[str, Group]) -> bool:
     for group in groups:
         if group.retries:
             continue  # scored with the group it retries
-        retried_by = [g.name for g in known.values() if g.retries == group.name]
-        label = " + ".join([group.name, *retried_by])
+        label = " + ".join([group.name, *(g.name for g in retrying_groups(group, known))])
         for s in scores(group, known, equivalents):
             value = "not run" if s.score is None else f"{s.score:.1%}"
             if s.score is None or s.score < BAR or s.not_checked:
